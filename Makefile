@@ -1,0 +1,45 @@
+# chart-sync: `make run` (the product) and `make test` (the suite). See README.md.
+SHELL := /bin/bash
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+PYTHON ?= python3
+EMULATOR_PORT ?= 8899
+
+export AIRFLOW_HOME ?= $(CURDIR)/.airflow
+export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
+export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
+export AIRFLOW__CORE__LOAD_EXAMPLES := False
+export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS ?= admin:admin,viewer:viewer
+export PYTHONPATH := $(CURDIR)/include$(if $(PYTHONPATH),:$(PYTHONPATH))
+
+.PHONY: setup run test lint bench clean
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip uv
+	$(BIN)/uv pip install -q --python $(BIN)/python -r requirements.txt -e .
+	touch $@
+
+## setup: venv + packages, Airflow metadata DB, chart DB, airflow_settings.yaml loaded (idempotent, no server)
+setup: $(VENV)/.installed
+	mkdir -p $(AIRFLOW_HOME)
+	$(BIN)/airflow db migrate > $(AIRFLOW_HOME)/db-migrate.log 2>&1 || (tail -20 $(AIRFLOW_HOME)/db-migrate.log; exit 1)
+	$(BIN)/chartsync settings load airflow_settings.yaml
+	$(BIN)/chartsync db upgrade
+
+## run: setup, emulator, demo charts and schedules, then Airflow on http://localhost:8080
+run: setup
+	$(BIN)/python -m chartsync.demo --emulator-port $(EMULATOR_PORT)
+
+## test: setup, then the whole suite (starts and stops its own servers)
+test: setup
+	$(BIN)/python -m pytest -p no:cacheprovider $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed
+	$(BIN)/python -m pip install -q ruff && $(BIN)/ruff check include dags plugins tests benchmarks
+
+bench: setup
+	$(BIN)/python benchmarks/parse.py
+
+clean:
+	rm -rf $(AIRFLOW_HOME) $(VENV)

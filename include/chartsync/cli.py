@@ -1,0 +1,209 @@
+"""``chartsync``: the command line for the chart warehouse (charts, schedules, database).
+
+Exit codes: 0 done, 1 the operation failed (API or DB), 2 bad input (nothing written).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from chartsync.frequency import Frequency
+
+EXIT_FAILED, EXIT_BAD_INPUT = 1, 2
+
+
+class BadInput(Exception):
+    pass
+
+
+def _engine():
+    from chartsync.db import chart_engine
+
+    return chart_engine()
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from chartsync.db.migrate import current_revision, upgrade
+
+    engine = _engine()
+    upgrade(engine)
+    print(f"chart DB at revision {current_revision(engine)} ({engine.url.render_as_string(hide_password=True)})")
+    return 0
+
+
+def cmd_charts_import(args: argparse.Namespace) -> int:
+    from chartsync.charts import import_charts
+    from chartsync.soundcharts import SoundchartsClient
+
+    total_created = total_updated = 0
+    for platform in args.platform:
+        created, updated = import_charts(_engine(), SoundchartsClient(), platform, args.country)
+        print(f"{platform}: {created} charts created, {updated} updated")
+        total_created += created
+        total_updated += updated
+    return 0
+
+
+def cmd_schedules_add(args: argparse.Namespace) -> int:
+    from chartsync import charts, schedules
+    from chartsync.charts import ChartNotFound
+    from chartsync.soundcharts import SoundchartsClient
+
+    engine = _engine()
+    try:
+        chart_row = charts.get_chart(engine, slug=args.slug)
+    except ChartNotFound as exc:
+        raise BadInput(str(exc)) from None
+    if args.frequency == Frequency.CUSTOM.value and args.interval_hours is None:
+        raise BadInput("--interval-hours is required with --frequency custom")
+    if args.interval_hours is not None and args.frequency != Frequency.CUSTOM.value:
+        raise BadInput("--interval-hours only goes with --frequency custom")
+    weekday = chart_row.publication_weekday
+    if weekday is None and (args.frequency or chart_row.frequency or "weekly").startswith("week"):
+        weekday = charts.learn_publication_weekday(engine, SoundchartsClient(), chart_row)
+    try:
+        schedule_id = schedules.add_schedule(
+            engine, chart_row, frequency=args.frequency, custom_interval_hours=args.interval_hours,
+            cron_expression=args.cron, weekday=weekday, is_active=not args.inactive,
+            sync_immediately=not args.scheduled, sync_historical_data=not args.no_history,
+            fetch_track_metadata=not args.no_metadata,
+        )
+    except schedules.ScheduleError as exc:
+        raise BadInput(str(exc)) from None
+    row = schedules.load_rows(engine, args.slug)[0]
+    print(f"schedule {schedule_id}: {args.slug} {row.sync_frequency}, history from {row.history_start}, "
+          f"{'active' if row.is_active else 'inactive'}; DAG {schedules.dag_id_for(args.slug)} appears at the "
+          "next parse of dags/chart_sync.py (within [dag_processor] refresh interval, 30 s by default)")
+    return 0
+
+
+def cmd_schedules_list(args: argparse.Namespace) -> int:
+    from chartsync import schedules
+
+    rows = schedules.load_rows(_engine())
+    if not rows:
+        print("no sync schedules (add one: chartsync schedules add SLUG)")
+        return 0
+    header = f"{'id':>4}  {'chart':<45} {'platform':<12} {'frequency':<10} {'active':<6} history_start"
+    print(header)
+    for r in rows:
+        freq = r.sync_frequency + (f"/{r.custom_interval_hours}h" if r.custom_interval_hours else "")
+        print(f"{r.id:>4}  {r.slug:<45} {r.platform:<12} {freq:<10} {'yes' if r.is_active else 'no':<6} "
+              f"{r.history_start}")
+    return 0
+
+
+def cmd_schedules_remove(args: argparse.Namespace) -> int:
+    from chartsync import charts, schedules
+
+    engine = _engine()
+    try:
+        chart_row = charts.get_chart(engine, slug=args.slug)
+        schedules.remove_schedule(engine, chart_row.id)
+    except (charts.ChartNotFound, schedules.ScheduleNotFound) as exc:
+        raise BadInput(str(exc)) from None
+    print(f"removed the sync schedule of {args.slug}; its DAG disappears at the next parse "
+          "(runs and the synced rankings are kept)")
+    return 0
+
+
+def cmd_settings_load(args: argparse.Namespace) -> int:
+    import json
+    import os
+    from pathlib import Path
+
+    from chartsync.airflow_settings import load
+
+    overrides = {}
+    if os.environ.get("SOUNDCHARTS_APP_ID") and os.environ.get("SOUNDCHARTS_API_KEY"):
+        overrides["soundcharts_default"] = {
+            "conn_type": "http", "host": os.environ.get("SOUNDCHARTS_URL", "https://customer.api.soundcharts.com"),
+            "login": os.environ["SOUNDCHARTS_APP_ID"], "password": os.environ["SOUNDCHARTS_API_KEY"],
+        }
+    if not Path(args.file).is_file():
+        raise BadInput(f"{args.file}: no such file")
+    counts = load(Path(args.file), overrides)
+    print(f"loaded {json.dumps(counts)} from {args.file}"
+          + (" (soundcharts_default -> the real API)" if overrides else ""))
+    return 0
+
+
+def _positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+    if number <= 0:
+        raise argparse.ArgumentTypeError("must be greater than 0")
+    return number
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="chartsync",
+        description="Manage the chart-sync warehouse: charts, sync schedules (one Airflow DAG each), database.",
+        epilog="Connections: chart_db (sqlite or postgres) and soundcharts_default (http), looked up like "
+        "Airflow does (metadata DB, secrets backend or AIRFLOW_CONN_<ID>).",
+    )
+    groups = parser.add_subparsers(dest="group", required=True, metavar="{db,charts,schedules,settings}")
+
+    db = groups.add_parser("db", help="chart DB schema").add_subparsers(dest="command", required=True)
+    db.add_parser("upgrade", help="apply the Alembic migrations to the DB behind chart_db").set_defaults(
+        func=cmd_db_upgrade)
+
+    charts = groups.add_parser("charts", help="the chart catalogue").add_subparsers(dest="command", required=True)
+    imp = charts.add_parser("import", help="import (or refresh) the song charts of platforms from Soundcharts")
+    imp.add_argument("--platform", action="append", required=True,
+                     help="spotify, apple-music, shazam, deezer, ... (repeatable)")
+    imp.add_argument("--country", help="only charts of this country code")
+    imp.set_defaults(func=cmd_charts_import)
+
+    sched = groups.add_parser("schedules", help="sync schedules (one DAG each)").add_subparsers(
+        dest="command", required=True)
+    add = sched.add_parser("add", help="schedule a chart for syncing",
+                           description="Schedule a chart. Without --frequency it is detected from the chart "
+                           "(else weekly). History: one year back, synced by Airflow's catchup.")
+    add.add_argument("slug", help="chart slug (see chartsync charts import)")
+    add.add_argument("--frequency", choices=[f.value for f in Frequency])
+    add.add_argument("--interval-hours", type=_positive_int, help="hours between runs (with --frequency custom)")
+    add.add_argument("--cron", help="cron expression (with --frequency cron)")
+    add.add_argument("--no-history", action="store_true", help="do not sync the past year (catchup off)")
+    add.add_argument("--scheduled", action="store_true",
+                     help="first run at the next period boundary instead of syncing the newest period now")
+    add.add_argument("--no-metadata", action="store_true", help="do not fetch track metadata for this chart")
+    add.add_argument("--inactive", action="store_true", help="create it paused")
+    add.set_defaults(func=cmd_schedules_add)
+    sched.add_parser("list", help="list sync schedules").set_defaults(func=cmd_schedules_list)
+    rm = sched.add_parser("remove", help="remove a chart's sync schedule (keeps its data)")
+    rm.add_argument("slug")
+    rm.set_defaults(func=cmd_schedules_remove)
+    settings = groups.add_parser("settings", help="Airflow settings").add_subparsers(dest="command", required=True)
+    load = settings.add_parser("load", help="load airflow_settings.yaml (connections, pools, variables) into "
+                               "Airflow; SOUNDCHARTS_APP_ID + SOUNDCHARTS_API_KEY point soundcharts_default "
+                               "at the real API")
+    load.add_argument("file", nargs="?", default="airflow_settings.yaml")
+    load.set_defaults(func=cmd_settings_load)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except BadInput as exc:
+        print(f"chartsync: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except Exception as exc:  # translate once, at the edge
+        from chartsync.db import ChartDbConfigError
+        from chartsync.soundcharts import SoundchartsError
+
+        if isinstance(exc, (ChartDbConfigError, SoundchartsError)):
+            print(f"chartsync: failed: {exc}", file=sys.stderr)
+            return EXIT_FAILED
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

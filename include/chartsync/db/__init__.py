@@ -1,0 +1,80 @@
+"""Access to the chart warehouse behind the Airflow connection ``chart_db``.
+
+The connection is looked up the Airflow way (metadata DB, secrets backend or an
+``AIRFLOW_CONN_CHART_DB`` environment variable). ``sqlite`` and ``postgres``
+connections are supported; SQLite is the embedded default for local work.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import URL
+
+log = logging.getLogger(__name__)
+
+CHART_DB_CONN_ID = "chart_db"
+
+
+class ChartDbConfigError(RuntimeError):
+    """The ``chart_db`` connection is missing or of a type we cannot use."""
+
+
+def url_from_connection(conn) -> URL:
+    """Translate an Airflow connection (sqlite or postgres) into a SQLAlchemy URL."""
+    conn_type = (conn.conn_type or "").lower()
+    if conn_type == "sqlite":
+        path = conn.host or conn.schema
+        if not path:
+            raise ChartDbConfigError("chart_db: a sqlite connection needs the database file path as host")
+        return URL.create("sqlite+pysqlite", database=path)
+    if conn_type in {"postgres", "postgresql"}:
+        return URL.create(
+            "postgresql+psycopg2",
+            username=conn.login or None,
+            password=conn.password or None,
+            host=conn.host or None,
+            port=conn.port or None,
+            database=conn.schema or None,
+        )
+    raise ChartDbConfigError(f"chart_db: unsupported connection type {conn.conn_type!r} (use sqlite or postgres)")
+
+
+def chart_db_url(conn_id: str = CHART_DB_CONN_ID) -> URL:
+    from airflow.sdk import BaseHook
+
+    try:
+        conn = BaseHook.get_connection(conn_id)
+    except Exception as exc:  # AirflowNotFoundException and friends
+        raise ChartDbConfigError(f"connection {conn_id!r} is not defined: {exc}") from exc
+    return url_from_connection(conn)
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    cursor = dbapi_conn.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")  # readers (UI, CLI) never block the sync tasks
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+@functools.cache
+def engine_for_url(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 30})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=2,
+        max_overflow=4,
+        connect_args={"connect_timeout": 10, "options": "-c statement_timeout=60000"},
+    )
+
+
+def chart_engine(conn_id: str = CHART_DB_CONN_ID) -> Engine:
+    """The engine for the chart DB (one per URL per process)."""
+    return engine_for_url(chart_db_url(conn_id).render_as_string(hide_password=False))

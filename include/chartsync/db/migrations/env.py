@@ -1,0 +1,15 @@
+from alembic import context
+
+from chartsync.db.migrate import VERSION_TABLE
+from chartsync.db.tables import metadata
+
+engine = context.config.attributes["engine"]
+with engine.begin() as connection:
+    context.configure(
+        connection=connection,
+        target_metadata=metadata,
+        version_table=VERSION_TABLE,
+        render_as_batch=connection.dialect.name == "sqlite",
+    )
+    with context.begin_transaction():
+        context.run_migrations()

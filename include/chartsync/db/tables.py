@@ -1,0 +1,194 @@
+"""The chart warehouse schema (SQLAlchemy Core). Alembic migrations in ``migrations/`` own it."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+chart = Table(
+    "chart",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("slug", String(200), nullable=False, unique=True),
+    Column("name", String(300), nullable=False),
+    Column("platform", String(50), nullable=False, index=True),
+    Column("country_code", String(10)),
+    Column("frequency", String(20)),  # as the API publishes it: daily, weekly, monthly
+    Column("chart_type", String(20), nullable=False, server_default="song"),
+    Column("max_results", Integer),
+    Column("publication_weekday", Integer),  # 0 = Monday; weekly charts only
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+chart_sync_schedule = Table(
+    "chart_sync_schedule",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("chart_id", Integer, ForeignKey("chart.id", ondelete="CASCADE"), nullable=False, unique=True),
+    Column("is_active", Boolean, nullable=False, server_default="1"),
+    Column("sync_frequency", String(20), nullable=False),
+    Column("custom_interval_hours", Integer),
+    Column("cron_expression", String(100)),
+    Column("sync_immediately", Boolean, nullable=False, server_default="1"),
+    Column("sync_historical_data", Boolean, nullable=False, server_default="1"),
+    Column("fetch_track_metadata", Boolean, nullable=False, server_default="1"),
+    Column("deadline_hours", Float),
+    Column("history_start", Date, nullable=False),  # fixed at creation, never moves
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Index("ix_chart_sync_schedule_active", "is_active"),
+)
+
+chart_ranking = Table(
+    "chart_ranking",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("chart_id", Integer, ForeignKey("chart.id", ondelete="CASCADE"), nullable=False),
+    Column("period", Date, nullable=False),
+    Column("ranking_date", String(40), nullable=False),  # the API's ATOM datetime, passed back verbatim
+    Column("entry_count", Integer, nullable=False),
+    Column("fetched_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("chart_id", "period", name="uq_chart_ranking_chart_period"),
+)
+
+track = Table(
+    "track",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("song_uuid", String(64), nullable=False, unique=True),
+    Column("name", String(500), nullable=False),
+    Column("credit_name", String(500)),
+    Column("image_url", String(1000)),
+    Column("isrc", String(20)),
+    Column("artists", JSON),
+    Column("release_date", Date),
+    Column("duration_seconds", Integer),
+    Column("explicit", Boolean),
+    Column("genres", JSON),
+    Column("labels", JSON),
+    Column("language_code", String(10)),
+    Column("metadata_fetched_at", DateTime(timezone=True)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+chart_ranking_entry = Table(
+    "chart_ranking_entry",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("ranking_id", Integer, ForeignKey("chart_ranking.id", ondelete="CASCADE"), nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("previous_position", Integer),
+    Column("trend", String(10), nullable=False),  # new, up, down, same, re-entry
+    Column("time_on_chart", Integer),
+    Column("time_on_chart_unit", String(5)),  # DOC (days) or WOC (weeks), as the API gives
+    Column("weeks_on_chart", Integer),
+    Column("streams", BigInteger),
+    Column("track_id", Integer, ForeignKey("track.id"), nullable=False, index=True),
+    UniqueConstraint("ranking_id", "position", name="uq_chart_ranking_entry_position"),
+)
+
+track_audience = Table(
+    "track_audience",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("track_id", Integer, ForeignKey("track.id", ondelete="CASCADE"), nullable=False),
+    Column("platform", String(50), nullable=False),
+    Column("date", Date, nullable=False),
+    Column("value", BigInteger),
+    Column("fetched_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("track_id", "platform", "date", name="uq_track_audience_day"),
+)
+
+chart_sync_execution = Table(
+    "chart_sync_execution",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("chart_id", Integer, ForeignKey("chart.id", ondelete="CASCADE"), nullable=False),
+    Column("dag_id", String(250), nullable=False),
+    Column("run_id", String(250), nullable=False),
+    Column("try_number", Integer, nullable=False, server_default="1"),
+    Column("period", Date),
+    Column("status", String(20), nullable=False),  # running, success, failed
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("completed_at", DateTime(timezone=True)),
+    Column("duration_seconds", Float),
+    Column("rankings_created", Integer, nullable=False, server_default="0"),
+    Column("rankings_updated", Integer, nullable=False, server_default="0"),
+    Column("entries_written", Integer, nullable=False, server_default="0"),
+    Column("tracks_created", Integer, nullable=False, server_default="0"),
+    Column("tracks_updated", Integer, nullable=False, server_default="0"),
+    Column("api_requests", Integer, nullable=False, server_default="0"),
+    Column("error", Text),
+    Index("ix_chart_sync_execution_chart_started", "chart_id", "started_at"),
+    Index("ix_chart_sync_execution_started", "started_at"),
+)
+
+chart_sync_gap = Table(
+    "chart_sync_gap",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("chart_id", Integer, ForeignKey("chart.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("start_period", Date, nullable=False),
+    Column("end_period", Date, nullable=False),
+    Column("period_count", Integer, nullable=False),
+    Column("detected_at", DateTime(timezone=True), nullable=False),
+)
+
+chart_sync_coverage = Table(
+    "chart_sync_coverage",
+    metadata,
+    Column("chart_id", Integer, ForeignKey("chart.id", ondelete="CASCADE"), primary_key=True),
+    Column("window_start", Date, nullable=False),
+    Column("window_end", Date, nullable=False),
+    Column("expected_periods", Integer, nullable=False),
+    Column("stored_periods", Integer, nullable=False),
+    Column("coverage_percent", Float, nullable=False),
+    Column("calendar_only", JSON),  # periods the calendar expects but the API never published
+    Column("api_only", JSON),  # periods the API published off the calendar
+    Column("audited_at", DateTime(timezone=True), nullable=False),
+)
+
+chart_sync_alert = Table(
+    "chart_sync_alert",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("kind", String(30), nullable=False),  # deadline, degradation, failure, overdue, digest
+    Column("chart_id", Integer, ForeignKey("chart.id", ondelete="SET NULL")),
+    Column("dag_id", String(250)),
+    Column("run_id", String(250)),
+    Column("period", Date),
+    Column("message", Text, nullable=False),
+    Column("channels", JSON),
+    Column("created_at", DateTime(timezone=True), nullable=False, index=True),
+)
+
+chart_sync_audit = Table(
+    "chart_sync_audit",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("actor", String(250), nullable=False),
+    Column("action", String(50), nullable=False),
+    Column("entity", String(50), nullable=False),
+    Column("entity_id", Integer),
+    Column("before", JSON),
+    Column("after", JSON),
+    Column("created_at", DateTime(timezone=True), nullable=False, index=True),
+)

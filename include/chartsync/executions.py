@@ -1,0 +1,58 @@
+"""The execution log: one ``chart_sync_execution`` row per sync task try that got an answer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Connection, Engine, insert
+
+from chartsync.db.tables import chart_sync_execution
+
+if TYPE_CHECKING:
+    from chartsync.sync import SyncResult
+
+SUCCESS, FAILED, SKIPPED = "success", "failed", "skipped"
+
+
+@dataclass(frozen=True)
+class RunRef:
+    """Which Airflow task try an execution row belongs to."""
+
+    chart_id: int
+    dag_id: str
+    run_id: str
+    try_number: int = 1
+
+
+def record_success(conn: Connection, run: RunRef, result: SyncResult, started: datetime,
+                   completed: datetime) -> None:
+    """Insert the execution row inside the sync's own transaction: data and log land together."""
+    conn.execute(
+        insert(chart_sync_execution).values(
+            **_run_values(run), period=result.period, status=SUCCESS, started_at=started,
+            completed_at=completed, duration_seconds=(completed - started).total_seconds(),
+            rankings_created=result.rankings_created, rankings_updated=result.rankings_updated,
+            entries_written=result.entries_written, tracks_created=result.tracks_created,
+            tracks_updated=result.tracks_updated, api_requests=result.api_requests,
+        )
+    )
+
+
+def record_failure(engine: Engine, run: RunRef, period: date | None, started: datetime, error: str,
+                   *, status: str = FAILED, api_requests: int = 0) -> None:
+    """A try that wrote no data: failed (with the error) or skipped (the API never published it)."""
+    completed = datetime.now(UTC)
+    with engine.begin() as conn:
+        conn.execute(
+            insert(chart_sync_execution).values(
+                **_run_values(run), period=period, status=status, started_at=started,
+                completed_at=completed, duration_seconds=(completed - started).total_seconds(),
+                api_requests=api_requests, error=error[:4000],
+            )
+        )
+
+
+def _run_values(run: RunRef) -> dict:
+    return {"chart_id": run.chart_id, "dag_id": run.dag_id, "run_id": run.run_id, "try_number": run.try_number}

@@ -1,0 +1,334 @@
+"""Soundcharts API client on the http provider's HttpHook.
+
+The ``soundcharts_default`` connection (http) holds the base URL as host, the
+``x-app-id`` as login and the ``x-api-key`` as password. The client owns paging,
+retries of rate limits and server errors, and maps every failure to one of the
+exceptions below. It logs paths and statuses, never headers: the key stays out
+of the logs (Airflow also masks the connection password).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+from urllib.parse import quote
+
+import requests
+
+log = logging.getLogger(__name__)
+
+SOUNDCHARTS_CONN_ID = "soundcharts_default"
+PAGE_LIMIT = 100
+MAX_RETRY_AFTER = 60.0  # longer waits fail the try; Airflow's retry (with backoff) takes over
+
+
+class SoundchartsError(RuntimeError):
+    """Any failure talking to Soundcharts."""
+
+
+class SoundchartsAuthError(SoundchartsError):
+    """401 (bad credentials) or 403 (endpoint not in the plan)."""
+
+
+class SoundchartsNotFound(SoundchartsError):
+    """404: unknown chart or song, or a ranking that is not published (yet)."""
+
+
+class SoundchartsRateLimited(SoundchartsError):
+    def __init__(self, message: str, retry_after: float | None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class SoundchartsServerError(SoundchartsError):
+    """5xx after the client's own retries."""
+
+
+class SoundchartsMalformedResponse(SoundchartsError):
+    """A body that is not the JSON shape the API documents."""
+
+
+@dataclass(frozen=True)
+class ChartInfo:
+    slug: str
+    name: str
+    platform: str
+    frequency: str | None
+    country_code: str | None
+    max_results: int | None
+
+
+@dataclass(frozen=True)
+class RankingEntry:
+    song_uuid: str
+    song_name: str
+    credit_name: str | None
+    image_url: str | None
+    position: int
+    previous_position: int | None
+    entry_state: str | None
+    time_on_chart: int | None
+    time_on_chart_unit: str | None
+    metric: int | None
+
+
+@dataclass(frozen=True)
+class Ranking:
+    slug: str
+    ranking_date: str  # ATOM datetime as published
+    entries: list[RankingEntry]
+
+    @property
+    def period(self) -> date:
+        return parse_atom(self.ranking_date).date()
+
+
+@dataclass(frozen=True)
+class SongMetadata:
+    uuid: str
+    name: str
+    credit_name: str | None
+    isrc: str | None
+    artists: list[dict[str, Any]]
+    release_date: date | None
+    duration_seconds: int | None
+    explicit: bool | None
+    genres: list[dict[str, Any]]
+    labels: list[dict[str, Any]]
+    language_code: str | None
+
+
+@dataclass(frozen=True)
+class AudiencePoint:
+    day: date
+    value: int | None
+
+
+def parse_atom(value: str) -> datetime:
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except (AttributeError, ValueError) as exc:
+        raise SoundchartsMalformedResponse(f"not an ATOM datetime: {value!r}") from exc
+
+
+def atom_for(day: date) -> str:
+    return f"{day.isoformat()}T00:00:00+00:00"
+
+
+@dataclass
+class SoundchartsClient:
+    """Typed access to the endpoints chart-sync uses. One HTTP session per client."""
+
+    conn_id: str = SOUNDCHARTS_CONN_ID
+    timeout: float = 30.0
+    max_attempts: int = 4
+    request_count: int = 0
+    _session: requests.Session | None = field(default=None, repr=False)
+    _base_url: str = field(default="", repr=False)
+
+    # -- endpoints -----------------------------------------------------------------------------
+    def charts_by_platform(self, platform: str, country_code: str | None = None) -> list[ChartInfo]:
+        params = {"countryCode": country_code} if country_code else {}
+        items = self._all_items(f"/api/v2/chart/song/by-platform/{quote(platform)}", params)
+        return [_chart_info(item) for item in items]
+
+    def available_rankings(self, slug: str, newest_only: bool = False) -> list[str]:
+        """ATOM dates the API has published for the chart, newest first."""
+        path = f"/api/v2/chart/song/{quote(slug)}/available-rankings"
+        items = self._page(path, {})["items"] if newest_only else self._all_items(path, {})
+        if not all(isinstance(item, str) for item in items):
+            raise SoundchartsMalformedResponse(f"{path}: items must be date strings")
+        return items
+
+    def ranking(self, slug: str, ranking_date: str | None = None) -> Ranking:
+        """Every page of the ranking for an ATOM date (``None``: the latest one)."""
+        when = "latest" if ranking_date is None else quote(ranking_date, safe="")
+        path = f"/api/v2.14/chart/song/{quote(slug)}/ranking/{when}"
+        first = self._page(path, {})
+        related = first.get("related")
+        if not isinstance(related, dict) or not isinstance(related.get("date"), str):
+            raise SoundchartsMalformedResponse(f"{path}: 'related.date' missing")
+        items = list(first["items"]) + self._rest_items(path, {}, first)
+        entries = [_ranking_entry(item, path) for item in items]
+        positions = [e.position for e in entries]
+        if len(set(positions)) != len(positions):
+            raise SoundchartsMalformedResponse(f"{path}: duplicate positions in the ranking")
+        return Ranking(slug=slug, ranking_date=related["date"], entries=entries)
+
+    def song(self, uuid: str) -> SongMetadata:
+        body = self._get(f"/api/v2.25/song/{quote(uuid)}", {})
+        obj = body.get("object")
+        if not isinstance(obj, dict) or not obj.get("uuid") or not obj.get("name"):
+            raise SoundchartsMalformedResponse(f"song {uuid}: 'object' with uuid and name missing")
+        isrc = obj.get("isrc")
+        release = obj.get("releaseDate")
+        return SongMetadata(
+            uuid=obj["uuid"],
+            name=obj["name"],
+            credit_name=obj.get("creditName"),
+            isrc=isrc.get("value") if isinstance(isrc, dict) else isrc,
+            artists=[{"uuid": a.get("uuid"), "name": a.get("name")} for a in obj.get("artists") or []],
+            release_date=parse_atom(release).date() if release else None,
+            duration_seconds=obj.get("duration"),
+            explicit=obj.get("explicit"),
+            genres=obj.get("genres") or [],
+            labels=obj.get("labels") or [],
+            language_code=obj.get("languageCode"),
+        )
+
+    def audience(self, uuid: str, platform: str, start: date, end: date) -> list[AudiencePoint]:
+        path = f"/api/v2/song/{quote(uuid)}/audience/{quote(platform)}"
+        items = self._all_items(path, {"startDate": start.isoformat(), "endDate": end.isoformat()})
+        points = []
+        for item in items:
+            try:
+                plots = item.get("plots") or []
+                value = plots[0].get("value") if plots else None
+                points.append(AudiencePoint(parse_atom(item["date"]).date(), value))
+            except (AttributeError, KeyError, TypeError) as exc:
+                raise SoundchartsMalformedResponse(f"{path}: bad audience item {item!r}") from exc
+        return points
+
+    # -- paging --------------------------------------------------------------------------------
+    def _all_items(self, path: str, params: dict[str, str]) -> list[Any]:
+        first = self._page(path, params)
+        return list(first["items"]) + self._rest_items(path, params, first)
+
+    def _rest_items(self, path: str, params: dict[str, str], first: dict[str, Any]) -> list[Any]:
+        """Follow ``page.total`` with explicit offsets (robust to ``next`` links we do not control)."""
+        page = first.get("page") or {}
+        total = page.get("total")
+        if not isinstance(total, int):
+            return []
+        items: list[Any] = []
+        offset = len(first["items"])
+        while offset < total:
+            body = self._page(path, {**params, "offset": str(offset)})
+            if not body["items"]:
+                raise SoundchartsMalformedResponse(f"{path}: page at offset {offset} is empty, total {total}")
+            items.extend(body["items"])
+            offset += len(body["items"])
+        return items
+
+    def _page(self, path: str, params: dict[str, str]) -> dict[str, Any]:
+        body = self._get(path, {**params, "limit": str(PAGE_LIMIT)})
+        if not isinstance(body.get("items"), list):
+            raise SoundchartsMalformedResponse(f"{path}: 'items' list missing")
+        return body
+
+    # -- transport -----------------------------------------------------------------------------
+    def _connect(self) -> requests.Session:
+        if self._session is None:
+            from airflow.providers.http.hooks.http import HttpHook
+
+            hook = HttpHook(method="GET", http_conn_id=self.conn_id)
+            conn = hook.get_connection(self.conn_id)
+            session = hook.get_conn()
+            session.auth = None  # Soundcharts wants headers, not basic auth
+            session.headers.update({"x-app-id": conn.login or "", "x-api-key": conn.password or ""})
+            session.headers["Accept"] = "application/json"
+            self._base_url = hook.base_url.rstrip("/")
+            self._session = session
+        return self._session
+
+    def _get(self, path: str, params: dict[str, str]) -> dict[str, Any]:
+        session = self._connect()
+        url = self._base_url + path
+        for attempt in range(1, self.max_attempts + 1):
+            self.request_count += 1
+            try:
+                response = session.get(url, params=params, timeout=self.timeout)
+            except requests.RequestException as exc:
+                if attempt == self.max_attempts:
+                    raise SoundchartsServerError(f"GET {path}: {type(exc).__name__}") from exc
+                self._pause(path, 2 ** (attempt - 1), f"{type(exc).__name__}")
+                continue
+            status = response.status_code
+            if status == 429:
+                retry_after = _retry_after(response)
+                if attempt < self.max_attempts and retry_after is not None and retry_after <= MAX_RETRY_AFTER:
+                    self._pause(path, retry_after, "429 rate limited")
+                    continue
+                raise SoundchartsRateLimited(f"GET {path}: 429 rate limited (retry after {retry_after}s)", retry_after)
+            if status >= 500:
+                if attempt < self.max_attempts:
+                    self._pause(path, 2 ** (attempt - 1), f"{status} server error")
+                    continue
+                raise SoundchartsServerError(f"GET {path}: {status} after {attempt} attempts")
+            if status in (401, 403):
+                raise SoundchartsAuthError(f"GET {path}: {status} {_error_message(response)} (check {self.conn_id})")
+            if status == 404:
+                raise SoundchartsNotFound(f"GET {path}: 404 {_error_message(response)}")
+            if status >= 400:
+                raise SoundchartsError(f"GET {path}: {status} {_error_message(response)}")
+            try:
+                body = response.json()
+            except ValueError as exc:
+                raise SoundchartsMalformedResponse(f"GET {path}: body is not JSON") from exc
+            if not isinstance(body, dict):
+                raise SoundchartsMalformedResponse(f"GET {path}: body is not a JSON object")
+            return body
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _pause(path: str, seconds: float, why: str) -> None:
+        log.warning("Soundcharts GET %s: %s, retrying in %.1fs", path, why, seconds)
+        time.sleep(seconds)
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    for header in ("Retry-After", "x-ratelimit-reset"):
+        value = response.headers.get(header)
+        if value:
+            try:
+                return float(value) + (1.0 if header == "x-ratelimit-reset" else 0.0)
+            except ValueError:
+                continue
+    return None
+
+
+def _error_message(response: requests.Response) -> str:
+    try:
+        errors = response.json().get("errors") or []
+        return "; ".join(str(e.get("message")) for e in errors) or response.reason
+    except (ValueError, AttributeError):
+        return response.reason or ""
+
+
+def _chart_info(item: Any) -> ChartInfo:
+    if not isinstance(item, dict) or not item.get("slug"):
+        raise SoundchartsMalformedResponse(f"chart item without slug: {item!r}")
+    return ChartInfo(
+        slug=item["slug"],
+        name=item.get("name") or item["slug"],
+        platform=item.get("platform") or "",
+        frequency=item.get("frequency"),
+        country_code=item.get("countryCode"),
+        max_results=item.get("maxResultsCount"),
+    )
+
+
+def _ranking_entry(item: Any, path: str) -> RankingEntry:
+    try:
+        song = item["song"]
+        position = int(item["position"])
+        if position < 1 or not song["uuid"] or not song["name"]:
+            raise ValueError("empty song or position < 1")
+        old = item.get("oldPosition")
+        return RankingEntry(
+            song_uuid=str(song["uuid"]),
+            song_name=str(song["name"]),
+            credit_name=song.get("creditName"),
+            image_url=song.get("imageUrl"),
+            position=position,
+            previous_position=int(old) if old else None,
+            entry_state=item.get("entryState"),
+            time_on_chart=item.get("timeOnChart"),
+            time_on_chart_unit=item.get("timeOnChartUnit"),
+            metric=int(item["metric"]) if item.get("metric") is not None else None,
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise SoundchartsMalformedResponse(f"{path}: bad ranking item ({exc}): {str(item)[:200]}") from exc

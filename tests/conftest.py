@@ -1,0 +1,296 @@
+"""Fixtures that start real servers: the Soundcharts emulator, an Airflow home, PostgreSQL,
+and the Airflow processes. Each cleans up after itself."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate, timeout: float, what: str, interval: float = 0.5):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+# -- the Soundcharts emulator ------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def emulator():
+    from soundcharts_emulator.server import start_server
+
+    server = start_server(host="127.0.0.1", port=0)
+    yield server
+    server.shutdown()
+
+
+@pytest.fixture
+def emulator_admin(emulator):
+    """Requests against the emulator's test-only admin API; faults are cleared after the test."""
+    import requests
+
+    class Admin:
+        def fault(self, **rule):
+            requests.post(f"{emulator.url}/__admin/faults", json=rule, timeout=5).raise_for_status()
+
+        def requests(self) -> dict:
+            return requests.get(f"{emulator.url}/__admin/requests", timeout=5).json()
+
+        def reset(self):
+            requests.post(f"{emulator.url}/__admin/reset", timeout=5).raise_for_status()
+
+    admin = Admin()
+    admin.reset()
+    yield admin
+    admin.reset()
+
+
+def soundcharts_conn(url: str) -> str:
+    return json.dumps({"conn_type": "http", "host": url, "login": "soundcharts", "password": "soundcharts"})
+
+
+# -- PostgreSQL ---------------------------------------------------------------------------------------
+@dataclass
+class Postgres:
+    host: str
+    port: int
+    user: str
+    password: str
+    process: subprocess.Popen | None = None
+    databases: list[str] = field(default_factory=list)
+
+    def create_database(self, name: str) -> str:
+        import psycopg2
+
+        admin = psycopg2.connect(host=self.host, port=self.port, user=self.user, password=self.password,
+                                 dbname="postgres")
+        admin.autocommit = True
+        with admin.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
+            cur.execute(f'CREATE DATABASE "{name}"')
+        admin.close()
+        return name
+
+    def conn_json(self, database: str) -> str:
+        return json.dumps({"conn_type": "postgres", "host": self.host, "port": self.port, "login": self.user,
+                           "password": self.password, "schema": database})
+
+    def url(self, database: str) -> str:
+        return f"postgresql+psycopg2://{self.user}:{self.password}@{self.host}:{self.port}/{database}"
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory) -> Iterator[Postgres]:
+    """CHARTSYNC_TEST_POSTGRES (host:port:user:password, set by .ci/run) or a throw-away cluster."""
+    given = os.environ.get("CHARTSYNC_TEST_POSTGRES")
+    if given:
+        host, port, user, password = given.split(":", 3)
+        yield Postgres(host, int(port), user, password)
+        return
+    bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if not bins:
+        pytest.fail("PostgreSQL is not installed: apt-get install postgresql (or set CHARTSYNC_TEST_POSTGRES)")
+    bindir = Path(bins[-1]).parent
+    data = tmp_path_factory.mktemp("pg")
+    as_user: list[str] = []
+    if os.geteuid() == 0:  # initdb refuses root
+        shutil.chown(data, "postgres")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    pwfile = data / "pw"
+    pwfile.write_text("chartsync\n")
+    shutil.chown(pwfile, "postgres") if as_user else None
+    subprocess.run([*as_user, str(bindir / "initdb"), "-D", str(data / "db"), "-U", "chartsync",
+                    "--pwfile", str(pwfile), "-A", "md5"], check=True, capture_output=True)
+    port = free_port()
+    proc = subprocess.Popen([*as_user, str(bindir / "postgres"), "-D", str(data / "db"), "-p", str(port),
+                             "-k", str(data), "-h", "127.0.0.1", "-c", "fsync=off"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    pg = Postgres("127.0.0.1", port, "chartsync", "chartsync", proc)
+
+    def ready():
+        try:
+            import psycopg2
+
+            psycopg2.connect(host=pg.host, port=port, user=pg.user, password=pg.password, dbname="postgres").close()
+            return True
+        except Exception:
+            return False
+
+    wait_for(ready, 30, "PostgreSQL")
+    yield pg
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+# -- Airflow -------------------------------------------------------------------------------------------
+@dataclass
+class AirflowEnv:
+    home: Path
+    env: dict[str, str]
+    chart_db_url: str
+
+    def airflow(self, *args: str, timeout: float = 300, check: bool = True) -> subprocess.CompletedProcess:
+        done = subprocess.run([str(BIN / "airflow"), *args], env=self.env, capture_output=True, text=True,
+                              timeout=timeout)
+        if check and done.returncode != 0:
+            raise AssertionError(f"airflow {' '.join(args)} exited {done.returncode}:\n{done.stdout[-3000:]}\n"
+                                 f"{done.stderr[-3000:]}")
+        return done
+
+    def chartsync(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        done = subprocess.run([str(BIN / "chartsync"), *args], env=self.env, capture_output=True, text=True,
+                              timeout=300)
+        if check and done.returncode != 0:
+            raise AssertionError(f"chartsync {' '.join(args)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}")
+        return done
+
+    def engine(self):
+        from sqlalchemy import create_engine
+
+        return create_engine(self.chart_db_url)
+
+
+_MIGRATED_TEMPLATE: dict[str, Path] = {}
+
+
+def make_airflow_env(base: Path, emulator_url: str, chart_conn: str, chart_db_url: str) -> AirflowEnv:
+    """A private AIRFLOW_HOME (SQLite metadata DB migrated once per session, then copied)."""
+    home = base / "airflow"
+    home.mkdir(parents=True, exist_ok=True)
+    api_port = free_port()
+    env = {
+        **os.environ,
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin,viewer:viewer",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{api_port}/execution/",
+        "AIRFLOW__API__PORT": str(api_port),
+        "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{api_port}",
+        "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+        "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "5",
+        "AIRFLOW_CONN_SOUNDCHARTS_DEFAULT": soundcharts_conn(emulator_url),
+        "AIRFLOW_CONN_CHART_DB": chart_conn,
+        "CHARTSYNC_SCHEDULE_SNAPSHOT": str(base / "schedules.json"),
+        "PYTHONPATH": str(ROOT / "include"),
+    }
+    env.pop("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", None)
+    (home / "simple_auth_manager_passwords.json.generated").write_text(
+        json.dumps({"admin": "admin", "viewer": "viewer"}))
+    template = _MIGRATED_TEMPLATE.get("sqlite")
+    if template is None:
+        subprocess.run([str(BIN / "airflow"), "db", "migrate"], env=env, check=True, capture_output=True)
+        template = base / "airflow-template.db"
+        shutil.copy(home / "airflow.db", template)
+        _MIGRATED_TEMPLATE["sqlite"] = template
+    else:
+        shutil.copy(template, home / "airflow.db")
+    af = AirflowEnv(home, env, chart_db_url)
+    af.chartsync("db", "upgrade")
+    subprocess.run([str(BIN / "airflow"), "pools", "set", "soundcharts_api", "4", "chart-sync"], env=env,
+                   check=True, capture_output=True)
+    return af
+
+
+@pytest.fixture
+def airflow_sqlite(tmp_path, emulator) -> AirflowEnv:
+    db = tmp_path / "chart.db"
+    return make_airflow_env(tmp_path, emulator.url, json.dumps({"conn_type": "sqlite", "host": str(db)}),
+                            f"sqlite:///{db}")
+
+
+@pytest.fixture
+def airflow_postgres(tmp_path, emulator, postgres) -> AirflowEnv:
+    name = postgres.create_database(f"chart_{tmp_path.name[-20:].lower().replace('-', '_')}")
+    return make_airflow_env(tmp_path, emulator.url, postgres.conn_json(name), postgres.url(name))
+
+
+@dataclass
+class AirflowServices:
+    af: AirflowEnv
+    procs: dict[str, subprocess.Popen]
+
+    @property
+    def api_url(self) -> str:
+        return self.af.env["AIRFLOW__API__BASE_URL"]
+
+    def token(self, user: str = "admin", password: str | None = None) -> str:
+        import requests
+
+        r = requests.post(f"{self.api_url}/auth/token", json={"username": user, "password": password or user},
+                          timeout=10)
+        r.raise_for_status()
+        return r.json()["access_token"]
+
+
+def start_airflow(af: AirflowEnv, components=("api-server", "scheduler", "dag-processor")) -> AirflowServices:
+    logs = af.home / "logs"
+    logs.mkdir(exist_ok=True)
+    procs = {}
+    for name in components:
+        out = open(logs / f"{name}.out", "w")
+        args = [str(BIN / "airflow"), name]
+        if name == "api-server":
+            args += ["--port", af.env["AIRFLOW__API__PORT"], "--host", "127.0.0.1"]
+        procs[name] = subprocess.Popen(args, env=af.env, stdout=out, stderr=subprocess.STDOUT,
+                                       start_new_session=True)
+    services = AirflowServices(af, procs)
+    if "api-server" in components:
+        import requests
+
+        def up():
+            try:
+                return requests.get(f"{services.api_url}/api/v2/monitor/health", timeout=2).status_code == 200
+            except requests.RequestException:
+                return False
+
+        wait_for(up, 120, "the Airflow api-server")
+    return services
+
+
+def stop_airflow(services: AirflowServices) -> None:
+    for proc in services.procs.values():
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    for proc in services.procs.values():
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def airflow_services(airflow_sqlite) -> Iterator[AirflowServices]:
+    services = start_airflow(airflow_sqlite)
+    yield services
+    stop_airflow(services)
