@@ -202,9 +202,17 @@ def publication_cutoff(chart: Chart, today: date) -> date:
     return today - timedelta(days=1) if chart.frequency == "daily" else today
 
 
+def newest_period(chart: Chart, today: date) -> int:
+    """The newest period published as of ``today``."""
+    k = period_index(chart, publication_cutoff(chart, today))
+    while is_skipped(chart, k):
+        k -= 1
+    return k
+
+
 def published_periods(chart: Chart, today: date) -> list[int]:
     """Periods published as of ``today`` within the history window, newest first."""
-    newest = period_index(chart, publication_cutoff(chart, today))
+    newest = newest_period(chart, today)
     oldest = period_index(chart, history_start(today))
     if period_date(chart, oldest) < history_start(today):
         oldest += 1

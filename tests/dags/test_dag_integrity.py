@@ -1,0 +1,114 @@
+"""Every chart DAG imports and carries retries, tags and an owner; a bad row hits only its own chart."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from sqlalchemy import create_engine, insert, update
+
+from chartsync import schedules
+from chartsync.db.migrate import upgrade
+from chartsync.db.tables import chart, chart_sync_schedule
+
+ROWS = [
+    ("chart-daily", "daily", None, {}),
+    ("chart-weekly", "weekly", 4, {}),
+    ("chart-monthly", "monthly", None, {}),
+    ("chart-custom", "custom", None, {"custom_interval_hours": 6, "frequency": "custom"}),
+    ("chart-cron", "daily", None, {"cron_expression": "30 6 * * *", "frequency": "cron"}),
+    ("chart-paused", "weekly", 0, {"is_active": False, "sync_historical_data": False}),
+    ("chart-broken", "daily", None, {}),
+]
+
+
+@pytest.fixture
+def chart_db(tmp_path, monkeypatch):
+    path = tmp_path / "chart.db"
+    engine = create_engine(f"sqlite:///{path}")
+    upgrade(engine)
+    now = datetime.now(UTC)
+    with engine.begin() as conn:
+        for slug, freq, weekday, _ in ROWS:
+            conn.execute(insert(chart).values(slug=slug, name=slug.title(), platform="spotify", frequency=freq,
+                                              publication_weekday=weekday, created_at=now))
+    for slug, _, _, extra in ROWS:
+        row = next(r for r in _charts(engine) if r.slug == slug)
+        schedules.add_schedule(engine, row, today=date(2026, 11, 24), **extra)
+    with engine.begin() as conn:  # a row no validation would let through: only its DAG may suffer
+        conn.execute(update(chart_sync_schedule).where(chart_sync_schedule.c.chart_id == _id(engine, "chart-broken"))
+                     .values(sync_frequency="fortnightly"))
+    monkeypatch.setenv("AIRFLOW_CONN_CHART_DB", json.dumps({"conn_type": "sqlite", "host": str(path)}))
+    monkeypatch.setenv("CHARTSYNC_SCHEDULE_SNAPSHOT", str(tmp_path / "snapshot.json"))
+    return engine
+
+
+def _charts(engine):
+    with engine.connect() as conn:
+        return list(conn.execute(chart.select()))
+
+
+def _id(engine, slug):
+    return next(r.id for r in _charts(engine) if r.slug == slug)
+
+
+def _dagbag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    from conftest import ROOT
+
+    return DagBag(dag_folder=str(ROOT / "dags"))
+
+
+def test_every_dag_imports_with_retries_tags_and_owner(chart_db):
+    bag = _dagbag()
+    assert bag.import_errors == {}
+    assert set(bag.dag_ids) == {f"chart_sync__{slug}" for slug, *_ in ROWS}
+    for dag in bag.dags.values():
+        assert dag.tags, dag.dag_id
+        for task in dag.tasks:
+            assert task.retries >= 3, (dag.dag_id, task.task_id)
+            assert task.owner == "chart-sync"
+
+
+def test_schedule_catchup_and_pause_follow_the_config(chart_db):
+    bag = _dagbag()
+    daily = bag.dags["chart_sync__chart-daily"]
+    assert daily.catchup is True
+    assert daily.start_date == datetime(2025, 11, 24, tzinfo=UTC)
+    assert daily.timetable.expression == "0 0 * * *"
+    assert daily.max_active_runs == 4
+    assert [t.task_id for t in daily.tasks] == ["sync_ranking"]  # one task a run: cheap catchup
+    assert daily.tasks[0].pool == "soundcharts_api"
+    weekly = bag.dags["chart_sync__chart-weekly"]
+    assert weekly.timetable.expression == "0 0 * * FRI"
+    assert weekly.start_date.weekday() == 4
+    assert bag.dags["chart_sync__chart-monthly"].start_date.day == 1
+    assert bag.dags["chart_sync__chart-custom"].timetable.delta == timedelta(hours=6)
+    assert bag.dags["chart_sync__chart-cron"].timetable.expression == "30 6 * * *"
+    paused = bag.dags["chart_sync__chart-paused"]
+    assert paused.is_paused_upon_creation is True and paused.catchup is False
+    assert daily.is_paused_upon_creation is False
+    assert "catchup from **2025-11-24**" in daily.doc_md
+
+
+def test_bad_row_becomes_a_paused_placeholder_naming_the_field(chart_db):
+    bag = _dagbag()
+    broken = bag.dags["chart_sync__chart-broken"]
+    assert "config-error" in broken.tags
+    assert broken.is_paused_upon_creation is True
+    assert "sync_frequency" in broken.doc_md and "fortnightly" in broken.doc_md
+    assert [t.task_id for t in broken.tasks] == ["config_error"]
+
+
+def test_parsing_context_builds_only_the_requested_dag(chart_db, monkeypatch):
+    monkeypatch.setenv("_AIRFLOW_PARSING_CONTEXT_DAG_ID", "chart_sync__chart-weekly")
+    assert _dagbag().dag_ids == ["chart_sync__chart-weekly"]
+
+
+def test_chart_db_outage_keeps_the_last_known_dags(chart_db, monkeypatch, tmp_path):
+    first = set(_dagbag().dag_ids)
+    monkeypatch.setenv("AIRFLOW_CONN_CHART_DB", json.dumps({"conn_type": "sqlite",
+                                                             "host": str(tmp_path / "missing" / "x.db")}))
+    assert set(_dagbag().dag_ids) == first
