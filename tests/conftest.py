@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -116,7 +117,7 @@ def postgres(tmp_path_factory) -> Iterator[Postgres]:
     if not bins:
         pytest.fail("PostgreSQL is not installed: apt-get install postgresql (or set CHARTSYNC_TEST_POSTGRES)")
     bindir = Path(bins[-1]).parent
-    data = tmp_path_factory.mktemp("pg")
+    data = Path(tempfile.mkdtemp(prefix="chartsync-pg-"))  # not under pytest's 0700 root dir: postgres must reach it
     as_user: list[str] = []
     if os.geteuid() == 0:  # initdb refuses root
         shutil.chown(data, "postgres")
@@ -145,6 +146,7 @@ def postgres(tmp_path_factory) -> Iterator[Postgres]:
     yield pg
     proc.terminate()
     proc.wait(timeout=30)
+    shutil.rmtree(data, ignore_errors=True)
 
 
 # -- Airflow -------------------------------------------------------------------------------------------

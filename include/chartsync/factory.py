@@ -204,12 +204,18 @@ def doc_md(config: ScheduleConfig) -> str:
 
 # -- the task body -------------------------------------------------------------------------------
 def period_for_run(config: ScheduleConfig, context: dict) -> date | None:
-    """The period a run syncs: its data interval for calendar schedules; None = latest published."""
-    start, end = context.get("data_interval_start"), context.get("data_interval_end")
-    if start is None or end is None:
+    """The period a run syncs; ``None`` means the latest published one.
+
+    Calendar schedules sync the period of the run's logical date. For scheduled and backfill
+    runs that is ``data_interval_start``; a manual run triggered "for 2026-03-01" syncs
+    2026-03-01 (Airflow gives such a run the interval *ending* at that date). Custom and cron
+    schedules sync the newest complete period of the chart's own calendar.
+    """
+    logical, end = context.get("logical_date"), context.get("data_interval_end")
+    if logical is None or end is None:
         return None
     if config.frequency.is_calendar:
-        return freqs.align(config.frequency, start.date(), config.weekday)
+        return freqs.align(config.frequency, logical.date(), config.weekday)
     return freqs.latest_complete_period(config.period_frequency, end, config.weekday).start
 
 
@@ -230,7 +236,8 @@ def run_sync(config: ScheduleConfig, context: dict) -> dict:
     except SoundchartsNotFound as exc:
         if period is None:
             raise AirflowFailException(f"{config.slug}: no published ranking ({exc})") from exc
-        waited_until = context["data_interval_end"] + PUBLICATION_WAIT.get(config.period_frequency, timedelta(days=2))
+        period_end = datetime.combine(freqs.next_start(config.period_frequency, period), datetime.min.time(), UTC)
+        waited_until = period_end + PUBLICATION_WAIT.get(config.period_frequency, timedelta(days=2))
         now = datetime.now(UTC)
         if now < waited_until:
             log.info("%s period %s is not published yet; checking again in %s (until %s)",
@@ -244,8 +251,8 @@ def run_sync(config: ScheduleConfig, context: dict) -> dict:
             log.warning(message)
             return {"period": period.isoformat(), "status": SKIPPED}
         raise AirflowFailException(
-            f"{config.slug}: period {period} still not published {waited_until - context['data_interval_end']} "
-            "after it ended") from exc
+            f"{config.slug}: period {period} still not published {waited_until - period_end} after it ended"
+        ) from exc
     return {"period": result.period.isoformat(), "status": "success", "rankings_created": result.rankings_created,
             "rankings_updated": result.rankings_updated, "tracks_created": result.tracks_created,
             "tracks_updated": result.tracks_updated, "entries_written": result.entries_written,

@@ -60,14 +60,20 @@ def _int_param(request: Request, name: str, default: int) -> int:
         raise ApiError(400, f"Query parameter '{name}' must be an integer") from None
 
 
-def _paged(request: Request, items: list, extra: dict[str, object]) -> dict[str, object]:
-    """``extra`` plus one page of ``items`` as ``items``/``page``/``errors``."""
+def _window(request: Request) -> tuple[int, int]:
+    """The validated ``offset`` and ``limit`` of a list request."""
     offset = _int_param(request, "offset", 0)
     limit = _int_param(request, "limit", MAX_LIMIT)
     if offset < 0:
         raise ApiError(400, "Query parameter 'offset' must be >= 0")
     if not 1 <= limit <= MAX_LIMIT:
         raise ApiError(400, f"Query parameter 'limit' must be between 1 and {MAX_LIMIT}")
+    return offset, limit
+
+
+def _paged(request: Request, items: list, extra: dict[str, object]) -> dict[str, object]:
+    """``extra`` plus one page of ``items`` as ``items``/``page``/``errors``."""
+    offset, limit = _window(request)
     others = {k: v for k, v in request.query.items() if k not in ("offset", "limit")}
 
     def link(start: int) -> str:
@@ -156,6 +162,7 @@ def _latest_period(request: Request, chart: catalog.Chart) -> int:
 
 def ranking(request: Request, slug: str, when: str) -> dict[str, object]:
     chart = _get_chart(slug)
+    _window(request)  # fail fast, before computing the ranking
     if when == "latest":
         k = _latest_period(request, chart)
     else:

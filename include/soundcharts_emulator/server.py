@@ -182,6 +182,7 @@ class _HTTPServer(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: clients reuse connections
+    disable_nagle_algorithm = True  # else headers and body wait on delayed ACKs (~40 ms)
     server_version = "soundcharts-emulator/1"
     server: _HTTPServer
 
@@ -209,7 +210,8 @@ class _Handler(BaseHTTPRequestHandler):
             quota = state.count(path)
             if state.latency:
                 time.sleep(state.latency)
-            reply = api_reply(state, method, path, query, self.headers)
+            headers = {name.lower(): value for name, value in self.headers.items()}
+            reply = api_reply(state, method, path, query, headers)
         status, payload, headers = reply
         data = payload if isinstance(payload, bytes) else _dumps(payload)
         try:

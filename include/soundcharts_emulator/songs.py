@@ -8,7 +8,7 @@ key, and is zero outside ``LIFETIME_DAYS`` after release.  Over a two-year
 window each pool holds a few thousand songs; GLOBAL songs also chart in every
 country, so the same song shows up on many charts.
 
-Song uuids are uuid-shaped: three hash-derived groups, then the key masked
+Song uuids are uuid-shaped: four hash-derived groups, then the key scrambled
 into the last group, so ``key_from_uuid`` can decode and verify them.
 """
 
@@ -27,6 +27,10 @@ SONGS_PER_DAY = 3
 LIFETIME_DAYS = 240
 _TAPER_FROM = 180
 _M64 = (1 << 64) - 1
+# Keys are scrambled into the last uuid group by an invertible map mod 2**48.
+_KEY_BITS = (1 << 48) - 1
+_KEY_FACTOR = 0x9E37_79B9_7F4B  # odd, hence invertible
+_KEY_FACTOR_INVERSE = pow(_KEY_FACTOR, -1, 1 << 48)
 _KEY_MASK = 0x5C3A_91D2_7E4B
 PLATFORM_INDEX = {platform: i for i, platform in enumerate(AUDIENCE_PLATFORMS)}
 
@@ -78,13 +82,15 @@ def alive_keys(pool: int, day: int) -> range:
 
 def song_uuid(key: int) -> str:
     digest = hashlib.md5(f"soundcharts-emulator-song-{key}".encode()).hexdigest()
-    return f"{digest[:8]}-{digest[8:12]}-{digest[12:16]}-{digest[16:20]}-{key ^ _KEY_MASK:012x}"
+    scrambled = (key * _KEY_FACTOR & _KEY_BITS) ^ _KEY_MASK
+    return f"{digest[:8]}-{digest[8:12]}-{digest[12:16]}-{digest[16:20]}-{scrambled:012x}"
 
 
 def key_from_uuid(uuid: str) -> int | None:
     """The key of a uuid made by ``song_uuid``; None when it is not one of ours."""
     try:
-        key = int(uuid.rsplit("-", 1)[-1], 16) ^ _KEY_MASK
+        scrambled = int(uuid.rsplit("-", 1)[-1], 16)
+        key = (scrambled ^ _KEY_MASK) * _KEY_FACTOR_INVERSE & _KEY_BITS
     except ValueError:
         return None
     return key if song_uuid(key) == uuid.lower() else None

@@ -1,0 +1,90 @@
+"""Command line: ``python -m soundcharts_emulator [--port 8899] [--fault SPEC ...]``."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from datetime import date
+
+from soundcharts_emulator.catalog import CHARTS
+from soundcharts_emulator.faults import FaultRule, parse_fault_spec
+from soundcharts_emulator.server import start_server
+
+_EPILOG = """\
+endpoints (headers x-app-id / x-api-key required):
+  GET /api/v2/chart/song/platforms
+  GET /api/v2/chart/song/by-platform/{platform}?countryCode=&offset=&limit=
+  GET /api/v2/chart/song/{slug}/available-rankings?offset=&limit=
+  GET /api/v2.14/chart/song/{slug}/ranking/{latest|ATOM datetime}?offset=&limit=
+  GET /api/v2.25/song/{uuid}
+  GET /api/v2/song/{uuid}/audience/{platform}?startDate=&endDate=&offset=&limit=
+admin (no auth): GET|POST|DELETE /__admin/faults, GET /__admin/requests,
+  POST /__admin/reset, GET|POST /__admin/today
+
+fault SPEC: kind[:key=value,...] with kind 429|500|slow|malformed|unpublished and
+  keys path_contains, count (times before disarming; default forever),
+  retry_after (429), delay (slow, seconds), variant (malformed:
+  truncated|missing_items), date (unpublished, YYYY-MM-DD; none = newest ranking)
+examples:
+  --fault 429:count=2,retry_after=1
+  --fault slow:delay=2.5,path_contains=/ranking/
+  --fault unpublished:date=2026-11-20,path_contains=spotify-top-200-global-daily
+"""
+
+
+def _fault(spec: str) -> FaultRule:
+    try:
+        return parse_fault_spec(spec)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date YYYY-MM-DD") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m soundcharts_emulator",
+        description=f"Serve a local, deterministic Soundcharts API emulator ({len(CHARTS)} song charts).",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default: %(default)s)")
+    parser.add_argument("--port", type=int, default=8899, help="0 = any free port (default: %(default)s)")
+    parser.add_argument("--app-id", default="soundcharts", help="accepted x-app-id (default: %(default)s)")
+    parser.add_argument("--api-key", default="soundcharts", help="accepted x-api-key (default: %(default)s)")
+    parser.add_argument("--today", type=_day, help="fix the clock to YYYY-MM-DD (default: the real UTC date)")
+    parser.add_argument(
+        "--fault", type=_fault, action="append", default=[], metavar="SPEC",
+        help="arm a fault rule (repeatable), see below",
+    )
+    parser.add_argument("--latency-ms", type=float, default=0, help="delay added to every API answer")
+    parser.add_argument("--log-requests", action="store_true", help="log each request to stderr")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    server = start_server(
+        args.host, args.port, args.today, args.fault,
+        app_id=args.app_id, api_key=args.api_key,
+        latency_ms=args.latency_ms, log_requests=args.log_requests,
+    )
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    print(f"soundcharts-emulator listening on {server.url}", flush=True)
+    try:
+        server.wait()
+    except (KeyboardInterrupt, SystemExit):
+        pass
+    finally:
+        server.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
