@@ -119,7 +119,7 @@ def sync_period(
     except SoundchartsNotFound:
         raise
     except Exception as exc:
-        executions.record_failure(engine, run, period, started, f"{type(exc).__name__}: {exc}",
+        executions.record_failure(engine, run, period, started, describe_error(exc),
                                   api_requests=client.request_count - before)
         raise
     now = datetime.now(UTC)
@@ -129,7 +129,7 @@ def sync_period(
             result = replace(result, api_requests=client.request_count - before)
             executions.record_success(conn, run, result, started, now)
     except Exception as exc:
-        executions.record_failure(engine, run, ranking.period, started, f"{type(exc).__name__}: {exc}",
+        executions.record_failure(engine, run, ranking.period, started, describe_error(exc),
                                   api_requests=client.request_count - before)
         raise
     log.info("%s %s", slug, result.summary())
@@ -161,6 +161,25 @@ def _stored_entries(conn: Connection, ranking_id: int) -> list[dict]:
     return [dict(row._mapping) for row in result]
 
 
+def _dialect_insert(conn: Connection, table):
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(table)
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(table)
+
+
+def describe_error(exc: BaseException) -> str:
+    """A one-line error for the execution log: the driver's message, not the whole SQL statement."""
+    from sqlalchemy.exc import StatementError
+
+    if isinstance(exc, StatementError) and exc.orig is not None:
+        return f"{type(exc.orig).__name__}: {str(exc.orig).splitlines()[0]}"
+    return f"{type(exc).__name__}: {exc}"
+
+
 def _upsert_tracks(
     conn: Connection, entries: list[RankingEntry], now: datetime
 ) -> tuple[dict[str, int], set[int], int]:
@@ -182,9 +201,18 @@ def _upsert_tracks(
     ]
     new_ids: set[int] = set()
     if fresh:
-        for row in conn.execute(insert(track).returning(track.c.id, track.c.song_uuid), fresh):
+        # ON CONFLICT DO NOTHING: another chart's sync may insert the same new song concurrently.
+        returned = conn.execute(
+            _dialect_insert(conn, track).on_conflict_do_nothing(index_elements=["song_uuid"])
+            .returning(track.c.id, track.c.song_uuid),
+            fresh,
+        )
+        for row in returned:
             ids[row.song_uuid] = row.id
             new_ids.add(row.id)
+        raced = [row["song_uuid"] for row in fresh if row["song_uuid"] not in ids]
+        if raced:
+            ids.update(conn.execute(select(track.c.song_uuid, track.c.id).where(track.c.song_uuid.in_(raced))).all())
     changed = [
         {"b_id": row.id, "name": wanted[uuid].song_name, "credit_name": wanted[uuid].credit_name,
          "image_url": wanted[uuid].image_url, "updated_at": now}

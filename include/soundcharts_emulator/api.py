@@ -16,7 +16,7 @@ from datetime import date, timedelta
 from urllib.parse import unquote, urlencode
 
 from soundcharts_emulator import catalog, rankings, songs
-from soundcharts_emulator.faults import FaultBook
+from soundcharts_emulator.faults import FaultBook, FaultRule
 
 MAX_LIMIT = 100
 AUDIENCE_MAX_DAYS = 90
@@ -113,28 +113,32 @@ def _get_chart(slug: str) -> catalog.Chart:
     return chart
 
 
-def _withheld(request: Request, chart: catalog.Chart, k: int, newest: int | None) -> bool:
-    """True (firing the rule) when an unpublished fault hides period ``k``.
+def _withheld(
+    request: Request, rules: list[FaultRule], chart: catalog.Chart, k: int, newest: int | None
+) -> bool:
+    """True (firing the rule) when one of the unpublished ``rules`` hides period ``k``.
 
     A dated rule hides that date; a date-less one hides the newest period.
     """
     day = catalog.period_date(chart, k)
-    for rule in request.faults.active("unpublished", request.path):
+    for rule in rules:
         hits = rule.date == day if rule.date else k == newest
         if hits and request.faults.fire(rule):
             return True
     return False
 
 
+def _unpublished_rules(request: Request) -> list[FaultRule]:
+    return request.faults.active("unpublished", request.path)
+
+
 def available_rankings(request: Request, slug: str) -> dict[str, object]:
     chart = _get_chart(slug)
     periods = catalog.published_periods(chart, request.today)
-    newest = periods[0] if periods else None
-    items = [
-        catalog.atom(catalog.period_date(chart, k))
-        for k in periods
-        if not _withheld(request, chart, k, newest)
-    ]
+    if rules := _unpublished_rules(request):
+        newest = periods[0] if periods else None
+        periods = [k for k in periods if not _withheld(request, rules, chart, k, newest)]
+    items = [catalog.atom(catalog.period_date(chart, k)) for k in periods]
     return _paged(request, items, {"related": {"chart": chart.to_json()}})
 
 
@@ -149,13 +153,12 @@ def parse_ranking_date(text: str) -> date:
 
 def _latest_period(request: Request, chart: catalog.Chart) -> int:
     periods = catalog.published_periods(chart, request.today)
-    if not periods:
-        raise ApiError(404, NO_RANKING)
-    for rule in request.faults.active("unpublished", request.path):
+    rules = _unpublished_rules(request)
+    for rule in rules:
         if rule.date is None and request.faults.fire(rule):
             raise ApiError(404, NO_RANKING)
     for k in periods:
-        if not _withheld(request, chart, k, None):
+        if not _withheld(request, rules, chart, k, None):
             return k
     raise ApiError(404, NO_RANKING)
 
@@ -170,7 +173,7 @@ def ranking(request: Request, slug: str, when: str) -> dict[str, object]:
         k = catalog.period_index(chart, day)
         published = catalog.period_date(chart, k) == day and catalog.is_published(chart, k, request.today)
         newest = catalog.newest_period(chart, request.today)
-        if not published or _withheld(request, chart, k, newest):
+        if not published or _withheld(request, _unpublished_rules(request), chart, k, newest):
             raise ApiError(404, NO_RANKING)
     entries = rankings.ranking_entries(chart.slug, k)
     ranking_date = catalog.atom(catalog.period_date(chart, k))
@@ -184,7 +187,7 @@ def ranking(request: Request, slug: str, when: str) -> dict[str, object]:
 
 def _song_key(request: Request, uuid: str) -> int:
     key = songs.key_from_uuid(uuid)
-    if key is None or songs.release_date(key) > request.today:
+    if key is None or songs.release_day(key) > (request.today - catalog.EPOCH).days:
         raise ApiError(404, f"Song '{uuid}' not found")
     return key
 

@@ -45,7 +45,11 @@ def mix(x: int) -> int:
 
 def unit(x: int) -> float:
     """A uniform float in [0, 1) determined by ``x``."""
-    return (mix(x) >> 11) / 9007199254740992.0
+    return (mix(x) >> 11) / (1 << 53)
+
+
+def _hex_digest(text: str) -> str:
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
 def stable_seed(text: str) -> int:
@@ -81,7 +85,7 @@ def alive_keys(pool: int, day: int) -> range:
 
 
 def song_uuid(key: int) -> str:
-    digest = hashlib.md5(f"soundcharts-emulator-song-{key}".encode()).hexdigest()
+    digest = _hex_digest(f"soundcharts-emulator-song-{key}")
     scrambled = (key * _KEY_FACTOR & _KEY_BITS) ^ _KEY_MASK
     return f"{digest[:8]}-{digest[8:12]}-{digest[12:16]}-{digest[16:20]}-{scrambled:012x}"
 
@@ -193,7 +197,7 @@ def artist(pool: int, index: int) -> dict[str, str]:
         name = f"The {rng.choice(_WORDS_A)} {rng.choice(_WORDS_B)}"
     else:
         name = f"{rng.choice(_LAST).upper()}{rng.randint(1, 99)}"
-    digest = hashlib.md5(f"soundcharts-emulator-artist-{pool}-{index}".encode()).hexdigest()
+    digest = _hex_digest(f"soundcharts-emulator-artist-{pool}-{index}")
     uuid = f"{digest[:8]}-{digest[8:12]}-{digest[12:16]}-{digest[16:20]}-{digest[20:32]}"
     slug = "-".join(name.lower().split()) + f"-{index}"
     return {"uuid": uuid, "slug": slug, "name": name}
@@ -205,7 +209,9 @@ def song_details(key: int) -> dict[str, object]:
     pool = pool_of(key)
     region = POOLS[pool]
     rng = random.Random(f"song-{key}")
-    name = f"{rng.choice(_WORDS_A)} {rng.choice(_WORDS_B)}"
+    adjective, noun, other = rng.choice(_WORDS_A), rng.choice(_WORDS_B), rng.choice(_WORDS_B)
+    name = rng.choice((f"{adjective} {noun}", f"{noun} of {other}", f"{adjective} {noun} {other}",
+                       f"{noun}", f"No More {noun}", f"{adjective} {noun} Pt. {rng.randint(2, 3)}"))
     if rng.random() < 0.15:
         name += f" ({rng.choice(('Remix', 'Acoustic', 'Live', 'Sped Up'))})"
     count = rng.choices((1, 2, 3), weights=(70, 22, 8))[0]
