@@ -17,6 +17,9 @@ from typing import Any
 from urllib.parse import quote
 
 import requests
+from airflow.providers.http.hooks.http import HttpHook
+
+from chartsync.connections import get_connection
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +52,14 @@ class SoundchartsServerError(SoundchartsError):
 
 class SoundchartsMalformedResponse(SoundchartsError):
     """A body that is not the JSON shape the API documents."""
+
+
+class SoundchartsHook(HttpHook):
+    """HttpHook whose connection lookup also works outside tasks (CLI, api-server plugin)."""
+
+    @classmethod
+    def get_connection(cls, conn_id: str):
+        return get_connection(conn_id)
 
 
 @dataclass(frozen=True)
@@ -222,9 +233,7 @@ class SoundchartsClient:
     # -- transport -----------------------------------------------------------------------------
     def _connect(self) -> requests.Session:
         if self._session is None:
-            from airflow.providers.http.hooks.http import HttpHook
-
-            hook = HttpHook(method="GET", http_conn_id=self.conn_id)
+            hook = SoundchartsHook(method="GET", http_conn_id=self.conn_id)
             conn = hook.get_connection(self.conn_id)
             session = hook.get_conn()
             session.auth = None  # Soundcharts wants headers, not basic auth

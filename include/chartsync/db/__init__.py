@@ -43,10 +43,10 @@ def url_from_connection(conn) -> URL:
 
 
 def chart_db_url(conn_id: str = CHART_DB_CONN_ID) -> URL:
-    from airflow.sdk import BaseHook
+    from chartsync.connections import get_connection
 
     try:
-        conn = BaseHook.get_connection(conn_id)
+        conn = get_connection(conn_id)
     except Exception as exc:  # AirflowNotFoundException and friends
         raise ChartDbConfigError(f"connection {conn_id!r} is not defined: {exc}") from exc
     return url_from_connection(conn)

@@ -1,0 +1,132 @@
+"""What chart-sync asks of Airflow itself: trigger a run, pause a DAG, create backfills.
+
+Goes through the same functions Airflow's own CLI and REST API call (``trigger_dag``,
+``_create_backfill``), so it works wherever the metadata DB is reachable: the ``chartsync``
+CLI and the plugin inside the api-server. Task code never calls this (Airflow 3 tasks have
+no metadata DB access).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+
+
+class DagNotParsedYet(LookupError):
+    """The chart's DAG is not (yet) in Airflow: the factory builds it at the next parse."""
+
+
+class BackfillAlreadyRunning(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class BackfillInfo:
+    id: int
+    dag_id: str
+    from_date: date
+    to_date: date
+    reprocess_behavior: str
+    completed: bool
+    is_paused: bool
+
+
+@dataclass(frozen=True)
+class DagState:
+    dag_id: str
+    is_paused: bool
+    next_dagrun: datetime | None
+    last_run_state: str | None
+
+
+def _midnight(day: date) -> datetime:
+    return datetime.combine(day, datetime.min.time(), tzinfo=UTC)
+
+
+def dag_state(dag_id: str) -> DagState | None:
+    from airflow.models import DagModel, DagRun
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        model = session.scalar(select(DagModel).where(DagModel.dag_id == dag_id))
+        if model is None:
+            return None
+        last = session.scalar(
+            select(DagRun.state).where(DagRun.dag_id == dag_id).order_by(DagRun.run_after.desc()).limit(1))
+        return DagState(dag_id, bool(model.is_paused), model.next_dagrun_create_after, last)
+
+
+def set_paused(dag_id: str, paused: bool) -> bool:
+    """Pause or unpause; False when the DAG is not parsed yet (the factory's default applies then)."""
+    from airflow.models import DagModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import update
+
+    with create_session() as session:
+        done = session.execute(update(DagModel).where(DagModel.dag_id == dag_id).values(is_paused=paused))
+        return done.rowcount > 0
+
+
+def trigger_run(dag_id: str, period: date | None, user: str, note: str | None = None) -> tuple[str, str]:
+    """Create a manual run now (for ``period``, else the latest published one); returns (run_id, state)."""
+    from airflow.api.common.trigger_dag import trigger_dag
+    from airflow.models import DagModel
+    from airflow.utils.session import create_session
+    from airflow.utils.types import DagRunTriggeredByType
+    from sqlalchemy import select
+
+    with create_session() as session:
+        if session.scalar(select(DagModel.dag_id).where(DagModel.dag_id == dag_id)) is None:
+            raise DagNotParsedYet(f"{dag_id} is not in Airflow yet (it appears at the next DAG parse)")
+    now = datetime.now(UTC)
+    run_id = f"manual__chartsync__{now:%Y%m%dT%H%M%S%f}"
+    run = trigger_dag(
+        dag_id,
+        triggered_by=DagRunTriggeredByType.REST_API,
+        triggering_user_name=user,
+        run_id=run_id,
+        logical_date=_midnight(period) if period else None,
+        run_after=now,
+        conf={},
+        note=note,
+    )
+    if run is None:
+        raise DagNotParsedYet(f"{dag_id} could not be triggered")
+    return run.run_id, str(run.state)
+
+
+def backfills(dag_id: str, active_only: bool = False) -> list[BackfillInfo]:
+    from airflow.models.backfill import Backfill
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    query = select(Backfill).where(Backfill.dag_id == dag_id).order_by(Backfill.id)
+    if active_only:
+        query = query.where(Backfill.completed_at.is_(None))
+    with create_session() as session:
+        return [
+            BackfillInfo(b.id, b.dag_id, b.from_date.date(), b.to_date.date(),
+                         str(getattr(b.reprocess_behavior, "value", b.reprocess_behavior)),
+                         b.completed_at is not None, bool(b.is_paused))
+            for b in session.scalars(query)
+        ]
+
+
+def create_backfill(dag_id: str, first: date, last: date, user: str, reprocess: str = "completed",
+                    max_active_runs: int = 4) -> BackfillInfo:
+    """A backfill over the periods [first, last]; Airflow's scheduler runs it."""
+    from airflow.exceptions import DagNotFound
+    from airflow.models.backfill import AlreadyRunningBackfill, ReprocessBehavior, _create_backfill
+
+    try:
+        backfill = _create_backfill(
+            dag_id=dag_id, from_date=_midnight(first), to_date=_midnight(last), max_active_runs=max_active_runs,
+            reverse=False, dag_run_conf=None, triggering_user_name=user,
+            reprocess_behavior=ReprocessBehavior(reprocess), run_on_latest_version=True,
+        )
+    except AlreadyRunningBackfill as exc:
+        raise BackfillAlreadyRunning(str(exc)) from exc
+    except DagNotFound as exc:
+        raise DagNotParsedYet(str(exc)) from exc
+    return BackfillInfo(backfill.id, dag_id, first, last, reprocess, False, bool(backfill.is_paused))
