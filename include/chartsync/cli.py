@@ -109,6 +109,70 @@ def cmd_schedules_remove(args: argparse.Namespace) -> int:
     return 0
 
 
+def _active_configs(engine, slug: str | None = None):
+    from chartsync import schedules
+
+    configs = []
+    for row in schedules.load_rows(engine, slug):
+        try:
+            config = schedules.ScheduleConfig.from_row(row)
+        except schedules.ScheduleError as exc:
+            print(f"skipping {row.slug}: {exc}", file=sys.stderr)
+            continue
+        if config.is_active:
+            configs.append(config)
+    return configs
+
+
+def cmd_gaps_audit(args: argparse.Namespace) -> int:
+    from chartsync import gaps
+    from chartsync.soundcharts import SoundchartsClient
+
+    engine = _engine()
+    configs = _active_configs(engine, args.slug)
+    if args.slug and not configs:
+        raise BadInput(f"{args.slug} has no active sync schedule")
+    client = SoundchartsClient()
+    for i, sources in enumerate(gaps.refresh_expected_periods(engine, client, configs), 1):
+        note = "" if sources.api is not None else " (API unavailable: calendar only)"
+        print(f"[{i}/{len(configs)}] {sources.slug}: {len(sources.expected)} expected periods "
+              f"{sources.window[0]}..{sources.window[1]}{note}", flush=True)
+        if sources.calendar_only:
+            print(f"    not published by the API: {', '.join(d.isoformat() for d in sources.calendar_only)}")
+        if sources.api_only:
+            print(f"    published off the calendar: {', '.join(d.isoformat() for d in sources.api_only)}")
+    found = gaps.detect_gaps(engine)
+    print(f"{len(found)} gap range(s) in {len({g.slug for g in found})} chart(s); "
+          f"{client.request_count} API requests")
+    return 0
+
+
+def cmd_gaps_list(args: argparse.Namespace) -> int:
+    from chartsync import gaps
+
+    found = gaps.list_gaps(_engine(), slug=args.slug)
+    if not found:
+        print("no gaps recorded (refresh with: chartsync gaps audit)")
+        return 0
+    for gap in found:
+        span = f"{gap.start}" if gap.start == gap.end else f"{gap.start}..{gap.end}"
+        print(f"{gap.slug}: {gap.periods} missing period(s) {span}\n    {gap.backfill_command}")
+    return 0
+
+
+def cmd_gaps_heal(args: argparse.Namespace) -> int:
+    import getpass
+
+    from chartsync import gaps
+
+    if not args.all and not args.slug:
+        raise BadInput("name a chart SLUG or pass --all")
+    results = gaps.heal(_engine(), None if args.all else [args.slug], user=f"cli:{getpass.getuser()}")
+    for r in results:
+        print(f"{r.slug}: {r.status}: {r.message}")
+    return 0 if all(r.status != "dag-not-parsed" for r in results) else EXIT_FAILED
+
+
 def cmd_settings_load(args: argparse.Namespace) -> int:
     import json
     import os
@@ -147,7 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Connections: chart_db (sqlite or postgres) and soundcharts_default (http), looked up like "
         "Airflow does (metadata DB, secrets backend or AIRFLOW_CONN_<ID>).",
     )
-    groups = parser.add_subparsers(dest="group", required=True, metavar="{db,charts,schedules,settings}")
+    groups = parser.add_subparsers(dest="group", required=True, metavar="{db,charts,schedules,gaps,settings}")
 
     db = groups.add_parser("db", help="chart DB schema").add_subparsers(dest="command", required=True)
     db.add_parser("upgrade", help="apply the Alembic migrations to the DB behind chart_db").set_defaults(
@@ -179,6 +243,22 @@ def build_parser() -> argparse.ArgumentParser:
     rm = sched.add_parser("remove", help="remove a chart's sync schedule (keeps its data)")
     rm.add_argument("slug")
     rm.set_defaults(func=cmd_schedules_remove)
+    gaps = groups.add_parser("gaps", help="missing periods and healing").add_subparsers(
+        dest="command", required=True)
+    audit = gaps.add_parser("audit", help="refresh expected periods from the API and recompute gaps and coverage")
+    audit.add_argument("slug", nargs="?", help="only this chart (default: every active schedule)")
+    audit.set_defaults(func=cmd_gaps_audit)
+    lst = gaps.add_parser("list", help="gap ranges with the airflow backfill command that closes each")
+    lst.add_argument("slug", nargs="?")
+    lst.set_defaults(func=cmd_gaps_list)
+    heal = gaps.add_parser("heal", help="create the Airflow backfills that close the recorded gaps",
+                           description="One backfill per chart DAG over its gap ranges (reprocess behaviour "
+                           "'completed', so runs that succeeded but left no data are redone). A DAG with a "
+                           "running backfill is skipped: healing twice creates no duplicates.")
+    heal.add_argument("slug", nargs="?")
+    heal.add_argument("--all", action="store_true", help="every chart with gaps")
+    heal.set_defaults(func=cmd_gaps_heal)
+
     settings = groups.add_parser("settings", help="Airflow settings").add_subparsers(dest="command", required=True)
     load = settings.add_parser("load", help="load airflow_settings.yaml (connections, pools, variables) into "
                                "Airflow; SOUNDCHARTS_APP_ID + SOUNDCHARTS_API_KEY point soundcharts_default "

@@ -126,8 +126,18 @@ def timetable_for(config: ScheduleConfig):
     return CronDataIntervalTimetable(freqs.cron_for(config.frequency, config.weekday), timezone="UTC")
 
 
+def start_date_for(config: ScheduleConfig) -> datetime:
+    """History or an immediate first sync start at history_start (fixed); a scheduled first sync
+    without history starts at the period the schedule was created in, so its first run is the next tick."""
+    if config.sync_historical_data or config.sync_immediately or not config.frequency.is_calendar:
+        day = config.history_start
+    else:
+        day = freqs.align(config.frequency, config.created_on, config.weekday)
+    return datetime.combine(day, datetime.min.time(), tzinfo=UTC)
+
+
 def build_dag(config: ScheduleConfig) -> DAG:
-    start = datetime.combine(config.history_start, datetime.min.time(), tzinfo=UTC)
+    start = start_date_for(config)
     with DAG(
         dag_id=config.dag_id,
         description=f"Sync {config.chart_name} ({config.platform}) rankings from Soundcharts",
@@ -186,10 +196,14 @@ def doc_md(config: ScheduleConfig) -> str:
         "the past year by itself, oldest first"
         if config.sync_historical_data else "no history: only periods from now on are synced"
     )
-    first = (
-        "**sync immediately**: the newest period runs as soon as the DAG is unpaused"
-        if config.sync_immediately else "**scheduled**: the first run waits for the next period boundary"
-    )
+    if config.sync_immediately:
+        first = ("**sync immediately**: the newest published period is synced by the first run, right "
+                 "after the DAG appears; " + ("history follows by catchup" if config.sync_historical_data
+                                            else "then one run per period"))
+    else:
+        first = ("**scheduled**: " + ("catchup runs the history oldest first; the newest period syncs in "
+                                      "its turn" if config.sync_historical_data
+                                      else "the first run happens at the next period boundary"))
     return (
         f"# {config.chart_name}\n\n"
         f"- chart: `{config.slug}` on **{config.platform}** ({config.country_code or 'global'}), "
@@ -219,6 +233,13 @@ def period_for_run(config: ScheduleConfig, context: dict) -> date | None:
     return freqs.latest_complete_period(config.period_frequency, end, config.weekday).start
 
 
+def first_catchup_run(config: ScheduleConfig, period: date | None, context: dict) -> bool:
+    """The scheduled run of the first history period: where sync_immediately pulls the newest one forward."""
+    run_type = getattr(context.get("dag_run"), "run_type", None)
+    return (config.sync_immediately and config.sync_historical_data and config.frequency.is_calendar
+            and period == config.history_start and getattr(run_type, "value", run_type) == "scheduled")
+
+
 def run_sync(config: ScheduleConfig, context: dict) -> dict:
     from chartsync.db import chart_engine
     from chartsync.executions import SKIPPED, RunRef, record_failure
@@ -231,6 +252,12 @@ def run_sync(config: ScheduleConfig, context: dict) -> dict:
     engine = chart_engine()
     client = SoundchartsClient()
     log.info("Syncing %s period %s (run %s, try %s)", config.slug, period or "latest", run.run_id, run.try_number)
+    if first_catchup_run(config, period, context):
+        try:  # sync_immediately: the newest period first, then this run's (the oldest) period
+            newest = sync_period(engine, client, run, config.slug, None)
+            log.info("%s: sync_immediately synced the newest period %s first", config.slug, newest.period)
+        except SoundchartsNotFound:
+            log.warning("%s: no newest period published yet; continuing with %s", config.slug, period)
     try:
         result = sync_period(engine, client, run, config.slug, period)
     except SoundchartsNotFound as exc:

@@ -60,6 +60,7 @@ class ScheduleConfig:
     fetch_track_metadata: bool
     history_start: date
     deadline_hours: float | None
+    created_on: date
 
     @property
     def dag_id(self) -> str:
@@ -97,8 +98,16 @@ class ScheduleConfig:
             weekday=row.publication_weekday, is_active=bool(row.is_active),
             sync_immediately=bool(row.sync_immediately), sync_historical_data=bool(row.sync_historical_data),
             fetch_track_metadata=bool(row.fetch_track_metadata), history_start=row.history_start,
-            deadline_hours=row.deadline_hours,
+            deadline_hours=row.deadline_hours, created_on=_day(row.created_at),
         )
+
+
+def _day(value) -> date:
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, str):  # a snapshot row
+        return datetime.fromisoformat(value).date()
+    return value
 
 
 def _validate_cron(expression: str | None) -> None:

@@ -141,6 +141,20 @@ chart_sync_execution = Table(
     Index("ix_chart_sync_execution_started", "started_at"),
 )
 
+chart_expected_period = Table(
+    "chart_expected_period",
+    metadata,
+    # The periods a chart should have in its history window: from its frequency's calendar and
+    # from the API's available rankings. ``expected`` is what gap detection counts: the API's
+    # list when we have it (it knows about skipped weeks), else the calendar.
+    Column("chart_id", Integer, ForeignKey("chart.id", ondelete="CASCADE"), primary_key=True),
+    Column("period", Date, primary_key=True),
+    Column("in_calendar", Boolean, nullable=False),
+    Column("in_api", Boolean, nullable=False),
+    Column("expected", Boolean, nullable=False),
+    Column("refreshed_at", DateTime(timezone=True), nullable=False),
+)
+
 chart_sync_gap = Table(
     "chart_sync_gap",
     metadata,
