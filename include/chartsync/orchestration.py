@@ -130,3 +130,49 @@ def create_backfill(dag_id: str, first: date, last: date, user: str, reprocess: 
     except DagNotFound as exc:
         raise DagNotParsedYet(str(exc)) from exc
     return BackfillInfo(backfill.id, dag_id, first, last, reprocess, False, bool(backfill.is_paused))
+
+
+# -- used by the REST API (plugin chart_sync_admin) -----------------------------------------------
+class RunAlreadyExists(RuntimeError):
+    """Airflow already has a run of this DAG for that period (clear it in Airflow to re-run it)."""
+
+
+def trigger(dag_id: str, period: date | None, user: str, note: str | None = None) -> tuple[str, str]:
+    """``trigger_run`` with Airflow's refusals named: DagNotParsedYet, RunAlreadyExists."""
+    from airflow.exceptions import DagNotFound, DagRunAlreadyExists
+    from sqlalchemy.exc import IntegrityError
+
+    try:
+        return trigger_run(dag_id, period, user, note)
+    except DagNotFound as exc:
+        raise DagNotParsedYet(f"{dag_id} is not in Airflow yet (it appears at the next DAG parse)") from exc
+    except (DagRunAlreadyExists, IntegrityError) as exc:
+        what = f"period {period}" if period else "this moment"
+        raise RunAlreadyExists(f"{dag_id} already has a run for {what}; clear that run in Airflow to "
+                               "sync the period again") from exc
+
+
+def dag_states(dag_ids: list[str]) -> dict[str, DagState]:
+    """``dag_state`` for many DAGs in two queries (DAGs Airflow does not know are left out)."""
+    from airflow.models import DagModel, DagRun
+    from airflow.utils.session import create_session
+    from sqlalchemy import and_, func, select
+
+    if not dag_ids:
+        return {}
+    newest = (select(DagRun.dag_id, func.max(DagRun.run_after).label("run_after"))
+              .where(DagRun.dag_id.in_(dag_ids)).group_by(DagRun.dag_id).subquery())
+    with create_session() as session:
+        models = session.execute(select(DagModel.dag_id, DagModel.is_paused, DagModel.next_dagrun_create_after)
+                                 .where(DagModel.dag_id.in_(dag_ids))).all()
+        last = dict(session.execute(select(DagRun.dag_id, DagRun.state).join(
+            newest, and_(DagRun.dag_id == newest.c.dag_id, DagRun.run_after == newest.c.run_after))).all())
+    return {m.dag_id: DagState(m.dag_id, bool(m.is_paused), m.next_dagrun_create_after,
+                               str(last[m.dag_id]) if m.dag_id in last else None) for m in models}
+
+
+def parse_interval_seconds() -> int:
+    """How often the dag-processor re-parses a DAG file: when a new chart's DAG appears at the latest."""
+    from airflow.configuration import conf
+
+    return conf.getint("dag_processor", "min_file_process_interval", fallback=30)

@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime
 
 from sqlalchemy import Engine, delete, insert, select
 
+from chartsync import audit
 from chartsync import frequency as freqs
 from chartsync.db.tables import chart, chart_sync_schedule
 from chartsync.frequency import Frequency
@@ -149,8 +150,38 @@ def add_schedule(
     fetch_track_metadata: bool = True,
     deadline_hours: float | None = None,
     today: date | None = None,
+    actor: str | None = None,
 ) -> int:
-    """Validate and insert a schedule; history_start is fixed here, one year back, aligned."""
+    """Validate and insert a schedule; history_start is fixed here, one year back, aligned.
+
+    With ``actor`` the change is audited in the same transaction.
+    """
+    freq = _validated_frequency(chart_row, frequency, custom_interval_hours, cron_expression, deadline_hours)
+    calendar = freq if freq.is_calendar else freqs.detect_frequency(chart_row.frequency)
+    anchor = weekday if weekday is not None else chart_row.publication_weekday
+    now = datetime.now(UTC)
+    start = freqs.history_start(calendar, today or now.date(), anchor)
+    values = dict(
+        chart_id=chart_row.id, is_active=is_active, sync_frequency=freq.value,
+        custom_interval_hours=custom_interval_hours, cron_expression=cron_expression,
+        sync_immediately=sync_immediately, sync_historical_data=sync_historical_data,
+        fetch_track_metadata=fetch_track_metadata, deadline_hours=deadline_hours,
+        history_start=start, created_at=now, updated_at=now,
+    )
+    with engine.begin() as conn:
+        if conn.execute(select(chart_sync_schedule.c.id).where(
+                chart_sync_schedule.c.chart_id == chart_row.id)).first():
+            raise DuplicateSchedule("chart_id", f"chart {chart_row.slug!r} already has a sync schedule")
+        schedule_id = conn.execute(insert(chart_sync_schedule).values(**values)).inserted_primary_key[0]
+        if actor is not None:
+            audit.record(conn, actor=actor, action="create", entity=audit.SCHEDULE, entity_id=schedule_id,
+                         after={"id": schedule_id, **values}, now=now)
+        return schedule_id
+
+
+def _validated_frequency(chart_row, frequency: str | None, custom_interval_hours: int | None,
+                         cron_expression: str | None, deadline_hours: float | None) -> Frequency:
+    """The rules a schedule's settings obey together; raises ScheduleError naming the field."""
     if frequency is None:
         freq = freqs.detect_frequency(chart_row.frequency)
     else:
@@ -160,7 +191,7 @@ def add_schedule(
             raise ScheduleError("sync_frequency", str(exc)) from None
     if freq is Frequency.CUSTOM:
         try:
-            custom_interval_hours = freqs.validate_custom_hours(custom_interval_hours)
+            freqs.validate_custom_hours(custom_interval_hours)
         except ValueError as exc:
             raise ScheduleError("custom_interval_hours", str(exc)) from None
     elif custom_interval_hours is not None:
@@ -170,27 +201,16 @@ def add_schedule(
     if deadline_hours is not None and not 0 < deadline_hours <= 24 * 62:
         raise ScheduleError("deadline_hours", "must be between 0 and 1488 hours")
     dag_id_for(chart_row.slug)
-    calendar = freq if freq.is_calendar else freqs.detect_frequency(chart_row.frequency)
-    anchor = weekday if weekday is not None else chart_row.publication_weekday
-    now = datetime.now(UTC)
-    start = freqs.history_start(calendar, today or now.date(), anchor)
-    with engine.begin() as conn:
-        if conn.execute(select(chart_sync_schedule.c.id).where(
-                chart_sync_schedule.c.chart_id == chart_row.id)).first():
-            raise DuplicateSchedule("chart_id", f"chart {chart_row.slug!r} already has a sync schedule")
-        return conn.execute(
-            insert(chart_sync_schedule).values(
-                chart_id=chart_row.id, is_active=is_active, sync_frequency=freq.value,
-                custom_interval_hours=custom_interval_hours, cron_expression=cron_expression,
-                sync_immediately=sync_immediately, sync_historical_data=sync_historical_data,
-                fetch_track_metadata=fetch_track_metadata, deadline_hours=deadline_hours,
-                history_start=start, created_at=now, updated_at=now,
-            )
-        ).inserted_primary_key[0]
+    return freq
 
 
-def remove_schedule(engine: Engine, chart_id: int) -> None:
+def remove_schedule(engine: Engine, chart_id: int, actor: str | None = None) -> None:
+    """Delete a chart's schedule (its DAG disappears at the next parse); audited with ``actor``."""
     with engine.begin() as conn:
+        before = conn.execute(select(chart_sync_schedule).where(chart_sync_schedule.c.chart_id == chart_id)).first()
         deleted = conn.execute(delete(chart_sync_schedule).where(chart_sync_schedule.c.chart_id == chart_id))
         if deleted.rowcount == 0:
             raise ScheduleNotFound(f"chart {chart_id} has no sync schedule")
+        if actor is not None:
+            audit.record(conn, actor=actor, action="delete", entity=audit.SCHEDULE, entity_id=before.id,
+                         before=dict(before._mapping))

@@ -1,0 +1,70 @@
+"""The audit log: who changed what, when, with the before and after state as JSON.
+
+``record`` takes the caller's connection so the audit row commits (or rolls back) with the
+change it describes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from enum import Enum
+from typing import Any
+
+from sqlalchemy import Connection, Engine, func, insert, select
+
+from chartsync.db.tables import chart_sync_audit
+
+SCHEDULE, CHART, BACKFILL = "schedule", "chart", "backfill"
+
+
+def jsonable(value: Any) -> Any:
+    """Dates as ISO strings, enums as their values: what a JSON column can hold on every dialect."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, Decimal):
+        return float(value)
+    return value
+
+
+def record(conn: Connection, *, actor: str, action: str, entity: str, entity_id: int | None,
+           before: dict | None = None, after: dict | None = None, now: datetime | None = None) -> None:
+    conn.execute(insert(chart_sync_audit).values(
+        actor=actor[:250], action=action, entity=entity, entity_id=entity_id,
+        before=jsonable(before) if before is not None else None,
+        after=jsonable(after) if after is not None else None,
+        created_at=now or datetime.now(UTC),
+    ))
+
+
+@dataclass(frozen=True)
+class AuditPage:
+    items: list[dict]
+    total: int
+
+
+def entries(engine: Engine, *, entity: str | None = None, entity_id: int | None = None, actor: str | None = None,
+            action: str | None = None, limit: int = 50, offset: int = 0) -> AuditPage:
+    """Newest first."""
+    a = chart_sync_audit.c
+    filters = [column == value for column, value in
+               ((a.entity, entity), (a.entity_id, entity_id), (a.actor, actor), (a.action, action))
+               if value is not None]
+    query = select(chart_sync_audit).where(*filters).order_by(a.created_at.desc(), a.id.desc())
+    with engine.connect() as conn:
+        total = conn.execute(select(func.count()).select_from(chart_sync_audit).where(*filters)).scalar_one()
+        rows = conn.execute(query.limit(limit).offset(offset)).all()
+    items = []
+    for r in rows:
+        item = dict(r._mapping)
+        if item["created_at"].tzinfo is None:  # SQLite drops the zone; we always write UTC
+            item["created_at"] = item["created_at"].replace(tzinfo=UTC)
+        items.append(item)
+    return AuditPage(items, total)

@@ -1,0 +1,277 @@
+"""Execution statistics and the overdue rule.
+
+The rule and the maths are pure (plain values in, plain values out); the aggregates run in
+the database as GROUP BY queries, so a page of schedules or the whole fleet costs a fixed
+number of queries however many schedules there are.
+
+Overdue: an active schedule whose last successful execution is older than its period plus a
+grace (``overdue_after``), or that never succeeded and was created longer ago than that.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import Connection, Engine, Float, and_, case, func, literal, select
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.expression import ColumnElement, FunctionElement
+
+from chartsync.db.tables import chart_sync_coverage, chart_sync_execution, chart_sync_schedule
+from chartsync.frequency import Frequency
+
+SUCCESS, FAILED, SKIPPED = "success", "failed", "skipped"
+
+# -- the overdue rule (pure) ----------------------------------------------------------------------
+GRACE = {  # period length plus a grace for publication delays and retries
+    Frequency.DAILY: timedelta(hours=36),
+    Frequency.WEEKLY: timedelta(days=8),
+    Frequency.MONTHLY: timedelta(days=33),
+}
+INTERVAL_GRACE_FACTOR = 2  # custom and cron schedules: twice their interval
+FALLBACK_GRACE = GRACE[Frequency.WEEKLY]  # an unreadable frequency or cron expression
+_CRON_BASE = datetime(2024, 1, 1, tzinfo=UTC)  # a fixed base keeps a cron's grace stable
+_CRON_SAMPLES = 12
+
+
+def overdue_after(frequency: str, custom_interval_hours: int | None = None,
+                  cron_expression: str | None = None) -> timedelta:
+    """How long after its last success (or its creation) an active schedule becomes overdue."""
+    try:
+        freq = Frequency.parse(frequency or "")
+    except ValueError:
+        return FALLBACK_GRACE
+    if freq in GRACE:
+        return GRACE[freq]
+    if freq is Frequency.CUSTOM:
+        if not custom_interval_hours or custom_interval_hours <= 0:
+            return FALLBACK_GRACE
+        return timedelta(hours=custom_interval_hours * INTERVAL_GRACE_FACTOR)
+    return _cron_interval(cron_expression) * INTERVAL_GRACE_FACTOR if cron_expression else FALLBACK_GRACE
+
+
+def _cron_interval(expression: str) -> timedelta:
+    """The longest gap between consecutive fires of a cron expression (over a year's sample)."""
+    from croniter import croniter
+
+    try:
+        fires = croniter(expression, _CRON_BASE)
+        times = [fires.get_next(datetime) for _ in range(_CRON_SAMPLES)]
+    except Exception:  # croniter raises several types for bad input
+        return FALLBACK_GRACE / INTERVAL_GRACE_FACTOR
+    return max(b - a for a, b in zip(times, times[1:]))
+
+
+def is_overdue(*, is_active: bool, frequency: str, last_success_at: datetime | None, created_at: datetime,
+               now: datetime, custom_interval_hours: int | None = None,
+               cron_expression: str | None = None) -> bool:
+    if not is_active:
+        return False
+    reference = last_success_at or created_at
+    return aware(now) - aware(reference) > overdue_after(frequency, custom_interval_hours, cron_expression)
+
+
+def schedule_status(*, is_active: bool, overdue: bool) -> str:
+    """The word the UI and API show: active, overdue or inactive."""
+    if not is_active:
+        return "inactive"
+    return "overdue" if overdue else "active"
+
+
+def success_rate(successful: int, failed: int) -> float | None:
+    """Share of decided executions that succeeded (skipped periods count neither way)."""
+    decided = successful + failed
+    return round(successful / decided, 4) if decided else None
+
+
+def freshness_seconds(last_success_at: datetime | None, now: datetime) -> float | None:
+    """Time since the last successful sync."""
+    if last_success_at is None:
+        return None
+    return round((aware(now) - aware(last_success_at)).total_seconds(), 1)
+
+
+def aware(value: datetime) -> datetime:
+    """SQLite hands back naive datetimes; every timestamp chart-sync writes is UTC."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+# -- the same rule in SQL ---------------------------------------------------------------------------
+class epoch(FunctionElement):
+    """Seconds since 1970 of a timestamp column, on SQLite and PostgreSQL."""
+
+    type = Float()
+    inherit_cache = True
+
+
+@compiles(epoch)
+def _epoch_default(element, compiler, **kw):
+    return f"EXTRACT(EPOCH FROM {compiler.process(element.clauses, **kw)})"
+
+
+@compiles(epoch, "sqlite")
+def _epoch_sqlite(element, compiler, **kw):
+    return f"CAST(strftime('%s', {compiler.process(element.clauses, **kw)}) AS REAL)"
+
+
+def cron_graces(conn: Connection) -> dict[str, int]:
+    """Grace seconds of every cron expression in use (few distinct ones), for ``overdue_clause``."""
+    expressions = conn.execute(
+        select(chart_sync_schedule.c.cron_expression).distinct().where(
+            chart_sync_schedule.c.sync_frequency == Frequency.CRON.value,
+            chart_sync_schedule.c.cron_expression.is_not(None))
+    ).scalars()
+    return {e: int(overdue_after(Frequency.CRON.value, cron_expression=e).total_seconds()) for e in expressions}
+
+
+def grace_seconds(schedule=chart_sync_schedule, cron: dict[str, int] | None = None) -> ColumnElement:
+    s = schedule.c
+    whens = [(s.sync_frequency == f.value, int(g.total_seconds())) for f, g in GRACE.items()]
+    whens.append((and_(s.sync_frequency == Frequency.CUSTOM.value, s.custom_interval_hours > 0),
+                  s.custom_interval_hours * 3600 * INTERVAL_GRACE_FACTOR))
+    whens += [(and_(s.sync_frequency == Frequency.CRON.value, s.cron_expression == expr), seconds)
+              for expr, seconds in (cron or {}).items()]
+    return case(*whens, else_=int(FALLBACK_GRACE.total_seconds()))
+
+
+def last_success_subquery():
+    """chart_id -> completion time of its newest successful execution (GROUP BY)."""
+    e = chart_sync_execution.c
+    return (
+        select(e.chart_id, func.max(func.coalesce(e.completed_at, e.started_at)).label("last_success_at"))
+        .where(e.status == SUCCESS).group_by(e.chart_id).subquery("last_success")
+    )
+
+
+def overdue_clause(last_success_at: ColumnElement, now: datetime, cron: dict[str, int],
+                   schedule=chart_sync_schedule) -> ColumnElement:
+    """SQL twin of ``is_overdue`` (tests check they agree)."""
+    reference = func.coalesce(last_success_at, schedule.c.created_at)
+    return and_(
+        schedule.c.is_active.is_(True),
+        epoch(reference) < literal(aware(now).timestamp()) - grace_seconds(schedule, cron),
+    )
+
+
+# -- aggregates --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ExecutionStats:
+    total_executions: int = 0
+    successful_executions: int = 0
+    failed_executions: int = 0
+    skipped_executions: int = 0
+    success_rate: float | None = None
+    average_duration_seconds: float | None = None
+    last_execution_at: datetime | None = None
+    last_status: str | None = None
+    last_error: str | None = None
+    last_success_at: datetime | None = None
+    freshness_seconds: float | None = None
+
+
+def _count(status: str):
+    return func.sum(case((chart_sync_execution.c.status == status, 1), else_=0))
+
+
+def execution_stats(engine: Engine, chart_ids: Sequence[int] | None = None, *, since: datetime | None = None,
+                    now: datetime | None = None) -> dict[int, ExecutionStats]:
+    """Per chart: counts, success rate, mean duration, latest execution, freshness (two GROUP BYs)."""
+    if chart_ids is not None and not chart_ids:
+        return {}
+    now = now or datetime.now(UTC)
+    e = chart_sync_execution.c
+    window = [e.chart_id.in_(list(chart_ids))] if chart_ids is not None else []
+    if since is not None:
+        window.append(e.started_at >= since)
+    totals = (
+        select(e.chart_id, func.count().label("total"), _count(SUCCESS).label("ok"), _count(FAILED).label("failed"),
+               _count(SKIPPED).label("skipped"), func.avg(e.duration_seconds).label("avg_duration"),
+               func.max(case((e.status == SUCCESS, func.coalesce(e.completed_at, e.started_at)))).label("last_ok"))
+        .where(*window).group_by(e.chart_id)
+    )
+    ranked = select(e.chart_id, e.status, e.started_at, e.error, func.row_number().over(
+        partition_by=e.chart_id, order_by=(e.started_at.desc(), e.id.desc())).label("rn")).where(*window).subquery()
+    latest = select(ranked.c.chart_id, ranked.c.status, ranked.c.started_at, ranked.c.error).where(ranked.c.rn == 1)
+    with engine.connect() as conn:
+        last = {r.chart_id: r for r in conn.execute(latest)}
+        result = {}
+        for r in conn.execute(totals):
+            latest_row = last.get(r.chart_id)
+            last_ok = aware(r.last_ok) if r.last_ok is not None else None
+            result[r.chart_id] = ExecutionStats(
+                total_executions=r.total, successful_executions=int(r.ok or 0), failed_executions=int(r.failed or 0),
+                skipped_executions=int(r.skipped or 0), success_rate=success_rate(int(r.ok or 0), int(r.failed or 0)),
+                average_duration_seconds=_round(r.avg_duration),
+                last_execution_at=aware(latest_row.started_at) if latest_row else None,
+                last_status=latest_row.status if latest_row else None,
+                last_error=latest_row.error if latest_row else None,
+                last_success_at=last_ok, freshness_seconds=freshness_seconds(last_ok, now),
+            )
+    return result
+
+
+@dataclass(frozen=True)
+class OverallStats:
+    schedules: int
+    active_schedules: int
+    overdue_schedules: int
+    executions: ExecutionStats
+    window_start: datetime | None
+
+
+def overall_stats(engine: Engine, *, since: datetime | None = None, now: datetime | None = None) -> OverallStats:
+    """The whole fleet in two aggregate queries: schedules (active/overdue) and executions."""
+    now = now or datetime.now(UTC)
+    e, s = chart_sync_execution.c, chart_sync_schedule.c
+    window = [e.started_at >= since] if since is not None else []
+    with engine.connect() as conn:
+        last_ok = last_success_subquery()
+        overdue = overdue_clause(last_ok.c.last_success_at, now, cron_graces(conn))
+        counts = conn.execute(
+            select(func.count(), func.sum(case((s.is_active.is_(True), 1), else_=0)),
+                   func.sum(case((overdue, 1), else_=0)))
+            .select_from(chart_sync_schedule.outerjoin(last_ok, last_ok.c.chart_id == s.chart_id))
+        ).one()
+        r = conn.execute(
+            select(func.count().label("total"), _count(SUCCESS).label("ok"), _count(FAILED).label("failed"),
+                   _count(SKIPPED).label("skipped"), func.avg(e.duration_seconds).label("avg_duration"),
+                   func.max(e.started_at).label("last_started"),
+                   func.max(case((e.status == SUCCESS, func.coalesce(e.completed_at, e.started_at)))).label("last_ok"))
+            .where(*window)
+        ).one()
+    ok, failed = int(r.ok or 0), int(r.failed or 0)
+    last_success = aware(r.last_ok) if r.last_ok is not None else None
+    executions = ExecutionStats(
+        total_executions=int(r.total), successful_executions=ok, failed_executions=failed,
+        skipped_executions=int(r.skipped or 0), success_rate=success_rate(ok, failed),
+        average_duration_seconds=_round(r.avg_duration),
+        last_execution_at=aware(r.last_started) if r.last_started is not None else None,
+        last_success_at=last_success, freshness_seconds=freshness_seconds(last_success, now),
+    )
+    return OverallStats(int(counts[0]), int(counts[1] or 0), int(counts[2] or 0), executions, since)
+
+
+def recent_executions(engine: Engine, chart_id: int, limit: int = 20) -> list[dict]:
+    """The newest execution rows of a chart (uses the (chart_id, started_at) index)."""
+    e = chart_sync_execution.c
+    query = select(chart_sync_execution).where(e.chart_id == chart_id).order_by(
+        e.started_at.desc(), e.id.desc()).limit(limit)
+    with engine.connect() as conn:
+        return [_with_aware_times(dict(r._mapping)) for r in conn.execute(query)]
+
+
+def coverage(engine: Engine, chart_id: int) -> dict | None:
+    """The last gap audit's coverage row of a chart, if the audit has run."""
+    with engine.connect() as conn:
+        row = conn.execute(select(chart_sync_coverage).where(chart_sync_coverage.c.chart_id == chart_id)).first()
+    return _with_aware_times(dict(row._mapping)) if row else None
+
+
+def _with_aware_times(row: dict) -> dict:
+    return {k: aware(v) if isinstance(v, datetime) else v for k, v in row.items()}
+
+
+def _round(value) -> float | None:
+    return round(float(value), 3) if value is not None else None
+
