@@ -3,7 +3,6 @@ and the Airflow processes. Each cleans up after itself."""
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import shutil
@@ -11,13 +10,14 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from pgcluster import Postgres, start_postgres
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -76,77 +76,15 @@ def soundcharts_conn(url: str) -> str:
 
 
 # -- PostgreSQL ---------------------------------------------------------------------------------------
-@dataclass
-class Postgres:
-    host: str
-    port: int
-    user: str
-    password: str
-    process: subprocess.Popen | None = None
-    databases: list[str] = field(default_factory=list)
-
-    def create_database(self, name: str) -> str:
-        import psycopg2
-
-        admin = psycopg2.connect(host=self.host, port=self.port, user=self.user, password=self.password,
-                                 dbname="postgres")
-        admin.autocommit = True
-        with admin.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
-            cur.execute(f'CREATE DATABASE "{name}"')
-        admin.close()
-        return name
-
-    def conn_json(self, database: str) -> str:
-        return json.dumps({"conn_type": "postgres", "host": self.host, "port": self.port, "login": self.user,
-                           "password": self.password, "schema": database})
-
-    def url(self, database: str) -> str:
-        return f"postgresql+psycopg2://{self.user}:{self.password}@{self.host}:{self.port}/{database}"
-
-
 @pytest.fixture(scope="session")
-def postgres(tmp_path_factory) -> Iterator[Postgres]:
+def postgres() -> Iterator[Postgres]:
     """CHARTSYNC_TEST_POSTGRES (host:port:user:password, set by .ci/run) or a throw-away cluster."""
-    given = os.environ.get("CHARTSYNC_TEST_POSTGRES")
-    if given:
-        host, port, user, password = given.split(":", 3)
-        yield Postgres(host, int(port), user, password)
-        return
-    bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    if not bins:
-        pytest.fail("PostgreSQL is not installed: apt-get install postgresql (or set CHARTSYNC_TEST_POSTGRES)")
-    bindir = Path(bins[-1]).parent
-    data = Path(tempfile.mkdtemp(prefix="chartsync-pg-"))  # not under pytest's 0700 root dir: postgres must reach it
-    as_user: list[str] = []
-    if os.geteuid() == 0:  # initdb refuses root
-        shutil.chown(data, "postgres")
-        as_user = ["runuser", "-u", "postgres", "--"]
-    pwfile = data / "pw"
-    pwfile.write_text("chartsync\n")
-    shutil.chown(pwfile, "postgres") if as_user else None
-    subprocess.run([*as_user, str(bindir / "initdb"), "-D", str(data / "db"), "-U", "chartsync",
-                    "--pwfile", str(pwfile), "-A", "md5"], check=True, capture_output=True)
-    port = free_port()
-    proc = subprocess.Popen([*as_user, str(bindir / "postgres"), "-D", str(data / "db"), "-p", str(port),
-                             "-k", str(data), "-h", "127.0.0.1", "-c", "fsync=off"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    pg = Postgres("127.0.0.1", port, "chartsync", "chartsync", proc)
-
-    def ready():
-        try:
-            import psycopg2
-
-            psycopg2.connect(host=pg.host, port=port, user=pg.user, password=pg.password, dbname="postgres").close()
-            return True
-        except Exception:
-            return False
-
-    wait_for(ready, 30, "PostgreSQL")
+    try:
+        pg = start_postgres()
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
     yield pg
-    proc.terminate()
-    proc.wait(timeout=30)
-    shutil.rmtree(data, ignore_errors=True)
+    pg.stop()
 
 
 # -- Airflow -------------------------------------------------------------------------------------------
