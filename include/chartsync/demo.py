@@ -43,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     bin_dir = Path(sys.executable).parent
     chartsync, airflow = str(bin_dir / "chartsync"), str(bin_dir / "airflow")
+    # `airflow standalone` starts its components as `airflow ...` from PATH
+    os.environ["PATH"] = f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"
 
     emulator = None
     if not (os.environ.get("SOUNDCHARTS_APP_ID") and os.environ.get("SOUNDCHARTS_API_KEY")):
