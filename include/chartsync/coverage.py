@@ -1,0 +1,60 @@
+"""The coverage strip of a schedule: one cell per period of the past year, like a partition
+status bar (synced, missing, failed, skipped by the API, not yet due, before the window)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+
+from sqlalchemy import Engine, select
+
+from chartsync import frequency as freqs
+from chartsync.db.tables import chart_expected_period, chart_ranking, chart_sync_execution
+from chartsync.schedules import ScheduleConfig
+
+SYNCED, MISSING, FAILED, SKIPPED, NOT_DUE, OUTSIDE = (
+    "synced", "missing", "failed", "skipped", "not-yet-due", "outside-window")
+STATUSES = (SYNCED, MISSING, FAILED, SKIPPED, NOT_DUE, OUTSIDE)
+
+
+@dataclass(frozen=True)
+class PeriodCell:
+    period: date
+    status: str
+    detail: str = ""
+
+
+def coverage_strip(engine: Engine, config: ScheduleConfig, today: date | None = None,
+                   days: int = 365) -> list[PeriodCell]:
+    """Every period of the chart's calendar in the past ``days``, with its status."""
+    from chartsync.gaps import history_window
+
+    today = today or datetime.now(UTC).date()
+    calendar = config.period_frequency
+    periods = freqs.periods_between(calendar, today - timedelta(days=days), today, config.weekday)
+    first, last = history_window(config, today)
+    e, r, x = chart_expected_period, chart_ranking, chart_sync_execution
+    with engine.connect() as conn:
+        stored = set(conn.execute(select(r.c.period).where(r.c.chart_id == config.chart_id)).scalars())
+        api_rows = conn.execute(select(e.c.period, e.c.in_api).where(e.c.chart_id == config.chart_id)).all()
+        failures = {row.period: row.error for row in conn.execute(
+            select(x.c.period, x.c.error).where(x.c.chart_id == config.chart_id, x.c.status == "failed",
+                                                x.c.period.is_not(None)).order_by(x.c.started_at))}
+    api_known = any(row.in_api for row in api_rows)
+    not_published = {row.period for row in api_rows if not row.in_api} if api_known else set()
+    cells = []
+    for p in periods:
+        day = p.start
+        if day in stored:
+            cells.append(PeriodCell(day, SYNCED))
+        elif day > last:
+            cells.append(PeriodCell(day, NOT_DUE))
+        elif day < first:
+            cells.append(PeriodCell(day, OUTSIDE))
+        elif day in not_published:
+            cells.append(PeriodCell(day, SKIPPED, "the API did not publish this period"))
+        elif day in failures:
+            cells.append(PeriodCell(day, FAILED, (failures[day] or "")[:200]))
+        else:
+            cells.append(PeriodCell(day, MISSING))
+    return cells
