@@ -63,6 +63,13 @@ def test_catchup_creates_exactly_one_run_per_period(airflow_sqlite):
         periods = [r.period for r in conn.execute(select(chart_ranking).where(chart_ranking.c.chart_id == chart_id))]
         executions = conn.execute(select(chart_sync_execution)).all()
     assert sorted(periods) == sorted(expected)
-    assert len(executions) == HISTORY_DAYS
     assert {e.status for e in executions} == {"success"}
     assert {e.run_id for e in executions} == {r["dag_run_id"] for r in runs}
+    # sync_immediately (the default): the first catchup run synced the newest period before its own
+    newest = max(expected)
+    first_run = next(r["dag_run_id"] for r in runs if r["logical_date"][:10] == start.isoformat())
+    first_run_periods = [e.period for e in sorted(executions, key=lambda e: e.id) if e.run_id == first_run]
+    assert first_run_periods == [newest, start]
+    newest_rows = [e for e in executions if e.period == newest]
+    assert sorted(e.rankings_created for e in newest_rows) == [0, 1]  # its own run later found it stored
+    assert len(executions) == HISTORY_DAYS + 1
