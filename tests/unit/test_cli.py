@@ -1,0 +1,86 @@
+"""`chartsync` command line: bad input -> a clear message, exit code 2, nothing written."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import create_engine, func, insert, select
+
+from chartsync import cli
+from chartsync.db.migrate import upgrade
+from chartsync.db.tables import chart, chart_sync_schedule
+
+
+@pytest.fixture
+def engine(tmp_path, monkeypatch):
+    path = tmp_path / "chart.db"
+    engine = create_engine(f"sqlite:///{path}")
+    upgrade(engine)
+    with engine.begin() as conn:
+        conn.execute(insert(chart).values(slug="daily-chart", name="Daily", platform="spotify", frequency="daily",
+                                          created_at=datetime.now(UTC)))
+        conn.execute(insert(chart).values(slug="mystery-chart", name="Mystery", platform="spotify", frequency=None,
+                                          publication_weekday=2, created_at=datetime.now(UTC)))
+    monkeypatch.setenv("AIRFLOW_CONN_CHART_DB", json.dumps({"conn_type": "sqlite", "host": str(path)}))
+    return engine
+
+
+def schedules(engine) -> list:
+    with engine.connect() as conn:
+        return conn.execute(select(chart_sync_schedule)).all()
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["schedules", "add", "no-such-chart"], "unknown chart 'no-such-chart'"),
+    (["schedules", "add", "daily-chart", "--frequency", "custom"], "--interval-hours is required"),
+    (["schedules", "add", "daily-chart", "--interval-hours", "5"], "--interval-hours only goes with"),
+    (["schedules", "add", "daily-chart", "--frequency", "cron"], "cron_expression: required"),
+    (["schedules", "add", "daily-chart", "--frequency", "cron", "--cron", "61 * * * *"], "not a valid cron"),
+    (["schedules", "remove", "daily-chart"], "has no sync schedule"),
+])
+def test_bad_input_exits_2_and_writes_nothing(engine, capsys, argv, message):
+    assert cli.main(argv) == 2
+    assert message in capsys.readouterr().err
+    assert schedules(engine) == []
+
+
+@pytest.mark.parametrize("argv", [
+    ["schedules", "add", "daily-chart", "--frequency", "fortnightly"],
+    ["schedules", "add", "daily-chart", "--frequency", "custom", "--interval-hours", "0"],
+    ["schedules", "add", "daily-chart", "--frequency", "custom", "--interval-hours", "six"],
+])
+def test_argument_errors_exit_2(engine, capsys, argv):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(argv)
+    assert exit_.value.code == 2
+    assert "error" in capsys.readouterr().err
+    assert schedules(engine) == []
+
+
+def test_add_detects_frequency_list_and_duplicate(engine, capsys):
+    assert cli.main(["schedules", "add", "daily-chart"]) == 0
+    assert cli.main(["schedules", "add", "mystery-chart", "--no-history", "--inactive"]) == 0
+    rows = {r.chart_id: r for r in schedules(engine)}
+    assert rows[1].sync_frequency == "daily"  # from the chart
+    assert rows[2].sync_frequency == "weekly"  # unknown chart frequency: weekly
+    assert rows[2].is_active is False and rows[2].sync_historical_data is False
+    assert rows[2].history_start.weekday() == 2  # aligned on the chart's publication weekday
+    capsys.readouterr()
+    assert cli.main(["schedules", "add", "daily-chart"]) == 2
+    assert "already has a sync schedule" in capsys.readouterr().err
+    assert cli.main(["schedules", "list"]) == 0
+    listing = capsys.readouterr().out
+    assert "daily-chart" in listing and "mystery-chart" in listing
+    assert cli.main(["schedules", "remove", "daily-chart"]) == 0
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(chart_sync_schedule)).scalar() == 1
+
+
+def test_help_lists_every_command(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    out = capsys.readouterr().out
+    for command in ("db", "charts", "schedules", "gaps", "settings"):
+        assert command in out
