@@ -194,6 +194,46 @@ def cmd_settings_load(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_audience_refresh(args: argparse.Namespace) -> int:
+    import getpass
+
+    from chartsync import audience
+    from chartsync.orchestration import DagNotParsedYet
+
+    try:
+        request = audience.request_refresh(_engine(), args.song_uuid, f"cli:{getpass.getuser()}", force=args.force)
+    except audience.TrackNotFound as exc:
+        raise BadInput(str(exc)) from None
+    except DagNotParsedYet as exc:
+        print(f"chartsync: failed: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(request.message)
+    return 0
+
+
+def cmd_audience_show(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from chartsync import audience
+
+    try:
+        view = audience.audience_view(_engine(), args.song_uuid)
+    except audience.TrackNotFound as exc:
+        raise BadInput(str(exc)) from None
+    state = "stale" if view.is_stale else "fresh"
+    print(f"{view.name}" + (f" by {view.credit_name}" if view.credit_name else "") + f" ({view.song_uuid})")
+    print(f"fetched {view.fetched_at:%Y-%m-%d %H:%M} UTC, {state}" if view.fetched_at else "never fetched")
+    if view.is_refreshing:
+        print(f"refreshing: run {view.refresh_run_id}")
+    for platform, points in view.series.items():
+        latest = f"{points[-1][1]:>14,} on {points[-1][0]}" if points else f"{'no data':>14}"
+        print(f"  {audience.PLATFORM_NAMES.get(platform, platform):<12} {latest}  ({len(points)} days)")
+    if args.svg:
+        Path(args.svg).write_text(audience.svg_plot(view))
+        print(f"plot written to {args.svg}")
+    return 0
+
+
 def _positive_int(value: str) -> int:
     try:
         number = int(value)
@@ -211,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Connections: chart_db (sqlite or postgres) and soundcharts_default (http), looked up like "
         "Airflow does (metadata DB, secrets backend or AIRFLOW_CONN_<ID>).",
     )
-    groups = parser.add_subparsers(dest="group", required=True, metavar="{db,charts,schedules,gaps,settings}")
+    groups = parser.add_subparsers(dest="group", required=True, metavar="{db,charts,schedules,gaps,settings,audience}")
 
     db = groups.add_parser("db", help="chart DB schema").add_subparsers(dest="command", required=True)
     db.add_parser("upgrade", help="apply the Alembic migrations to the DB behind chart_db").set_defaults(
@@ -265,6 +305,18 @@ def build_parser() -> argparse.ArgumentParser:
                                "at the real API")
     load.add_argument("file", nargs="?", default="airflow_settings.yaml")
     load.set_defaults(func=cmd_settings_load)
+
+    aud = groups.add_parser("audience", help="a song's audience per platform").add_subparsers(
+        dest="command", required=True)
+    refresh = aud.add_parser("refresh", help="trigger one chart_sync_audience run when the data is missing or "
+                             "older than 7 days (no second run while one is queued or running)")
+    refresh.add_argument("song_uuid")
+    refresh.add_argument("--force", action="store_true", help="refresh even when the data is fresh")
+    refresh.set_defaults(func=cmd_audience_refresh)
+    show = aud.add_parser("show", help="the stored audience, its age and whether a refresh runs")
+    show.add_argument("song_uuid")
+    show.add_argument("--svg", metavar="FILE", help="also write the plot the song page shows")
+    show.set_defaults(func=cmd_audience_show)
     return parser
 
 

@@ -27,9 +27,12 @@ class RunRef:
 
 
 def record_success(conn: Connection, run: RunRef, result: SyncResult, started: datetime,
-                   completed: datetime) -> None:
-    """Insert the execution row inside the sync's own transaction: data and log land together."""
-    conn.execute(
+                   completed: datetime) -> int:
+    """Insert the execution row inside the sync's own transaction: data and log land together.
+
+    Returns the row's id: the sync's asset event names it, so later work (track metadata) is
+    credited to this execution."""
+    return conn.execute(
         insert(chart_sync_execution).values(
             **_run_values(run), period=result.period, status=SUCCESS, started_at=started,
             completed_at=completed, duration_seconds=(completed - started).total_seconds(),
@@ -37,7 +40,7 @@ def record_success(conn: Connection, run: RunRef, result: SyncResult, started: d
             entries_written=result.entries_written, tracks_created=result.tracks_created,
             tracks_updated=result.tracks_updated, api_requests=result.api_requests,
         )
-    )
+    ).inserted_primary_key[0]
 
 
 def record_failure(engine: Engine, run: RunRef, period: date | None, started: datetime, error: str,

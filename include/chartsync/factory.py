@@ -19,6 +19,7 @@ from typing import Any
 from airflow.sdk import DAG, Asset, CronDataIntervalTimetable, DeltaDataIntervalTimetable, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowRescheduleException
 
+from chartsync import alerts
 from chartsync import frequency as freqs
 from chartsync.frequency import Frequency
 from chartsync.schedules import DAG_ID_PREFIX, ScheduleConfig, ScheduleError, load_rows
@@ -39,11 +40,13 @@ PUBLICATION_WAIT = {
 DEFAULT_ARGS = {
     "owner": OWNER,
     "retries": 3,
-    "retry_delay": timedelta(seconds=30),
+    # CHARTSYNC_RETRY_DELAY_SECONDS shortens the first wait (tests use 1 s); the retry count stays 3.
+    "retry_delay": timedelta(seconds=float(os.environ.get("CHARTSYNC_RETRY_DELAY_SECONDS", "30"))),
     "retry_exponential_backoff": 2.0,
     "max_retry_delay": timedelta(minutes=30),
     "execution_timeout": timedelta(minutes=30),
     "pool": POOL,
+    "on_failure_callback": alerts.on_task_failure,  # called once, when no retry is left
 }
 
 
@@ -150,6 +153,7 @@ def build_dag(config: ScheduleConfig) -> DAG:
         tags=["chart-sync", f"platform:{config.platform}", f"frequency:{config.frequency.value}"],
         doc_md=doc_md(config),
         params={},
+        deadline=alerts.deadlines_for(config),  # sync deadline + runtime degradation (see chartsync.alerts)
     ) as dag:
 
         @task(task_id="sync_ranking", outlets=[RANKINGS_ASSET])
@@ -245,16 +249,24 @@ def run_sync(config: ScheduleConfig, context: dict) -> dict:
     from chartsync.executions import SKIPPED, RunRef, record_failure
     from chartsync.soundcharts import SoundchartsClient, SoundchartsNotFound
     from chartsync.sync import sync_period
+    from chartsync.track_metadata import rankings_event_extra
 
     ti = context["ti"]
     run = RunRef(config.chart_id, ti.dag_id, ti.run_id, int(getattr(ti, "try_number", 1) or 1))
     period = period_for_run(config, context)
     engine = chart_engine()
     client = SoundchartsClient()
+    synced = []
+
+    def announce() -> None:  # the asset event names our execution rows and new tracks (track metadata DAG)
+        if (outlets := context.get("outlet_events")) is not None:
+            outlets[RANKINGS_ASSET].extra = rankings_event_extra(config.chart_id, config.slug, synced)
+
     log.info("Syncing %s period %s (run %s, try %s)", config.slug, period or "latest", run.run_id, run.try_number)
     if first_catchup_run(config, period, context):
         try:  # sync_immediately: the newest period first, then this run's (the oldest) period
             newest = sync_period(engine, client, run, config.slug, None)
+            synced.append(newest)
             log.info("%s: sync_immediately synced the newest period %s first", config.slug, newest.period)
         except SoundchartsNotFound:
             log.warning("%s: no newest period published yet; continuing with %s", config.slug, period)
@@ -276,11 +288,15 @@ def run_sync(config: ScheduleConfig, context: dict) -> dict:
             record_failure(engine, run, period, now, message, status=SKIPPED,
                            api_requests=client.request_count)
             log.warning(message)
+            announce()
             return {"period": period.isoformat(), "status": SKIPPED}
         raise AirflowFailException(
             f"{config.slug}: period {period} still not published {waited_until - period_end} after it ended"
         ) from exc
+    synced.append(result)
+    announce()
     return {"period": result.period.isoformat(), "status": "success", "rankings_created": result.rankings_created,
             "rankings_updated": result.rankings_updated, "tracks_created": result.tracks_created,
             "tracks_updated": result.tracks_updated, "entries_written": result.entries_written,
-            "api_requests": result.api_requests, "new_track_ids": list(result.new_track_ids)}
+            "api_requests": result.api_requests, "new_track_ids": list(result.new_track_ids),
+            "execution_id": result.execution_id}

@@ -176,3 +176,79 @@ def parse_interval_seconds() -> int:
     from airflow.configuration import conf
 
     return conf.getint("dag_processor", "min_file_process_interval", fallback=30)
+
+
+# -- on-demand runs, one at a time per key (audience refresh) --------------------------------------
+@dataclass(frozen=True)
+class KeyedRun:
+    """A run of a DAG for one key (e.g. a song): ``created`` False when an active one was reused."""
+
+    run_id: str
+    state: str
+    created: bool
+    dag_paused: bool = False
+
+
+ACTIVE_RUN_STATES = ("queued", "running")
+
+
+def _keyed_prefix(key: str) -> str:
+    return f"manual__{key}__"
+
+
+def active_keyed_run(dag_id: str, key: str) -> KeyedRun | None:
+    """The queued or running run of ``dag_id`` for ``key``, if any."""
+    from airflow.models import DagRun
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        row = session.execute(
+            select(DagRun.run_id, DagRun.state)
+            .where(DagRun.dag_id == dag_id, DagRun.run_id.startswith(_keyed_prefix(key), autoescape=True),
+                   DagRun.state.in_(ACTIVE_RUN_STATES))
+            .order_by(DagRun.run_after.desc()).limit(1)
+        ).first()
+    return KeyedRun(row.run_id, str(row.state), created=False) if row else None
+
+
+def trigger_keyed_run(dag_id: str, key: str, conf: dict, user: str, note: str | None = None) -> KeyedRun:
+    """Trigger a run of ``dag_id`` for ``key`` unless one is queued or running; that one is returned then.
+
+    Run ids are deterministic, ``manual__<key>__<YYYYMMDD>`` (``.2``, ``.3``... for later runs the same
+    day), so two requests racing past the check compute the same id and Airflow's unique
+    (dag_id, run_id) constraint lets only one of them create it.
+    """
+    from airflow.api.common.trigger_dag import trigger_dag
+    from airflow.exceptions import DagNotFound, DagRunAlreadyExists
+    from airflow.models import DagModel, DagRun
+    from airflow.utils.session import create_session
+    from airflow.utils.types import DagRunTriggeredByType
+    from sqlalchemy import select
+    from sqlalchemy.exc import IntegrityError
+
+    prefix = _keyed_prefix(key)
+    with create_session() as session:
+        paused = session.scalar(select(DagModel.is_paused).where(DagModel.dag_id == dag_id))
+        if paused is None:
+            raise DagNotParsedYet(f"{dag_id} is not in Airflow yet (it appears at the next DAG parse)")
+        runs = session.execute(select(DagRun.run_id, DagRun.state).where(
+            DagRun.dag_id == dag_id, DagRun.run_id.startswith(prefix, autoescape=True))).all()
+    for run_id, state in runs:
+        if str(state) in ACTIVE_RUN_STATES:
+            return KeyedRun(run_id, str(state), created=False, dag_paused=bool(paused))
+    now = datetime.now(UTC)
+    taken = {run_id for run_id, _ in runs}
+    run_id = base = f"{prefix}{now:%Y%m%d}"
+    attempt = 1
+    while run_id in taken:
+        attempt += 1
+        run_id = f"{base}.{attempt}"
+    try:
+        run = trigger_dag(dag_id, triggered_by=DagRunTriggeredByType.REST_API, triggering_user_name=user,
+                          run_id=run_id, logical_date=None, run_after=now, conf=conf, note=note)
+    except DagNotFound as exc:
+        raise DagNotParsedYet(f"{dag_id} is not in Airflow yet (it appears at the next DAG parse)") from exc
+    except (DagRunAlreadyExists, IntegrityError):  # a concurrent request created this very run: share it
+        return active_keyed_run(dag_id, key) or KeyedRun(run_id, "queued", created=False, dag_paused=bool(paused))
+    return KeyedRun(run.run_id, str(run.state), created=True, dag_paused=bool(paused))

@@ -136,6 +136,15 @@ def load_rows(engine: Engine, slug: str | None = None) -> list:
         return list(conn.execute(query))
 
 
+def rows_by_id(engine: Engine, schedule_ids: list[int]) -> list:
+    """The joined rows (what ``describe`` takes) of the given schedules, in the order given."""
+    if not schedule_ids:
+        return []
+    with engine.connect() as conn:
+        found = {r.id: r for r in conn.execute(_config_query().where(chart_sync_schedule.c.id.in_(schedule_ids)))}
+    return [found[i] for i in schedule_ids if i in found]
+
+
 def add_schedule(
     engine: Engine,
     chart_row,
@@ -161,13 +170,13 @@ def add_schedule(
     anchor = weekday if weekday is not None else chart_row.publication_weekday
     now = datetime.now(UTC)
     start = freqs.history_start(calendar, today or now.date(), anchor)
-    values = dict(
-        chart_id=chart_row.id, is_active=is_active, sync_frequency=freq.value,
-        custom_interval_hours=custom_interval_hours, cron_expression=cron_expression,
-        sync_immediately=sync_immediately, sync_historical_data=sync_historical_data,
-        fetch_track_metadata=fetch_track_metadata, deadline_hours=deadline_hours,
-        history_start=start, created_at=now, updated_at=now,
-    )
+    values = {
+        "chart_id": chart_row.id, "is_active": is_active, "sync_frequency": freq.value,
+        "custom_interval_hours": custom_interval_hours, "cron_expression": cron_expression,
+        "sync_immediately": sync_immediately, "sync_historical_data": sync_historical_data,
+        "fetch_track_metadata": fetch_track_metadata, "deadline_hours": deadline_hours,
+        "history_start": start, "created_at": now, "updated_at": now,
+    }
     with engine.begin() as conn:
         if conn.execute(select(chart_sync_schedule.c.id).where(
                 chart_sync_schedule.c.chart_id == chart_row.id)).first():
@@ -271,8 +280,13 @@ def create_schedule(engine: Engine, chart_id: int, *, actor: str, sync_frequency
     from chartsync import charts
 
     chart_row = charts.get_chart(engine, chart_id=chart_id)
+    freq = _validated_frequency(chart_row, sync_frequency, options.get("custom_interval_hours"),
+                                options.get("cron_expression"), options.get("deadline_hours"))
+    with engine.connect() as conn:  # refuse before asking the API anything (add_schedule checks again)
+        if conn.execute(select(chart_sync_schedule.c.id).where(chart_sync_schedule.c.chart_id == chart_id)).first():
+            raise DuplicateSchedule("chart_id", f"chart {chart_row.slug!r} already has a sync schedule")
     weekday = chart_row.publication_weekday
-    if weekday is None and (sync_frequency or chart_row.frequency or "weekly").startswith("week"):
+    if weekday is None and freq is Frequency.WEEKLY:
         weekday = _learn_weekday(engine, chart_row)
     schedule_id = add_schedule(engine, chart_row, frequency=sync_frequency, weekday=weekday, actor=actor,
                                **options)
@@ -299,29 +313,40 @@ def update_schedule(engine: Engine, schedule_id: int, changes: dict, *, actor: s
     """
     unknown = set(changes) - set(EDITABLE)
     if unknown:
-        field = sorted(unknown)[0]
-        raise ScheduleError(field, "cannot be changed")
+        raise ScheduleError(min(unknown), "cannot be changed")
+    current = get_schedule(engine, schedule_id)
+    wanted = _merged_settings(current, changes, replace)
+    if wanted["sync_frequency"] == Frequency.WEEKLY.value and current.publication_weekday is None:
+        from chartsync import charts
+
+        # the weekly cron is anchored on the chart's publication weekday
+        _learn_weekday(engine, charts.get_chart(engine, chart_id=current.chart_id))
     with engine.begin() as conn:
         row = conn.execute(_config_query().where(chart_sync_schedule.c.id == schedule_id)).first()
         if row is None:
             raise ScheduleNotFound(f"no sync schedule with id {schedule_id}")
         before = schedule_record(row)
-        merged = {k: before[k] for k in EDITABLE} | (DEFAULTS if replace else {}) | changes
-        if merged["sync_frequency"] != before["sync_frequency"]:
-            for field, used_by in (("custom_interval_hours", "custom"), ("cron_expression", "cron")):
-                if field not in changes and merged["sync_frequency"] != used_by:
-                    merged[field] = None
-        freq = _validated_frequency(row, merged["sync_frequency"], merged["custom_interval_hours"],
-                                    merged["cron_expression"], merged["deadline_hours"])
-        merged["sync_frequency"] = freq.value
-        changed = {k: v for k, v in merged.items() if v != before[k]}
+        changed = {k: v for k, v in _merged_settings(row, changes, replace).items() if v != before[k]}
         if changed:
             now = datetime.now(UTC)
             conn.execute(update(chart_sync_schedule).where(chart_sync_schedule.c.id == schedule_id)
                          .values(**changed, updated_at=now))
             audit.record(conn, actor=actor, action="update", entity=audit.SCHEDULE, entity_id=schedule_id,
                          before=before, after=before | changed | {"updated_at": now}, now=now)
-    return _sync_dag(schedule_id, row.chart_id, row.slug, merged["is_active"], changed=bool(changed))
+    return _sync_dag(schedule_id, row.chart_id, row.slug, wanted["is_active"], changed=bool(changed))
+
+
+def _merged_settings(row, changes: dict, replace: bool) -> dict:
+    """The editable settings after applying ``changes`` to a joined schedule row, validated."""
+    current = {k: getattr(row, k) for k in EDITABLE}
+    merged = current | (DEFAULTS if replace else {}) | changes
+    if merged["sync_frequency"] != current["sync_frequency"]:
+        for field, used_by in (("custom_interval_hours", "custom"), ("cron_expression", "cron")):
+            if field not in changes and merged["sync_frequency"] != used_by:
+                merged[field] = None
+    freq = _validated_frequency(row, merged["sync_frequency"], merged["custom_interval_hours"],
+                                merged["cron_expression"], merged["deadline_hours"])
+    return merged | {"sync_frequency": freq.value}
 
 
 def delete_schedule(engine: Engine, schedule_id: int, *, actor: str) -> ScheduleChange:
@@ -332,9 +357,9 @@ def delete_schedule(engine: Engine, schedule_id: int, *, actor: str) -> Schedule
 
     dag_id = dag_id_for(row.slug)
     known = orchestration.set_paused(dag_id, True)
-    return ScheduleChange(schedule_id, row.chart_id, dag_id, known,
-                          f"{dag_id} is paused and disappears at the next parse of dags/chart_sync.py; "
-                          "its runs and the synced rankings are kept")
+    fate = ("is paused and disappears at the next parse of dags/chart_sync.py; its runs and the synced "
+            "rankings are kept" if known else "was never parsed, so Airflow has nothing to remove")
+    return ScheduleChange(schedule_id, row.chart_id, dag_id, known, f"{dag_id} {fate}")
 
 
 def _sync_dag(schedule_id: int, chart_id: int, slug: str, is_active: bool, *, created: bool = False,
@@ -502,7 +527,7 @@ def bulk(engine: Engine, action: str, chart_ids: list[int], *, actor: str, optio
         try:
             items.append(_bulk_one(engine, action, chart_id, actor, options or {}))
         except (ChartNotFound, ScheduleNotFound) as exc:
-            items.append(BulkItem(chart_id, "not-found", str(exc).strip("'\"")))
+            items.append(BulkItem(chart_id, "not-found", str(exc)))
         except DuplicateSchedule as exc:
             items.append(BulkItem(chart_id, "conflict", exc.message))
         except ScheduleError as exc:

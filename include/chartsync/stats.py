@@ -13,8 +13,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 
-from sqlalchemy import Connection, Engine, Float, and_, case, func, literal, select
+from sqlalchemy import Connection, Engine, Float, and_, case, func, literal, select, true
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import ColumnElement, FunctionElement
 
@@ -58,9 +59,9 @@ def _cron_interval(expression: str) -> timedelta:
     try:
         fires = croniter(expression, _CRON_BASE)
         times = [fires.get_next(datetime) for _ in range(_CRON_SAMPLES)]
-    except Exception:  # croniter raises several types for bad input
+    except (ValueError, KeyError, TypeError):  # a bad expression, or one that never fires
         return FALLBACK_GRACE / INTERVAL_GRACE_FACTOR
-    return max(b - a for a, b in zip(times, times[1:]))
+    return max(b - a for a, b in pairwise(times))
 
 
 def is_overdue(*, is_active: bool, frequency: str, last_success_at: datetime | None, created_at: datetime,
@@ -170,45 +171,53 @@ class ExecutionStats:
     freshness_seconds: float | None = None
 
 
-def _count(status: str):
-    return func.sum(case((chart_sync_execution.c.status == status, 1), else_=0))
+def _aggregates(since: datetime | None) -> list:
+    """Counts and mean duration over the window; the newest success over all time (freshness)."""
+    e = chart_sync_execution.c
+    in_window = e.started_at >= since if since is not None else true()
+
+    def count(status: str | None = None):
+        condition = in_window if status is None else and_(in_window, e.status == status)
+        return func.sum(case((condition, 1), else_=0))
+
+    return [
+        count().label("total"), count(SUCCESS).label("ok"), count(FAILED).label("failed"),
+        count(SKIPPED).label("skipped"), func.avg(case((in_window, e.duration_seconds))).label("avg_duration"),
+        func.max(case((e.status == SUCCESS, func.coalesce(e.completed_at, e.started_at)))).label("last_ok"),
+        func.max(e.started_at).label("last_started"),
+    ]
+
+
+def _stats(r, now: datetime, latest=None) -> ExecutionStats:
+    ok, failed = int(r.ok or 0), int(r.failed or 0)
+    last_ok = aware(r.last_ok) if r.last_ok is not None else None
+    return ExecutionStats(
+        total_executions=int(r.total or 0), successful_executions=ok, failed_executions=failed,
+        skipped_executions=int(r.skipped or 0), success_rate=success_rate(ok, failed),
+        average_duration_seconds=_round(r.avg_duration),
+        last_execution_at=aware(r.last_started) if r.last_started is not None else None,
+        last_status=latest.status if latest is not None else None,
+        last_error=latest.error if latest is not None else None,
+        last_success_at=last_ok, freshness_seconds=freshness_seconds(last_ok, now),
+    )
 
 
 def execution_stats(engine: Engine, chart_ids: Sequence[int] | None = None, *, since: datetime | None = None,
                     now: datetime | None = None) -> dict[int, ExecutionStats]:
-    """Per chart: counts, success rate, mean duration, latest execution, freshness (two GROUP BYs)."""
+    """Per chart: counts, success rate and mean duration (since ``since``), latest execution and
+    freshness (all time); two GROUP BY queries."""
     if chart_ids is not None and not chart_ids:
         return {}
     now = now or datetime.now(UTC)
     e = chart_sync_execution.c
-    window = [e.chart_id.in_(list(chart_ids))] if chart_ids is not None else []
-    if since is not None:
-        window.append(e.started_at >= since)
-    totals = (
-        select(e.chart_id, func.count().label("total"), _count(SUCCESS).label("ok"), _count(FAILED).label("failed"),
-               _count(SKIPPED).label("skipped"), func.avg(e.duration_seconds).label("avg_duration"),
-               func.max(case((e.status == SUCCESS, func.coalesce(e.completed_at, e.started_at)))).label("last_ok"))
-        .where(*window).group_by(e.chart_id)
-    )
-    ranked = select(e.chart_id, e.status, e.started_at, e.error, func.row_number().over(
-        partition_by=e.chart_id, order_by=(e.started_at.desc(), e.id.desc())).label("rn")).where(*window).subquery()
-    latest = select(ranked.c.chart_id, ranked.c.status, ranked.c.started_at, ranked.c.error).where(ranked.c.rn == 1)
+    charts = [e.chart_id.in_(list(chart_ids))] if chart_ids is not None else []
+    totals = select(e.chart_id, *_aggregates(since)).where(*charts).group_by(e.chart_id)
+    ranked = select(e.chart_id, e.status, e.error, func.row_number().over(
+        partition_by=e.chart_id, order_by=(e.started_at.desc(), e.id.desc())).label("rn")).where(*charts).subquery()
+    latest = select(ranked.c.chart_id, ranked.c.status, ranked.c.error).where(ranked.c.rn == 1)
     with engine.connect() as conn:
         last = {r.chart_id: r for r in conn.execute(latest)}
-        result = {}
-        for r in conn.execute(totals):
-            latest_row = last.get(r.chart_id)
-            last_ok = aware(r.last_ok) if r.last_ok is not None else None
-            result[r.chart_id] = ExecutionStats(
-                total_executions=r.total, successful_executions=int(r.ok or 0), failed_executions=int(r.failed or 0),
-                skipped_executions=int(r.skipped or 0), success_rate=success_rate(int(r.ok or 0), int(r.failed or 0)),
-                average_duration_seconds=_round(r.avg_duration),
-                last_execution_at=aware(latest_row.started_at) if latest_row else None,
-                last_status=latest_row.status if latest_row else None,
-                last_error=latest_row.error if latest_row else None,
-                last_success_at=last_ok, freshness_seconds=freshness_seconds(last_ok, now),
-            )
-    return result
+        return {r.chart_id: _stats(r, now, last.get(r.chart_id)) for r in conn.execute(totals)}
 
 
 @dataclass(frozen=True)
@@ -223,8 +232,7 @@ class OverallStats:
 def overall_stats(engine: Engine, *, since: datetime | None = None, now: datetime | None = None) -> OverallStats:
     """The whole fleet in two aggregate queries: schedules (active/overdue) and executions."""
     now = now or datetime.now(UTC)
-    e, s = chart_sync_execution.c, chart_sync_schedule.c
-    window = [e.started_at >= since] if since is not None else []
+    s = chart_sync_schedule.c
     with engine.connect() as conn:
         last_ok = last_success_subquery()
         overdue = overdue_clause(last_ok.c.last_success_at, now, cron_graces(conn))
@@ -233,22 +241,8 @@ def overall_stats(engine: Engine, *, since: datetime | None = None, now: datetim
                    func.sum(case((overdue, 1), else_=0)))
             .select_from(chart_sync_schedule.outerjoin(last_ok, last_ok.c.chart_id == s.chart_id))
         ).one()
-        r = conn.execute(
-            select(func.count().label("total"), _count(SUCCESS).label("ok"), _count(FAILED).label("failed"),
-                   _count(SKIPPED).label("skipped"), func.avg(e.duration_seconds).label("avg_duration"),
-                   func.max(e.started_at).label("last_started"),
-                   func.max(case((e.status == SUCCESS, func.coalesce(e.completed_at, e.started_at)))).label("last_ok"))
-            .where(*window)
-        ).one()
-    ok, failed = int(r.ok or 0), int(r.failed or 0)
-    last_success = aware(r.last_ok) if r.last_ok is not None else None
-    executions = ExecutionStats(
-        total_executions=int(r.total), successful_executions=ok, failed_executions=failed,
-        skipped_executions=int(r.skipped or 0), success_rate=success_rate(ok, failed),
-        average_duration_seconds=_round(r.avg_duration),
-        last_execution_at=aware(r.last_started) if r.last_started is not None else None,
-        last_success_at=last_success, freshness_seconds=freshness_seconds(last_success, now),
-    )
+        r = conn.execute(select(*_aggregates(since))).one()
+    executions = _stats(r, now)
     return OverallStats(int(counts[0]), int(counts[1] or 0), int(counts[2] or 0), executions, since)
 
 

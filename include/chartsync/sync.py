@@ -38,6 +38,7 @@ class SyncResult:
     tracks_updated: int = 0
     api_requests: int = 0
     new_track_ids: tuple[int, ...] = ()
+    execution_id: int | None = None  # the chart_sync_execution row, once recorded
 
     def summary(self) -> str:
         return (
@@ -127,7 +128,7 @@ def sync_period(
         with engine.begin() as conn:
             result = store_ranking(conn, run.chart_id, ranking, now)
             result = replace(result, api_requests=client.request_count - before)
-            executions.record_success(conn, run, result, started, now)
+            result = replace(result, execution_id=executions.record_success(conn, run, result, started, now))
     except Exception as exc:
         executions.record_failure(engine, run, ranking.period, started, describe_error(exc),
                                   api_requests=client.request_count - before)

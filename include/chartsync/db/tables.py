@@ -84,7 +84,8 @@ track = Table(
     Column("genres", JSON),
     Column("labels", JSON),
     Column("language_code", String(10)),
-    Column("metadata_fetched_at", DateTime(timezone=True)),
+    Column("metadata_fetched_at", DateTime(timezone=True), index=True),
+    Column("audience_fetched_at", DateTime(timezone=True)),  # the last audience fetch, even an empty one
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
@@ -136,6 +137,9 @@ chart_sync_execution = Table(
     Column("tracks_created", Integer, nullable=False, server_default="0"),
     Column("tracks_updated", Integer, nullable=False, server_default="0"),
     Column("api_requests", Integer, nullable=False, server_default="0"),
+    # Track metadata fetched later by chart_sync_track_metadata for the tracks this sync found.
+    Column("metadata_created", Integer, nullable=False, server_default="0"),
+    Column("metadata_updated", Integer, nullable=False, server_default="0"),
     Column("error", Text),
     Index("ix_chart_sync_execution_chart_started", "chart_id", "started_at"),
     Index("ix_chart_sync_execution_started", "started_at"),

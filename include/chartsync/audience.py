@@ -1,0 +1,304 @@
+"""A song's audience per platform: what the song page shows, and its on-demand refresh.
+
+The page (plugin) and the CLI call ``audience_view`` and ``request_refresh``. When the stored
+audience is missing or older than ``MAX_AGE``, ``request_refresh`` triggers ONE run of the
+``chart_sync_audience`` DAG for the song (every supported platform); while that run is queued or
+running, further requests return it instead of creating another (see
+``orchestration.trigger_keyed_run``). The run's task calls ``refresh_song``: all platforms are
+fetched first, then written in one transaction. ``svg_plot`` draws the view server-side.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from html import escape
+from typing import Any, Literal
+
+from sqlalchemy import Engine, delete, insert, select, update
+
+from chartsync.db.tables import track, track_audience
+from chartsync.soundcharts import AudiencePoint, SoundchartsClient, SoundchartsNotFound
+
+log = logging.getLogger(__name__)
+
+AUDIENCE_DAG_ID = "chart_sync_audience"
+PLATFORMS = ("spotify", "apple-music", "deezer", "shazam", "youtube")
+PLATFORM_NAMES = {"spotify": "Spotify", "apple-music": "Apple Music", "deezer": "Deezer", "shazam": "Shazam",
+                  "youtube": "YouTube"}
+MAX_AGE = timedelta(days=7)
+WINDOW_DAYS = 90  # the API serves at most 90 days a call: one call per platform
+
+
+class TrackNotFound(LookupError):
+    """No track with this song uuid in the warehouse (only charted songs have a page)."""
+
+
+@dataclass(frozen=True)
+class AudienceView:
+    song_uuid: str
+    name: str
+    credit_name: str | None
+    series: dict[str, list[tuple[date, int]]]  # every platform, oldest point first (empty: no data)
+    fetched_at: datetime | None
+    is_stale: bool  # missing or older than MAX_AGE
+    is_refreshing: bool  # an audience run for this song is queued or running
+    refresh_run_id: str | None = None
+
+    @property
+    def has_data(self) -> bool:
+        return any(self.series.values())
+
+
+@dataclass(frozen=True)
+class RefreshRequest:
+    song_uuid: str
+    status: Literal["triggered", "already-refreshing", "fresh"]
+    run_id: str | None = None
+    run_state: str | None = None
+    dag_paused: bool = False
+
+    @property
+    def message(self) -> str:
+        if self.status == "fresh":
+            return f"{self.song_uuid}: audience is fresh (less than {MAX_AGE.days} days old); nothing to do"
+        verb = "triggered" if self.status == "triggered" else "already refreshing in"
+        paused = f"; {AUDIENCE_DAG_ID} is paused: the run waits until it is unpaused" if self.dag_paused else ""
+        return f"{self.song_uuid}: {verb} {AUDIENCE_DAG_ID} run {self.run_id} ({self.run_state}){paused}"
+
+
+def is_stale(fetched_at: datetime | None, now: datetime) -> bool:
+    return fetched_at is None or _utc(fetched_at) < now - MAX_AGE
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)  # SQLite hands back naive UTC
+
+
+def run_key(song_uuid: str) -> str:
+    return f"audience__{song_uuid}"
+
+
+def _track(conn, song_uuid: str):
+    row = conn.execute(select(track.c.id, track.c.name, track.c.credit_name, track.c.audience_fetched_at)
+                       .where(track.c.song_uuid == song_uuid)).first()
+    if row is None:
+        raise TrackNotFound(f"no track with song uuid {song_uuid!r} in the warehouse")
+    return row
+
+
+# -- service functions (plugin, CLI) -------------------------------------------------------------
+def audience_view(engine: Engine, song_uuid: str, *, now: datetime | None = None) -> AudienceView:
+    """The stored audience of a song, with its freshness and whether a refresh is under way."""
+    from chartsync import orchestration
+
+    now = now or datetime.now(UTC)
+    series: dict[str, list[tuple[date, int]]] = {p: [] for p in PLATFORMS}
+    with engine.connect() as conn:
+        song = _track(conn, song_uuid)
+        rows = conn.execute(select(track_audience.c.platform, track_audience.c.date, track_audience.c.value)
+                            .where(track_audience.c.track_id == song.id, track_audience.c.value.is_not(None))
+                            .order_by(track_audience.c.platform, track_audience.c.date))
+        for platform, day, value in rows:
+            series.setdefault(platform, []).append((day, value))
+    active = orchestration.active_keyed_run(AUDIENCE_DAG_ID, run_key(song_uuid))
+    fetched = _utc(song.audience_fetched_at) if song.audience_fetched_at else None
+    return AudienceView(song_uuid, song.name, song.credit_name, series, fetched, is_stale(fetched, now),
+                        active is not None, active.run_id if active else None)
+
+
+def request_refresh(engine: Engine, song_uuid: str, user: str, *, force: bool = False,
+                    now: datetime | None = None) -> RefreshRequest:
+    """Trigger one audience run for the song when its data is missing or stale (or ``force``)."""
+    from chartsync import orchestration
+
+    now = now or datetime.now(UTC)
+    with engine.connect() as conn:
+        song = _track(conn, song_uuid)
+    if not force and not is_stale(song.audience_fetched_at, now):
+        return RefreshRequest(song_uuid, "fresh")
+    run = orchestration.trigger_keyed_run(AUDIENCE_DAG_ID, run_key(song_uuid), {"song_uuid": song_uuid}, user,
+                                          note=f"audience refresh requested by {user}")
+    status = "triggered" if run.created else "already-refreshing"
+    log.info("audience of %s: %s run %s (%s)", song_uuid, status, run.run_id, run.state)
+    return RefreshRequest(song_uuid, status, run.run_id, run.state, run.dag_paused)
+
+
+# -- the DAG's work ------------------------------------------------------------------------------
+@dataclass
+class AudienceRefresh:
+    song_uuid: str
+    points: dict[str, int] = field(default_factory=dict)  # platform -> points stored (absent: not on it)
+    api_requests: int = 0
+
+    def summary(self) -> dict[str, Any]:
+        return {"song_uuid": self.song_uuid, "points": self.points, "api_requests": self.api_requests}
+
+
+def fetch_audience(client: SoundchartsClient, song_uuid: str, today: date) -> dict[str, list[AudiencePoint]]:
+    """The last WINDOW_DAYS of every platform; a platform that 404s has no data for the song.
+
+    Any other failure propagates before anything is written."""
+    start = today - timedelta(days=WINDOW_DAYS - 1)
+    series: dict[str, list[AudiencePoint]] = {}
+    for platform in PLATFORMS:
+        try:
+            series[platform] = client.audience(song_uuid, platform, start, today)
+        except SoundchartsNotFound:
+            log.warning("%s: no audience on %s", song_uuid, platform)
+    if not series:
+        raise SoundchartsNotFound(f"song {song_uuid}: no audience on any platform")
+    return series
+
+
+def store_audience(engine: Engine, song_uuid: str, series: dict[str, list[AudiencePoint]],
+                   now: datetime) -> dict[str, int]:
+    """Replace the fetched platforms' days and stamp the track, in one transaction."""
+    stored = {}
+    with engine.begin() as conn:
+        track_id = _track(conn, song_uuid).id
+        for platform, points in series.items():
+            days = [p.day for p in points]
+            if days:
+                conn.execute(delete(track_audience).where(
+                    track_audience.c.track_id == track_id, track_audience.c.platform == platform,
+                    track_audience.c.date.between(min(days), max(days))))
+                conn.execute(insert(track_audience), [
+                    {"track_id": track_id, "platform": platform, "date": p.day, "value": p.value, "fetched_at": now}
+                    for p in {p.day: p for p in points}.values()])
+            stored[platform] = len(set(days))
+        conn.execute(update(track).where(track.c.id == track_id).values(audience_fetched_at=now))
+    return stored
+
+
+def refresh_song(engine: Engine, client: SoundchartsClient, song_uuid: str,
+                 *, today: date | None = None) -> AudienceRefresh:
+    with engine.connect() as conn:
+        _track(conn, song_uuid)  # fail before spending API calls on a song we do not have
+    before = client.request_count
+    now = datetime.now(UTC)
+    series = fetch_audience(client, song_uuid, today or now.date())
+    result = AudienceRefresh(song_uuid, store_audience(engine, song_uuid, series, now),
+                             client.request_count - before)
+    log.info("audience of %s: %s points stored, %d API requests", song_uuid, result.points, result.api_requests)
+    return result
+
+
+def build_audience_dag():
+    """``chart_sync_audience``: one run per requested song (params ``song_uuid``), never scheduled."""
+    from airflow.sdk import DAG, Param, task
+
+    from chartsync.factory import DEFAULT_ARGS
+
+    with DAG(
+        dag_id=AUDIENCE_DAG_ID,
+        description="Fetch a song's audience on every supported platform (triggered on demand)",
+        schedule=None,
+        start_date=datetime(2026, 1, 1, tzinfo=UTC),
+        catchup=False,
+        max_active_runs=8,
+        is_paused_upon_creation=False,  # runs triggered by the song page must not wait for an unpause
+        default_args=DEFAULT_ARGS,
+        tags=["chart-sync", "audience"],
+        params={"song_uuid": Param(type="string", minLength=1, description="Soundcharts song uuid")},
+        doc_md=(
+            "# Song audience\n\nTriggered by the song page (or `chartsync audience refresh SONG_UUID`) when "
+            f"the song's audience is missing or older than {MAX_AGE.days} days; one run per song at a "
+            f"time. Fetches the last {WINDOW_DAYS} days on {', '.join(PLATFORMS)} and writes them in one "
+            "transaction after every platform answered."
+        ),
+    ) as dag:
+
+        @task(task_id="fetch_audience")
+        def fetch_audience_task(**context: Any) -> dict:
+            from chartsync.db import chart_engine
+
+            song_uuid = context["params"]["song_uuid"]
+            return refresh_song(chart_engine(), SoundchartsClient(), song_uuid).summary()
+
+        fetch_audience_task()
+    return dag
+
+
+# -- the plot (server-side SVG, no script) -------------------------------------------------------
+COLOURS = {"spotify": "#1b9e4b", "apple-music": "#d6336c", "deezer": "#7b2cbf", "shazam": "#1c7ed6",
+           "youtube": "#e8590c"}
+DASHES = {"spotify": "", "apple-music": "6 3", "deezer": "2 3", "shazam": "8 3 2 3", "youtube": "1 2"}
+
+
+def nice_ticks(high: float, count: int = 5) -> list[float]:
+    """0 and round steps (1, 2, 5 x 10^n) up to at least ``high``."""
+    if high <= 0:
+        return [0.0, 1.0]
+    raw = high / count
+    magnitude = 10 ** math.floor(math.log10(raw))
+    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
+    ticks = [0.0]
+    while ticks[-1] < high:
+        ticks.append(ticks[-1] + step)
+    return ticks
+
+
+def short_number(value: float) -> str:
+    for limit, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= limit:
+            return f"{value / limit:.3g}{suffix}"
+    return f"{value:.3g}" if value != int(value) else str(int(value))
+
+
+def svg_plot(view: AudienceView, width: int = 720, height: int = 320) -> str:
+    """One line per platform over time, with axes, labels, a legend and an accessible title."""
+    uid = "audience-" + "".join(c for c in view.song_uuid if c.isalnum())[:32]
+    title = f"Audience of {view.name}" + (f" by {view.credit_name}" if view.credit_name else "")
+    lines = {p: pts for p, pts in view.series.items() if pts}
+    if lines:
+        first = min(pts[0][0] for pts in lines.values())
+        last = max(pts[-1][0] for pts in lines.values())
+        desc = (f"Cumulative plays per platform from {first} to {last}: "
+                + "; ".join(f"{PLATFORM_NAMES.get(p, p)} {short_number(pts[-1][1])}" for p, pts in lines.items()))
+    else:
+        desc = "No audience data stored for this song yet."
+    out = [(f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" '
+            f'height="{height}" role="img" aria-labelledby="{uid}-title {uid}-desc" font-family="sans-serif" '
+            'font-size="11">'),
+           f'<title id="{uid}-title">{escape(title)}</title>', f'<desc id="{uid}-desc">{escape(desc)}</desc>']
+    if not lines:
+        out.append(f'<text x="{width / 2}" y="{height / 2}" text-anchor="middle" fill="#555">'
+                   'No audience data yet</text></svg>')
+        return "".join(out)
+    left, right, top, bottom = 64, width - 120, 16, height - 44
+    ticks = nice_ticks(max(v for pts in lines.values() for _, v in pts))
+    span_days = max((last - first).days, 1)
+
+    def x(day: date) -> float:
+        return left + (day - first).days / span_days * (right - left)
+
+    def y(value: float) -> float:
+        return bottom - value / ticks[-1] * (bottom - top)
+
+    out.append(f'<g stroke="#999" fill="none"><line x1="{left}" y1="{bottom}" x2="{right}" y2="{bottom}"/>'
+               f'<line x1="{left}" y1="{top}" x2="{left}" y2="{bottom}"/></g>')
+    for tick in ticks:
+        out.append(f'<line x1="{left}" y1="{y(tick):.1f}" x2="{right}" y2="{y(tick):.1f}" stroke="#eee"/>'
+                   f'<text x="{left - 6}" y="{y(tick) + 4:.1f}" text-anchor="end">{short_number(tick)}</text>')
+    for i in range(5):
+        day = first + timedelta(days=round(span_days * i / 4))
+        out.append(f'<text x="{x(day):.1f}" y="{bottom + 16}" text-anchor="middle">{day:%b %d}</text>')
+    out.append(f'<text x="{(left + right) / 2}" y="{height - 6}" text-anchor="middle" fill="#333">'
+               f'Date ({first:%Y-%m-%d} to {last:%Y-%m-%d})</text>')
+    out.append(f'<text transform="translate(14 {(top + bottom) / 2}) rotate(-90)" text-anchor="middle" '
+               'fill="#333">Cumulative plays</text>')
+    for row, (platform, pts) in enumerate(lines.items()):
+        colour, dash = COLOURS.get(platform, "#333"), DASHES.get(platform, "")
+        dash_attr = f' stroke-dasharray="{dash}"' if dash else ""
+        path = " ".join(f"{x(day):.1f},{y(value):.1f}" for day, value in pts)
+        name = escape(PLATFORM_NAMES.get(platform, platform))
+        out.append(f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="2"{dash_attr}>'
+                   f'<title>{name}</title></polyline>')
+        ly = top + 8 + row * 18
+        out.append(f'<line x1="{right + 12}" y1="{ly}" x2="{right + 36}" y2="{ly}" stroke="{colour}" '
+                   f'stroke-width="2"{dash_attr}/><text x="{right + 42}" y="{ly + 4}">{name}</text>')
+    out.append("</svg>")
+    return "".join(out)

@@ -1,0 +1,158 @@
+"""Alert channels: the generic webhook notifier, and delivery of one alert to every switched-on channel.
+
+Channels are the providers' notifiers: Slack (``SlackWebhookNotifier``), e-mail (``SmtpNotifier``)
+and ``WebhookNotifier`` below (POST JSON through the http provider's ``HttpHook``). Which ones are
+on, and the connections they use, are Airflow Variables (see README "Alerts"):
+
+- ``chartsync_alert_channels``: comma-separated subset of ``webhook,slack,email`` (empty: none;
+  alerts are still recorded in ``chart_sync_alert``);
+- ``chartsync_alert_webhook_conn_id`` (http), ``chartsync_alert_slack_conn_id`` (slackwebhook),
+  ``chartsync_alert_smtp_conn_id`` (smtp): connection ids, defaults below;
+- ``chartsync_alert_email_to`` (comma-separated recipients), ``chartsync_alert_email_from``.
+
+Delivery runs in a task (failure callback, digest), in the triggerer (deadline callbacks) or in
+a plain process (tests, CLI): connections and variables are looked up the way that works there.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import sys
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from airflow.providers.http.hooks.http import HttpHook
+from airflow.sdk import BaseNotifier
+
+from chartsync.connections import get_connection
+
+log = logging.getLogger(__name__)
+
+WEBHOOK, SLACK, EMAIL = "webhook", "slack", "email"
+CHANNELS = (WEBHOOK, SLACK, EMAIL)
+CHANNELS_VARIABLE = "chartsync_alert_channels"
+CONN_ID_VARIABLES = {
+    WEBHOOK: ("chartsync_alert_webhook_conn_id", "chartsync_alert_webhook"),
+    SLACK: ("chartsync_alert_slack_conn_id", "chartsync_alert_slack"),
+    EMAIL: ("chartsync_alert_smtp_conn_id", "chartsync_alert_smtp"),
+}
+EMAIL_TO_VARIABLE = "chartsync_alert_email_to"
+EMAIL_FROM_VARIABLE = "chartsync_alert_email_from"
+SENT = "sent"
+TIMEOUT_SECONDS = 10
+
+
+def setting(key: str, default: str | None = None) -> str | None:
+    """An Airflow Variable, from any process (task, triggerer, CLI, api-server plugin)."""
+    from airflow.sdk import Variable
+
+    value = Variable.get(key, default=None)
+    if value is None and not _has_supervisor():  # no supervisor: the SDK skips the metadata DB
+        try:
+            from airflow.models.variable import Variable as CoreVariable
+
+            value = CoreVariable.get(key, default_var=None)
+        except Exception as exc:  # no metadata DB configured here
+            log.debug("chart-sync: variable %s not readable from the metadata DB: %s", key, exc)
+    return default if value is None else value
+
+
+def _has_supervisor() -> bool:
+    runner = sys.modules.get("airflow.sdk.execution_time.task_runner")
+    return getattr(runner, "SUPERVISOR_COMMS", None) is not None
+
+
+def parse_channels(value: str | None) -> list[str]:
+    """``"webhook, slack,email"`` -> ["webhook", "slack", "email"] (order kept, duplicates dropped)."""
+    names: list[str] = []
+    for part in (value or "").replace(";", ",").split(","):
+        name = part.strip().lower()
+        if name and name not in names:
+            names.append(name)
+    return names
+
+
+class AlertWebhookHook(HttpHook):
+    """``HttpHook`` whose connection lookup also works outside tasks (CLI, plugin, tests)."""
+
+    @classmethod
+    def get_connection(cls, conn_id: str):
+        return get_connection(conn_id)
+
+
+class WebhookNotifier(BaseNotifier):
+    """POST a JSON document to the http connection's URL (host, optional ``endpoint`` appended).
+
+    The connection carries the target: ``host`` (``https://hooks.example.com``), optional login
+    and password (basic auth) and ``extra`` headers, as for any ``HttpHook``.
+    """
+
+    template_fields = ("http_conn_id", "endpoint")
+
+    def __init__(self, *, http_conn_id: str, payload: Mapping[str, Any], endpoint: str = "",
+                 timeout: float = TIMEOUT_SECONDS, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.http_conn_id = http_conn_id
+        self.payload = dict(payload)
+        self.endpoint = endpoint
+        self.timeout = timeout
+
+    def notify(self, context: Any) -> None:
+        hook = AlertWebhookHook(method="POST", http_conn_id=self.http_conn_id)
+        response = hook.run(self.endpoint or None, json=self.payload,
+                            headers={"Content-Type": "application/json"},
+                            extra_options={"timeout": self.timeout, "check_response": True})
+        log.info("chart-sync: webhook %s answered %s", self.http_conn_id, response.status_code)
+
+
+def _slack(title: str, text: str, payload: Mapping[str, Any]) -> BaseNotifier:
+    from airflow.providers.slack.notifications.slack_webhook import SlackWebhookNotifier
+
+    conn_id = setting(*CONN_ID_VARIABLES[SLACK])
+    return SlackWebhookNotifier(slack_webhook_conn_id=conn_id, text=f"*{title}*\n{text}",
+                                timeout=TIMEOUT_SECONDS)
+
+
+def _email(title: str, text: str, payload: Mapping[str, Any]) -> BaseNotifier:
+    from airflow.providers.smtp.notifications.smtp import SmtpNotifier
+
+    recipients = [r.strip() for r in (setting(EMAIL_TO_VARIABLE) or "").split(",") if r.strip()]
+    if not recipients:
+        raise ValueError(f"no recipients: set the Airflow Variable {EMAIL_TO_VARIABLE}")
+    body = "<br>\n".join(html.escape(line) for line in text.splitlines())
+    return SmtpNotifier(to=recipients, from_email=setting(EMAIL_FROM_VARIABLE), subject=title,
+                        html_content=f"<p>{body}</p>", smtp_conn_id=setting(*CONN_ID_VARIABLES[EMAIL]))
+
+
+def _webhook(title: str, text: str, payload: Mapping[str, Any]) -> BaseNotifier:
+    return WebhookNotifier(http_conn_id=setting(*CONN_ID_VARIABLES[WEBHOOK]), payload=payload)
+
+
+BUILDERS: dict[str, Callable[[str, str, Mapping[str, Any]], BaseNotifier]] = {
+    WEBHOOK: _webhook, SLACK: _slack, EMAIL: _email,
+}
+
+
+def deliver(title: str, text: str, payload: Mapping[str, Any], channels: list[str] | None = None) -> dict[str, str]:
+    """Send one alert to every switched-on channel; each channel's outcome, failures included.
+
+    A channel that fails is logged and reported as ``"failed: ..."``: it never stops the others.
+    """
+    names = parse_channels(setting(CHANNELS_VARIABLE, "")) if channels is None else channels
+    outcome: dict[str, str] = {}
+    for name in names:
+        builder = BUILDERS.get(name)
+        if builder is None:
+            log.error("chart-sync: unknown alert channel %r in %s (use %s)", name, CHANNELS_VARIABLE,
+                      ",".join(CHANNELS))
+            outcome[name] = "failed: unknown channel"
+            continue
+        try:
+            # notify() directly: the texts are final, not Jinja templates to render against a context
+            builder(title, text, payload).notify({"alert": dict(payload)})
+            outcome[name] = SENT
+        except Exception as exc:
+            log.warning("chart-sync: alert channel %s failed: %s", name, exc, exc_info=True)
+            outcome[name] = f"failed: {type(exc).__name__}: {exc}"[:500]
+    return outcome

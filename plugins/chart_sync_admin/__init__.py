@@ -1,0 +1,34 @@
+"""Airflow plugin ``chart_sync_admin``: the chart-sync REST API inside the Airflow API server.
+
+Mounted at ``/chart-sync`` (the spec at ``/chart-sync/openapi.json``). Every Airflow process
+imports plugins, task runs included, but only the API server serves this app, so the FastAPI
+app (and Airflow's API security module) is imported and built on its first request.
+``.airflowignore`` keeps Airflow from importing the package's other modules as plugins.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from airflow.plugins_manager import AirflowPlugin
+
+URL_PREFIX = "/chart-sync"
+
+
+class DeferredApp:
+    """An ASGI app that builds ``chart_sync_admin.app.create_app()`` when the first request arrives."""
+
+    def __init__(self) -> None:
+        self._app = None
+
+    async def __call__(self, scope, receive, send) -> None:
+        if self._app is None:
+            from chart_sync_admin.app import create_app
+
+            self._app = create_app()
+        await self._app(scope, receive, send)
+
+
+class ChartSyncAdminPlugin(AirflowPlugin):
+    name = "chart_sync_admin"
+    fastapi_apps: ClassVar[list[dict]] = [{"app": DeferredApp(), "url_prefix": URL_PREFIX, "name": "chart-sync REST API"}]

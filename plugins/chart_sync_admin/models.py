@@ -1,0 +1,304 @@
+"""Request and response schemas of the chart-sync REST API (pydantic v2).
+
+Requests forbid unknown fields; limits mirror the service layer's rules so bad input is a 422
+naming the field before anything is written.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Generic, Literal, TypeVar
+
+from chartsync.frequency import MAX_CUSTOM_HOURS
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator, model_validator
+
+MAX_ID = 2**31 - 1  # an INTEGER column's range on every dialect
+MAX_DEADLINE_HOURS = 24 * 62
+
+FrequencyName = Literal["daily", "weekly", "monthly", "custom", "cron"]
+Id = Annotated[StrictInt, Field(ge=1, le=MAX_ID)]
+Hours = Annotated[StrictInt, Field(ge=1, le=MAX_CUSTOM_HOURS, description=f"1 to {MAX_CUSTOM_HOURS} hours")]
+Cron = Annotated[str, Field(min_length=1, max_length=100, examples=["0 6 * * *"])]
+DeadlineHours = Annotated[float, Field(gt=0, le=MAX_DEADLINE_HOURS, allow_inf_nan=False)]
+Slug = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$", examples=["spotify-top-200-global-daily"])]
+
+
+class Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Response(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+# -- requests -------------------------------------------------------------------------------------
+class ScheduleSettings(Request):
+    """A schedule's settings; omitted ones take these defaults (sync_frequency: from the chart, else weekly)."""
+
+    is_active: StrictBool = True
+    sync_frequency: FrequencyName | None = None
+    custom_interval_hours: Hours | None = None
+    cron_expression: Cron | None = None
+    sync_immediately: StrictBool = True
+    sync_historical_data: StrictBool = True
+    fetch_track_metadata: StrictBool = True
+    deadline_hours: DeadlineHours | None = None
+
+
+class ScheduleCreate(ScheduleSettings):
+    chart_id: Id
+
+
+class ScheduleReplace(ScheduleSettings):
+    """PUT: the whole configuration; omitted fields are reset to their defaults."""
+
+
+_NOT_NULLABLE = ("is_active", "sync_frequency", "sync_immediately", "sync_historical_data", "fetch_track_metadata")
+
+
+class SchedulePatch(Request):
+    """PATCH: only the fields given change (null clears custom_interval_hours, cron_expression, deadline_hours)."""
+
+    is_active: StrictBool | None = None
+    sync_frequency: FrequencyName | None = None
+    custom_interval_hours: Hours | None = None
+    cron_expression: Cron | None = None
+    sync_immediately: StrictBool | None = None
+    sync_historical_data: StrictBool | None = None
+    fetch_track_metadata: StrictBool | None = None
+    deadline_hours: DeadlineHours | None = None
+
+    @field_validator(*_NOT_NULLABLE)
+    @classmethod
+    def _not_null(cls, value):
+        if value is None:
+            raise ValueError("may not be null")
+        return value
+
+
+class TriggerRequest(Request):
+    chart_id: Id
+    period: date | None = Field(None, description="the chart period to sync; default: the latest published one")
+
+
+BulkAction = Literal["add", "remove", "activate", "deactivate", "trigger"]
+
+
+class BulkRequest(Request):
+    action: BulkAction
+    chart_ids: Annotated[list[Id], Field(min_length=1, max_length=500)]
+    options: ScheduleSettings | None = Field(None, description="settings of the new schedules (action add only)")
+
+    @model_validator(mode="after")
+    def _options_only_for_add(self):
+        if self.options is not None and self.action != "add":
+            raise ValueError("options only go with the add action")
+        return self
+
+
+class HealRequest(Request):
+    slugs: Annotated[list[Slug], Field(max_length=500)] | None = Field(
+        None, description="charts to heal; default: every chart with gaps")
+
+
+# -- responses -------------------------------------------------------------------------------------
+T = TypeVar("T")
+
+
+class Page(Response, Generic[T]):
+    items: list[T]
+    total: int
+    page: int
+    page_size: int
+    limit: int
+    offset: int
+
+
+class ChartOut(Response):
+    id: int
+    slug: str
+    name: str
+    platform: str
+    country_code: str | None
+    frequency: str | None
+    publication_weekday: int | None
+
+
+class ExecutionStatsOut(Response):
+    total_executions: int
+    successful_executions: int
+    failed_executions: int
+    skipped_executions: int
+    success_rate: float | None = Field(description="successful / (successful + failed)")
+    average_duration_seconds: float | None
+    last_execution_at: datetime | None
+    last_status: str | None
+    last_error: str | None
+    last_success_at: datetime | None
+    freshness_seconds: float | None = Field(description="time since the last successful sync")
+
+
+class DagOut(Response):
+    dag_id: str
+    is_paused: bool
+    next_dagrun: datetime | None = Field(description="when Airflow creates the next scheduled run")
+    last_run_state: str | None
+
+
+class ScheduleOut(Response):
+    id: int
+    chart_id: int
+    dag_id: str | None
+    is_active: bool
+    sync_frequency: str
+    custom_interval_hours: int | None
+    cron_expression: str | None
+    sync_immediately: bool
+    sync_historical_data: bool
+    fetch_track_metadata: bool
+    deadline_hours: float | None
+    history_start: date
+    created_at: datetime
+    updated_at: datetime
+    chart: ChartOut
+    status: Literal["active", "overdue", "inactive"]
+    overdue: bool
+    stats: ExecutionStatsOut
+    dag: DagOut | None = Field(description="Airflow's view of the DAG; null until it is parsed")
+
+
+class ExecutionOut(Response):
+    id: int
+    dag_id: str
+    run_id: str
+    try_number: int
+    period: date | None
+    status: str
+    started_at: datetime
+    completed_at: datetime | None
+    duration_seconds: float | None
+    rankings_created: int
+    rankings_updated: int
+    entries_written: int
+    tracks_created: int
+    tracks_updated: int
+    api_requests: int
+    error: str | None
+
+
+class ScheduleDetailOut(ScheduleOut):
+    executions: list[ExecutionOut]
+
+
+class ScheduleWriteOut(Response):
+    schedule: ScheduleOut
+    dag_id: str
+    dag_in_airflow: bool = Field(description="false: the DAG appears at the next parse of dags/chart_sync.py")
+    changed: bool
+    message: str
+
+
+class ScheduleDeleteOut(Response):
+    schedule_id: int
+    chart_id: int
+    dag_id: str
+    message: str
+
+
+class TriggerOut(Response):
+    chart_id: int
+    dag_id: str
+    run_id: str
+    state: str
+    period: date | None
+    dag_is_paused: bool
+    message: str
+
+
+class CoverageOut(Response):
+    window_start: date
+    window_end: date
+    expected_periods: int
+    stored_periods: int
+    coverage_percent: float
+    calendar_only: list | None
+    api_only: list | None
+    audited_at: datetime
+
+
+class StatusOut(Response):
+    chart_id: int
+    status: Literal["active", "overdue", "inactive", "not-scheduled"]
+    overdue: bool
+    schedule: ScheduleOut | None
+    latest_execution: ExecutionOut | None
+    next_run_at: datetime | None
+    dag: DagOut | None
+    coverage: CoverageOut | None
+
+
+class BulkItemOut(Response):
+    chart_id: int
+    outcome: Literal["done", "unchanged", "not-found", "conflict", "invalid", "dag-not-parsed"]
+    message: str
+    schedule_id: int | None = None
+    run_id: str | None = None
+
+
+class BulkOut(Response):
+    action: BulkAction
+    summary: dict[str, int]
+    results: list[BulkItemOut]
+
+
+class GapOut(Response):
+    chart_id: int
+    slug: str
+    dag_id: str
+    start: date
+    end: date
+    periods: int
+    backfill_command: str
+
+
+class GapsOut(Response):
+    items: list[GapOut]
+    total: int
+
+
+class HealResultOut(Response):
+    slug: str
+    dag_id: str
+    start: date | None
+    end: date | None
+    status: str = Field(description="created, already-running, nothing-to-heal, dag-not-parsed or unsupported")
+    backfill_id: int | None
+    message: str
+
+
+class HealOut(Response):
+    results: list[HealResultOut]
+
+
+class OverallStatsOut(Response):
+    schedules: int
+    active_schedules: int
+    overdue_schedules: int
+    window_start: datetime | None
+    executions: ExecutionStatsOut
+
+
+class StatsOut(Response):
+    overall: OverallStatsOut
+    schedules: Page[ScheduleOut]
+
+
+class AuditOut(Response):
+    id: int
+    actor: str
+    action: str
+    entity: str
+    entity_id: int | None
+    before: dict | None
+    after: dict | None
+    created_at: datetime
