@@ -11,15 +11,14 @@ fetched first, then written in one transaction. ``svg_plot`` draws the view serv
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from html import escape
 from typing import Any, Literal
 
 from sqlalchemy import Engine, delete, insert, select, update
 
 from chartsync.db.tables import track, track_audience
+from chartsync.plots import Series, line_chart, nice_ticks, short_number  # noqa: F401 - nice_ticks re-exported
 from chartsync.soundcharts import AudiencePoint, SoundchartsClient, SoundchartsNotFound
 
 log = logging.getLogger(__name__)
@@ -228,77 +227,13 @@ COLOURS = {"spotify": "#1b9e4b", "apple-music": "#d6336c", "deezer": "#7b2cbf", 
 DASHES = {"spotify": "", "apple-music": "6 3", "deezer": "2 3", "shazam": "8 3 2 3", "youtube": "1 2"}
 
 
-def nice_ticks(high: float, count: int = 5) -> list[float]:
-    """0 and round steps (1, 2, 5 x 10^n) up to at least ``high``."""
-    if high <= 0:
-        return [0.0, 1.0]
-    raw = high / count
-    magnitude = 10 ** math.floor(math.log10(raw))
-    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
-    ticks = [0.0]
-    while ticks[-1] < high:
-        ticks.append(ticks[-1] + step)
-    return ticks
-
-
-def short_number(value: float) -> str:
-    for limit, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
-        if abs(value) >= limit:
-            return f"{value / limit:.3g}{suffix}"
-    return f"{value:.3g}" if value != int(value) else str(int(value))
-
-
 def svg_plot(view: AudienceView, width: int = 720, height: int = 320) -> str:
-    """One line per platform over time, with axes, labels, a legend and an accessible title."""
-    uid = "audience-" + "".join(c for c in view.song_uuid if c.isalnum())[:32]
+    """One line per platform over time (plots.line_chart), with the platform's colour and dash."""
     title = f"Audience of {view.name}" + (f" by {view.credit_name}" if view.credit_name else "")
     lines = {p: pts for p, pts in view.series.items() if pts}
-    if lines:
-        first = min(pts[0][0] for pts in lines.values())
-        last = max(pts[-1][0] for pts in lines.values())
-        desc = (f"Cumulative plays per platform from {first} to {last}: "
-                + "; ".join(f"{PLATFORM_NAMES.get(p, p)} {short_number(pts[-1][1])}" for p, pts in lines.items()))
-    else:
-        desc = "No audience data stored for this song yet."
-    out = [(f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" '
-            f'height="{height}" role="img" aria-labelledby="{uid}-title {uid}-desc" font-family="sans-serif" '
-            'font-size="11">'),
-           f'<title id="{uid}-title">{escape(title)}</title>', f'<desc id="{uid}-desc">{escape(desc)}</desc>']
-    if not lines:
-        out.append(f'<text x="{width / 2}" y="{height / 2}" text-anchor="middle" fill="#555">'
-                   'No audience data yet</text></svg>')
-        return "".join(out)
-    left, right, top, bottom = 64, width - 120, 16, height - 44
-    ticks = nice_ticks(max(v for pts in lines.values() for _, v in pts))
-    span_days = max((last - first).days, 1)
-
-    def x(day: date) -> float:
-        return left + (day - first).days / span_days * (right - left)
-
-    def y(value: float) -> float:
-        return bottom - value / ticks[-1] * (bottom - top)
-
-    out.append(f'<g stroke="#999" fill="none"><line x1="{left}" y1="{bottom}" x2="{right}" y2="{bottom}"/>'
-               f'<line x1="{left}" y1="{top}" x2="{left}" y2="{bottom}"/></g>')
-    for tick in ticks:
-        out.append(f'<line x1="{left}" y1="{y(tick):.1f}" x2="{right}" y2="{y(tick):.1f}" stroke="#eee"/>'
-                   f'<text x="{left - 6}" y="{y(tick) + 4:.1f}" text-anchor="end">{short_number(tick)}</text>')
-    for i in range(5):
-        day = first + timedelta(days=round(span_days * i / 4))
-        out.append(f'<text x="{x(day):.1f}" y="{bottom + 16}" text-anchor="middle">{day:%b %d}</text>')
-    out.append(f'<text x="{(left + right) / 2}" y="{height - 6}" text-anchor="middle" fill="#333">'
-               f'Date ({first:%Y-%m-%d} to {last:%Y-%m-%d})</text>')
-    out.append(f'<text transform="translate(14 {(top + bottom) / 2}) rotate(-90)" text-anchor="middle" '
-               'fill="#333">Cumulative plays</text>')
-    for row, (platform, pts) in enumerate(lines.items()):
-        colour, dash = COLOURS.get(platform, "#333"), DASHES.get(platform, "")
-        dash_attr = f' stroke-dasharray="{dash}"' if dash else ""
-        path = " ".join(f"{x(day):.1f},{y(value):.1f}" for day, value in pts)
-        name = escape(PLATFORM_NAMES.get(platform, platform))
-        out.append(f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="2"{dash_attr}>'
-                   f'<title>{name}</title></polyline>')
-        ly = top + 8 + row * 18
-        out.append(f'<line x1="{right + 12}" y1="{ly}" x2="{right + 36}" y2="{ly}" stroke="{colour}" '
-                   f'stroke-width="2"{dash_attr}/><text x="{right + 42}" y="{ly + 4}">{name}</text>')
-    out.append("</svg>")
-    return "".join(out)
+    desc = ("Cumulative plays per platform: " + "; ".join(
+        f"{PLATFORM_NAMES.get(p, p)} {short_number(pts[-1][1])}" for p, pts in lines.items())
+        if lines else "No audience data stored for this song yet.")
+    series = [Series(PLATFORM_NAMES.get(p, p), pts, COLOURS.get(p), DASHES.get(p)) for p, pts in lines.items()]
+    return line_chart(title, series, width=width, height=height, y_label="Cumulative plays", desc=desc,
+                      empty_text="No audience data yet")

@@ -18,6 +18,13 @@ class BadInput(Exception):
     pass
 
 
+def _actor() -> str:
+    """Who the audit log names for a change made on the command line."""
+    import getpass
+
+    return f"cli:{getpass.getuser()}"
+
+
 def _engine():
     from chartsync.db import chart_engine
 
@@ -68,7 +75,7 @@ def cmd_schedules_add(args: argparse.Namespace) -> int:
             engine, chart_row, frequency=args.frequency, custom_interval_hours=args.interval_hours,
             cron_expression=args.cron, weekday=weekday, is_active=not args.inactive,
             sync_immediately=not args.scheduled, sync_historical_data=not args.no_history,
-            fetch_track_metadata=not args.no_metadata,
+            fetch_track_metadata=not args.no_metadata, actor=_actor(),
         )
     except schedules.ScheduleError as exc:
         raise BadInput(str(exc)) from None
@@ -101,7 +108,7 @@ def cmd_schedules_remove(args: argparse.Namespace) -> int:
     engine = _engine()
     try:
         chart_row = charts.get_chart(engine, slug=args.slug)
-        schedules.remove_schedule(engine, chart_row.id)
+        schedules.remove_schedule(engine, chart_row.id, actor=_actor())
     except (charts.ChartNotFound, schedules.ScheduleNotFound) as exc:
         raise BadInput(str(exc)) from None
     print(f"removed the sync schedule of {args.slug}; its DAG disappears at the next parse "
@@ -161,13 +168,11 @@ def cmd_gaps_list(args: argparse.Namespace) -> int:
 
 
 def cmd_gaps_heal(args: argparse.Namespace) -> int:
-    import getpass
-
     from chartsync import gaps
 
     if not args.all and not args.slug:
         raise BadInput("name a chart SLUG or pass --all")
-    results = gaps.heal(_engine(), None if args.all else [args.slug], user=f"cli:{getpass.getuser()}")
+    results = gaps.heal(_engine(), None if args.all else [args.slug], user=_actor())
     for r in results:
         print(f"{r.slug}: {r.status}: {r.message}")
     return 0 if all(r.status != "dag-not-parsed" for r in results) else EXIT_FAILED

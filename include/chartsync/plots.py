@@ -7,87 +7,111 @@ theme (light or dark, like the Airflow UI) applies.
 
 from __future__ import annotations
 
+import hashlib
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from html import escape
 
 PALETTE = ("#017cee", "#e43921", "#00ad46", "#f6a609", "#8b4db8", "#0aa5a5")
+DASHES = ("", "6 3", "2 3", "8 3 2 3", "1 2", "4 4")  # lines stay apart without colour, too
 
 
 @dataclass(frozen=True)
 class Series:
     name: str
     points: Sequence[tuple[date, float | None]]
+    colour: str | None = None
+    dash: str | None = None
+
+
+def nice_ticks(high: float, count: int = 5) -> list[float]:
+    """0 and round steps (1, 2, 2.5, 5 x 10^n) up to at least ``high``."""
+    if high <= 0:
+        return [0.0, 1.0]
+    raw = high / count
+    magnitude = 10 ** math.floor(math.log10(raw))
+    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
+    ticks = [0.0]
+    while ticks[-1] < high:
+        ticks.append(ticks[-1] + step)
+    return ticks
+
+
+def short_number(value: float) -> str:
+    for limit, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= limit:
+            return f"{value / limit:.3g}{suffix}"
+    return f"{value:.3g}" if value != int(value) else str(int(value))
 
 
 def _nice_max(value: float) -> float:
-    if value <= 0:
-        return 1.0
-    magnitude = 10 ** (len(str(int(value))) - 1)
-    for step in (1, 2, 2.5, 5, 10):
-        if value <= step * magnitude:
-            return step * magnitude
-    return 10 * magnitude
+    return nice_ticks(value)[-1]
 
 
 def _fmt(value: float) -> str:
-    if abs(value) >= 1_000_000:
-        return f"{value / 1_000_000:.1f}M"
-    if abs(value) >= 1_000:
-        return f"{value / 1_000:.1f}k"
-    return f"{value:g}" if value == int(value) else f"{value:.1f}"
+    return short_number(value)
 
 
-def line_chart(title: str, series: Sequence[Series], *, unit: str = "", width: int = 640, height: int = 240,
-               y_max: float | None = None) -> str:
-    """Lines over time, one per series, with y grid labels and the first/last dates on the x axis."""
-    left, right, top, bottom = 56, 12, 28, 36
-    days = sorted({d for s in series for d, v in s.points if v is not None})
-    values = [v for s in series for _, v in s.points if v is not None]
-    desc = f"{title}: " + "; ".join(
-        f"{s.name} {len([p for p in s.points if p[1] is not None])} points" for s in series)
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" role="img" '
-             f'class="plot" aria-labelledby="t"><title>{escape(title)}</title><desc>{escape(desc)}</desc>',
-             f'<text x="{left}" y="16" class="plot-title" font-size="13" font-weight="600" '
-             f'fill="var(--fg, #1f2937)">{escape(title)}</text>']
-    if not days:
-        parts.append(f'<text x="{width / 2}" y="{height / 2}" text-anchor="middle" font-size="12" '
-                     'fill="var(--muted, #6b7280)">no data yet</text></svg>')
-        return "".join(parts)
-    top_value = y_max if y_max is not None else _nice_max(max(values))
-    plot_w, plot_h = width - left - right, height - top - bottom
-    first, last = days[0], days[-1]
+def line_chart(title: str, series: Sequence[Series], *, unit: str = "", width: int = 640, height: int = 260,
+               y_max: float | None = None, y_label: str | None = None, desc: str | None = None,
+               empty_text: str = "no data yet") -> str:
+    """Lines over time, one per series: y ticks, five date ticks, axis labels, a legend on the right."""
+    uid = "plot-" + hashlib.sha1(title.encode()).hexdigest()[:10]
+    lines = [s for s in series if any(v is not None for _, v in s.points)]
+    if desc is None:
+        desc = f"{title}: " + ("; ".join(f"{s.name}, {sum(v is not None for _, v in s.points)} points"
+                                         for s in lines) or empty_text)
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" role="img" class="plot" '
+           f'aria-labelledby="{uid}-title {uid}-desc" font-family="sans-serif" font-size="11">',
+           f'<title id="{uid}-title">{escape(title)}</title><desc id="{uid}-desc">{escape(desc)}</desc>']
+    if not lines:
+        out.append(f'<text x="{width / 2}" y="{height / 2}" text-anchor="middle" fill="var(--muted, #6b7280)">'
+                   f'{escape(empty_text)}</text></svg>')
+        return "".join(out)
+    days = [d for s in lines for d, v in s.points if v is not None]
+    values = [v for s in lines for _, v in s.points if v is not None]
+    first, last = min(days), max(days)
+    ticks = nice_ticks(max(values)) if y_max is None else nice_ticks(y_max)
+    left, right, top, bottom = 60, width - 130, 14, height - 44
     span = max((last - first).days, 1)
 
-    def x(d: date) -> float:
-        return left + plot_w * ((d - first).days / span if len(days) > 1 else 0.5)
+    def x(day: date) -> float:
+        return left + (day - first).days / span * (right - left)
 
-    def y(v: float) -> float:
-        return top + plot_h * (1 - v / top_value)
+    def y(value: float) -> float:
+        return bottom - value / ticks[-1] * (bottom - top)
 
-    for i in range(5):
-        value = top_value * i / 4
-        parts.append(f'<line x1="{left}" x2="{width - right}" y1="{y(value):.1f}" y2="{y(value):.1f}" '
-                     'stroke="var(--grid, #e5e7eb)" stroke-width="1"/>'
-                     f'<text x="{left - 6}" y="{y(value) + 4:.1f}" text-anchor="end" font-size="10" '
-                     f'fill="var(--muted, #6b7280)">{_fmt(value)}{escape(unit)}</text>')
-    parts.append(f'<text x="{left}" y="{height - 10}" font-size="10" fill="var(--muted, #6b7280)">{first}</text>'
-                 f'<text x="{width - right}" y="{height - 10}" text-anchor="end" font-size="10" '
-                 f'fill="var(--muted, #6b7280)">{last}</text>')
-    for i, s in enumerate(series):
-        colour = PALETTE[i % len(PALETTE)]
-        pts = [(x(d), y(v)) for d, v in s.points if v is not None]
-        if len(pts) == 1:
-            parts.append(f'<circle cx="{pts[0][0]:.1f}" cy="{pts[0][1]:.1f}" r="3" fill="{colour}"/>')
-        elif pts:
-            path = " ".join(f"{'M' if j == 0 else 'L'}{px:.1f},{py:.1f}" for j, (px, py) in enumerate(pts))
-            parts.append(f'<path d="{path}" fill="none" stroke="{colour}" stroke-width="2"/>')
-        parts.append(f'<rect x="{left + 120 * i + 150}" y="7" width="10" height="10" fill="{colour}"/>'
-                     f'<text x="{left + 120 * i + 164}" y="16" font-size="11" '
-                     f'fill="var(--fg, #1f2937)">{escape(s.name)}</text>')
-    parts.append("</svg>")
-    return "".join(parts)
+    out.append(f'<g stroke="var(--axis, #9ca3af)" fill="none"><line x1="{left}" y1="{bottom}" x2="{right}" '
+               f'y2="{bottom}"/><line x1="{left}" y1="{top}" x2="{left}" y2="{bottom}"/></g>')
+    for tick in ticks:
+        out.append(f'<line x1="{left}" y1="{y(tick):.1f}" x2="{right}" y2="{y(tick):.1f}" '
+                   f'stroke="var(--grid, #e5e7eb)"/><text x="{left - 6}" y="{y(tick) + 4:.1f}" text-anchor="end" '
+                   f'fill="var(--muted, #6b7280)">{short_number(tick)}{escape(unit)}</text>')
+    for i in range(5 if span >= 4 else 1):
+        day = first + timedelta(days=round(span * i / 4))
+        out.append(f'<text x="{x(day):.1f}" y="{bottom + 16}" text-anchor="middle" '
+                   f'fill="var(--muted, #6b7280)">{day:%b %d}</text>')
+    out.append(f'<text x="{(left + right) / 2}" y="{height - 6}" text-anchor="middle" fill="var(--fg, #1f2937)">'
+               f'Date ({first:%Y-%m-%d} to {last:%Y-%m-%d})</text>')
+    if y_label:
+        out.append(f'<text transform="translate(14 {(top + bottom) / 2}) rotate(-90)" text-anchor="middle" '
+                   f'fill="var(--fg, #1f2937)">{escape(y_label)}</text>')
+    for row, s in enumerate(lines):
+        colour = s.colour or PALETTE[row % len(PALETTE)]
+        dash = s.dash if s.dash is not None else DASHES[row % len(DASHES)]
+        dash_attr = f' stroke-dasharray="{dash}"' if dash else ""
+        points = " ".join(f"{x(d):.1f},{y(v):.1f}" for d, v in s.points if v is not None)
+        name = escape(s.name)
+        out.append(f'<polyline points="{points}" fill="none" stroke="{colour}" stroke-width="2"{dash_attr}>'
+                   f'<title>{name}</title></polyline>')
+        ly = top + 8 + row * 18
+        out.append(f'<line x1="{right + 12}" y1="{ly}" x2="{right + 36}" y2="{ly}" stroke="{colour}" '
+                   f'stroke-width="2"{dash_attr}/><text x="{right + 42}" y="{ly + 4}" '
+                   f'fill="var(--fg, #1f2937)">{name}</text>')
+    out.append("</svg>")
+    return "".join(out)
 
 
 def bar_chart(title: str, bars: Sequence[tuple[str, float]], *, unit: str = "", width: int = 640,

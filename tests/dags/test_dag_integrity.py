@@ -12,7 +12,7 @@ from chartsync import schedules
 from chartsync.db.migrate import upgrade
 from chartsync.db.tables import chart, chart_sync_schedule
 
-MAINTENANCE_DAGS = {"chart_sync_gap_audit"}  # at least these; every DAG of the package is checked below
+MAINTENANCE_DAGS = {"chart_sync_gap_audit", "chart_sync_track_metadata", "chart_sync_audience"}  # at least these; every DAG of the package is checked below
 ROWS = [
     ("chart-daily", "daily", None, {}),
     ("chart-weekly", "weekly", 4, {}),

@@ -10,7 +10,7 @@ from sqlalchemy import create_engine, func, insert, select
 
 from chartsync import cli
 from chartsync.db.migrate import upgrade
-from chartsync.db.tables import chart, chart_sync_schedule
+from chartsync.db.tables import chart, chart_sync_audit, chart_sync_schedule
 
 
 @pytest.fixture
@@ -76,6 +76,9 @@ def test_add_detects_frequency_list_and_duplicate(engine, capsys):
     assert cli.main(["schedules", "remove", "daily-chart"]) == 0
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(chart_sync_schedule)).scalar() == 1
+        audit = conn.execute(select(chart_sync_audit).order_by(chart_sync_audit.c.id)).all()
+    assert [a.action for a in audit] == ["create", "create", "delete"]
+    assert all(a.actor.startswith("cli:") for a in audit)
 
 
 def test_help_lists_every_command(capsys):

@@ -16,7 +16,7 @@ def test_line_chart_is_valid_svg_with_one_path_per_series():
                                       Series("failed", [(d, i) for i, d in enumerate(days)])], unit="%")
     root = parse(svg)
     assert root.find(f"{NS}title").text == "Success rate"
-    assert len(root.findall(f"{NS}path")) == 2
+    assert len(root.findall(f"{NS}polyline")) == 2
     assert "2026-11-01" in svg and "2026-11-10" in svg
 
 
