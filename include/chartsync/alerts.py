@@ -30,8 +30,16 @@ from typing import Any
 from urllib.parse import quote
 
 from sqlalchemy import Engine, func, insert, select
+from sqlalchemy.exc import IntegrityError
 
-from chartsync.db.tables import chart, chart_ranking, chart_sync_alert, chart_sync_execution, chart_sync_schedule
+from chartsync.db.tables import (
+    chart,
+    chart_ranking,
+    chart_sync_alert,
+    chart_sync_execution,
+    chart_sync_schedule,
+)
+from chartsync import stats
 from chartsync.frequency import Frequency
 
 log = logging.getLogger(__name__)
@@ -95,16 +103,16 @@ def default_deadline_hours(frequency: Frequency | str, custom_interval_hours: in
     return INTERVAL_DEADLINE_FACTOR * length.total_seconds() / 3600
 
 
-def deadline_hours(frequency: Frequency | str, configured: float | None, custom_interval_hours: int | None = None,
-                   cron_expression: str | None = None) -> float:
+def deadline_hours(frequency: Frequency | str, configured: float | None,
+                   custom_interval_hours: int | None = None, cron_expression: str | None = None) -> float:
     """The schedule's ``deadline_hours``, else the frequency's default."""
     if configured is not None and configured > 0:
         return float(configured)
     return default_deadline_hours(frequency, custom_interval_hours, cron_expression)
 
 
-def sync_deadline(frequency: Frequency | str, configured: float | None, custom_interval_hours: int | None = None,
-                  cron_expression: str | None = None) -> timedelta:
+def sync_deadline(frequency: Frequency | str, configured: float | None,
+                  custom_interval_hours: int | None = None, cron_expression: str | None = None) -> timedelta:
     """Logical date -> deadline: one period length (to the data interval's end) plus the allowed hours."""
     hours = deadline_hours(frequency, configured, custom_interval_hours, cron_expression)
     return interval_length(frequency, custom_interval_hours, cron_expression) + timedelta(hours=hours)
@@ -123,7 +131,8 @@ def deadlines_enabled(argv: list[str] | None = None) -> bool:
     if os.environ.get(DISABLE_ENV, "").strip().lower() in ("off", "false", "0", "no"):
         return False
     argv = sys.argv if argv is None else argv
-    return not (len(argv) >= 3 and "airflow" in os.path.basename(argv[0]) and argv[1:3] == ["dags", "test"])
+    # argv[0]: .../bin/airflow, or .../airflow/__main__.py under `python -m airflow`
+    return not (len(argv) >= 3 and "airflow" in argv[0] and argv[1:3] == ["dags", "test"])
 
 
 def deadlines_for(config) -> list:
@@ -131,8 +140,9 @@ def deadlines_for(config) -> list:
 
     Sync deadline: "period P must be synced within N hours of its data interval end". Airflow
     3.3.2 offers DAGRUN_LOGICAL_DATE, DAGRUN_QUEUED_AT, FIXED_DATETIME and AVERAGE_RUNTIME.
-    Our timetables are data-interval ones, so a run's logical date *is* its data interval start;
-    DAGRUN_LOGICAL_DATE + (one period + N h) is therefore "N h after the interval end", for
+    Our timetables are data-interval ones, so a run's logical date *is* its data interval start,
+    the start of the period it syncs (a manual run "for D" syncs period D: factory.period_for_run);
+    DAGRUN_LOGICAL_DATE + (one period + N h) is therefore "N h after the period's end", for
     scheduled, catchup and backfill runs alike. DAGRUN_QUEUED_AT would measure from when the
     scheduler got round to the run (a late scheduler or a catchup queue would shift every
     deadline), and a custom reference would have to be registered through a plugin in the
@@ -186,22 +196,6 @@ def skip_reason(kind: str, *, run_type: str | None, deadline_time: datetime | No
             and interval_end < schedule_created_at:
         return "history catch-up"
     return None
-
-
-def is_overdue(frequency: Frequency | str, custom_hours: int | None, last_success: datetime | None,
-               created_at: datetime, now: datetime, cron_expression: str | None = None) -> bool:
-    """No successful sync (or, never synced, no creation) for longer than one period plus its grace.
-
-    The grace is the frequency's default deadline (daily 1 d + 12 h, weekly 7 d + 48 h, monthly
-    31 d + 96 h, custom/cron 3x the interval). An unknown frequency counts as weekly.
-    """
-    try:
-        freq = _frequency(frequency)
-    except ValueError:
-        freq = Frequency.WEEKLY
-    limit = interval_length(freq, custom_hours, cron_expression) + timedelta(
-        hours=default_deadline_hours(freq, custom_hours, cron_expression))
-    return _aware(now) - _aware(last_success or created_at) > limit
 
 
 # -- the alert and its text (pure) --------------------------------------------------------------------
@@ -300,11 +294,19 @@ def raise_alert(alert: Alert, engine: Engine | None = None, *, now: datetime | N
 
 def record_alert(engine: Engine, alert: Alert, message: str, channels: Mapping[str, str],
                  now: datetime | None = None) -> int:
+    values = {"kind": alert.kind, "chart_id": alert.chart_id, "dag_id": alert.dag_id, "run_id": alert.run_id,
+              "period": alert.period, "message": message, "channels": dict(channels),
+              "created_at": now or datetime.now(UTC)}
+    try:
+        with engine.begin() as conn:
+            return conn.execute(insert(chart_sync_alert).values(**values)).inserted_primary_key[0]
+    except IntegrityError:
+        if alert.chart_id is None:
+            raise
+    # the chart was deleted meanwhile: keep the alert, without the chart (as ON DELETE SET NULL would)
     with engine.begin() as conn:
-        return conn.execute(insert(chart_sync_alert).values(
-            kind=alert.kind, chart_id=alert.chart_id, dag_id=alert.dag_id, run_id=alert.run_id,
-            period=alert.period, message=message, channels=dict(channels), created_at=now or datetime.now(UTC),
-        )).inserted_primary_key[0]
+        inserted = conn.execute(insert(chart_sync_alert).values(**values | {"chart_id": None}))
+        return inserted.inserted_primary_key[0]
 
 
 def list_alerts(engine: Engine, kind: str | None = None, chart_id: int | None = None,
@@ -333,7 +335,8 @@ def list_alerts(engine: Engine, kind: str | None = None, chart_id: int | None = 
         .limit(limit).offset(offset)
     )
     with engine.connect() as conn:
-        total = conn.execute(select(func.count()).select_from(chart_sync_alert).where(*conditions)).scalar_one()
+        total = conn.execute(
+            select(func.count()).select_from(chart_sync_alert).where(*conditions)).scalar_one()
         rows = conn.execute(query).all()
     base_url = ui_base_url()
     return [{
@@ -355,19 +358,21 @@ async def on_deadline_missed(*, kind: str, schedule_id: int, chart_id: int, char
     alert = await asyncio.to_thread(
         handle_deadline_miss, kind, context or {}, schedule_id=schedule_id, chart_id=chart_id, chart=chart,
         chart_name=chart_name, frequency=frequency, allowed_hours=allowed_hours)
-    return f"{kind} alert raised for {chart}" if alert else f"no {kind} alert for {chart} (see the triggerer log)"
+    if alert is None:
+        return f"no {kind} alert for {chart} (see the triggerer log)"
+    return f"{kind} alert raised for {chart}"
 
 
-def handle_deadline_miss(kind: str, context: Mapping[str, Any], *, schedule_id: int, chart_id: int, chart: str,
-                         chart_name: str, frequency: str, allowed_hours: float,
+def handle_deadline_miss(kind: str, context: Mapping[str, Any], *, schedule_id: int, chart_id: int,
+                         chart: str, chart_name: str, frequency: str, allowed_hours: float,
                          engine: Engine | None = None) -> Alert | None:
     """Turn a missed deadline into an alert, unless it is history (``skip_reason``) or the period is
     stored already (synced by another run, e.g. sync_immediately's first run)."""
     run = context.get("dag_run") or {}
     deadline_time = _as_datetime((context.get("deadline") or {}).get("deadline_time"))
-    interval_start = _as_datetime(run.get("data_interval_start"))
+    start = _as_datetime(run.get("logical_date") or run.get("data_interval_start"))  # the period it syncs
     interval_end = _as_datetime(run.get("data_interval_end"))
-    period = interval_start.date() if interval_start else None
+    period = start.date() if start else None
     try:
         engine = engine or _chart_engine()
         created_at = _schedule_created_at(engine, schedule_id)
@@ -388,12 +393,12 @@ def handle_deadline_miss(kind: str, context: Mapping[str, Any], *, schedule_id: 
     when = f"{deadline_time:%Y-%m-%d %H:%M} UTC" if deadline_time else "its deadline"
     if kind == DEADLINE:
         end = f" ({interval_end:%Y-%m-%d %H:%M} UTC)" if interval_end else ""
-        summary = (f"Period {period or '?'} was not synced within {allowed_hours:g} h of its end{end}: "
-                   f"the run was still {state} at {when}.")
+        summary = (f"Period {period or '?'} was not synced within {allowed_hours:g} h of its end{end}; "
+                   f"the run was {state} at the deadline, {when}.")
     else:
         summary = (f"The sync has been running longer than this chart's average runtime of its last "
-                   f"{AVERAGE_RUNTIME_RUNS} successful runs plus {_human(DEGRADATION_SLACK)}: still {state} "
-                   f"at {when}.")
+                   f"{AVERAGE_RUNTIME_RUNS} successful runs plus {_human(DEGRADATION_SLACK)}; the run was "
+                   f"{state} at {when}.")
     alert = Alert(kind=kind, summary=summary, chart_id=chart_id, chart=chart, chart_name=chart_name,
                   schedule_id=schedule_id, dag_id=run.get("dag_id"), run_id=run.get("dag_run_id"),
                   period=period, details=(f"run type: {run.get('run_type')}", f"deadline: {when}"))
@@ -432,7 +437,7 @@ def failure_alert(context: Mapping[str, Any], engine: Engine | None = None) -> A
         chart_row, execution = _chart_and_execution(engine, dag_id, run_id)
     except Exception as exc:
         log.warning("chart-sync: chart DB unavailable for the failure alert of %s: %s", dag_id, exc)
-    start = context.get("data_interval_start")
+    start = context.get("logical_date") or context.get("data_interval_start")
     period = execution.period if execution is not None and execution.period else (
         start.date() if isinstance(start, datetime) else None)
     what = f"{getattr(ti, 'task_id', 'task')} failed" + (f" after {tries} {'try' if tries == 1 else 'tries'}"
@@ -443,8 +448,8 @@ def failure_alert(context: Mapping[str, Any], engine: Engine | None = None) -> A
         chart_name=chart_row.name if chart_row else None,
         schedule_id=chart_row.schedule_id if chart_row else None,
         dag_id=dag_id, run_id=run_id, period=period,
-        details=(f"last recorded error: {execution.error[:500]}",) if execution is not None and execution.error
-        else (),
+        details=((f"last recorded error: {execution.error[:500]}",)
+                 if execution is not None and execution.error else ()),
     )
 
 
@@ -459,10 +464,11 @@ class Digest:
 
 
 def overdue_schedules(engine: Engine, now: datetime) -> list[dict]:
-    """Active schedules with no successful sync for longer than one period plus grace (``is_overdue``)."""
-    last_ok = (select(chart_sync_execution.c.chart_id, func.max(chart_sync_execution.c.completed_at).label("at"))
-               .where(chart_sync_execution.c.status == "success")
-               .group_by(chart_sync_execution.c.chart_id).subquery())
+    """Active schedules overdue by the one rule the API and pages use too (``stats.is_overdue``)."""
+    executions = chart_sync_execution.c
+    last_ok = (select(executions.chart_id, func.max(executions.completed_at).label("at"))
+               .where(executions.status == "success")
+               .group_by(executions.chart_id).subquery())
     query = (select(chart_sync_schedule, chart.c.slug, chart.c.name, last_ok.c.at.label("last_success"))
              .join(chart, chart.c.id == chart_sync_schedule.c.chart_id)
              .outerjoin(last_ok, last_ok.c.chart_id == chart_sync_schedule.c.chart_id)
@@ -472,8 +478,10 @@ def overdue_schedules(engine: Engine, now: datetime) -> list[dict]:
     return [{"schedule_id": r.id, "chart_id": r.chart_id, "chart": r.slug, "chart_name": r.name,
              "frequency": r.sync_frequency, "created_at": _aware(r.created_at),
              "last_success": _aware(r.last_success) if r.last_success else None}
-            for r in rows if is_overdue(r.sync_frequency, r.custom_interval_hours, r.last_success and
-                                        _aware(r.last_success), _aware(r.created_at), now, r.cron_expression)]
+            for r in rows if stats.is_overdue(
+                is_active=True, frequency=r.sync_frequency, last_success_at=r.last_success and _aware(r.last_success),
+                created_at=_aware(r.created_at), now=now, custom_interval_hours=r.custom_interval_hours,
+                cron_expression=r.cron_expression)]
 
 
 def collect_digest(engine: Engine, now: datetime, window: timedelta = timedelta(days=1)) -> Digest:
@@ -481,8 +489,9 @@ def collect_digest(engine: Engine, now: datetime, window: timedelta = timedelta(
     rows, _ = list_alerts(engine, since=since, limit=1000)
     alerts = {k: [r for r in rows if r["kind"] == k] for k in (FAILURE, DEADLINE, DEGRADATION)}
     with engine.connect() as conn:
+        executions = chart_sync_execution.c
         failed = conn.execute(select(func.count()).select_from(chart_sync_execution).where(
-            chart_sync_execution.c.status == "failed", chart_sync_execution.c.started_at >= since)).scalar_one()
+            executions.status == "failed", executions.started_at >= since)).scalar_one()
     return Digest(since, now, overdue_schedules(engine, now), alerts, failed)
 
 
@@ -514,9 +523,10 @@ def run_digest(engine: Engine, now: datetime | None = None) -> dict:
     newly = [o for o in digest.overdue if not _alerted_since(engine, o["chart_id"], o["last_success"] or
                                                              o["created_at"])]
     for o in newly:
-        last = f"since {o['last_success']:%Y-%m-%d %H:%M} UTC" if o["last_success"] else "since it was created"
-        raise_alert(Alert(kind=OVERDUE, summary=f"No successful sync {last}: longer than one {o['frequency']} "
-                                                 "period plus its grace.",
+        last = (f"since {o['last_success']:%Y-%m-%d %H:%M} UTC" if o["last_success"]
+                else "since it was created")
+        raise_alert(Alert(kind=OVERDUE, summary=f"No successful sync {last}: longer than one "
+                                                 f"{o['frequency']} period plus its grace.",
                           chart_id=o["chart_id"], chart=o["chart"], chart_name=o["chart_name"],
                           schedule_id=o["schedule_id"], dag_id=DAG_ID_PREFIX + o["chart"]), engine, now=now)
     channels = raise_alert(digest_alert(digest, ui_base_url()), engine, now=now)
@@ -536,8 +546,8 @@ def build_digest_dag():
     with DAG(
         dag_id=DIGEST_DAG_ID,
         description="Daily alert digest: overdue schedules, failures and deadline misses of the last day",
+        # no start_date: the first run is the next tick, not an immediate one when the DAG appears
         schedule=CronTriggerTimetable("0 7 * * *", timezone="UTC"),
-        start_date=datetime(2026, 1, 1, tzinfo=UTC),
         catchup=False,
         max_active_runs=1,
         is_paused_upon_creation=False,

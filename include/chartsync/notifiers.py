@@ -134,7 +134,8 @@ BUILDERS: dict[str, Callable[[str, str, Mapping[str, Any]], BaseNotifier]] = {
 }
 
 
-def deliver(title: str, text: str, payload: Mapping[str, Any], channels: list[str] | None = None) -> dict[str, str]:
+def deliver(title: str, text: str, payload: Mapping[str, Any],
+            channels: list[str] | None = None) -> dict[str, str]:
     """Send one alert to every switched-on channel; each channel's outcome, failures included.
 
     A channel that fails is logged and reported as ``"failed: ..."``: it never stops the others.

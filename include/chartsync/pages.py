@@ -68,6 +68,14 @@ def platforms(engine: Engine) -> list[str]:
         return list(conn.execute(select(chart.c.platform).distinct().order_by(chart.c.platform)).scalars())
 
 
+def chart_names(engine: Engine, chart_ids: list[int]) -> list[str]:
+    """'Name (slug)' of each known chart, in slug order: what a confirmation lists."""
+    with engine.connect() as conn:
+        rows = conn.execute(select(chart.c.name, chart.c.slug).where(chart.c.id.in_(chart_ids))
+                            .order_by(chart.c.slug)).all()
+    return [f"{r.name} ({r.slug})" for r in rows]
+
+
 # -- the chart catalogue ---------------------------------------------------------------------------
 @dataclass(frozen=True)
 class ChartRow:

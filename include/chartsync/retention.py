@@ -37,12 +37,13 @@ def prune(engine: Engine, days: int, now: datetime | None = None) -> dict:
     """Delete execution rows started, and alerts created, more than ``days`` ago; what was removed."""
     cutoff = (now or datetime.now(UTC)) - timedelta(days=days)
     with engine.begin() as conn:
-        executions = conn.execute(delete(chart_sync_execution).where(chart_sync_execution.c.started_at < cutoff))
+        executions = conn.execute(
+            delete(chart_sync_execution).where(chart_sync_execution.c.started_at < cutoff))
         alerts = conn.execute(delete(chart_sync_alert).where(chart_sync_alert.c.created_at < cutoff))
     removed = {"retention_days": days, "cutoff": cutoff.isoformat(),
                "executions_deleted": executions.rowcount, "alerts_deleted": alerts.rowcount}
-    log.info("chart-sync retention: removed %(executions_deleted)d execution rows and %(alerts_deleted)d alerts "
-             "older than %(retention_days)d days (before %(cutoff)s)", removed)
+    log.info("chart-sync retention: removed %(executions_deleted)d execution rows and %(alerts_deleted)d "
+             "alerts older than %(retention_days)d days (before %(cutoff)s)", removed)
     return removed
 
 
@@ -54,8 +55,8 @@ def build_retention_dag():
     with DAG(
         dag_id=RETENTION_DAG_ID,
         description="Prune chart_sync_execution and chart_sync_alert rows past the retention age",
+        # no start_date: the first run is the next tick, not an immediate one when the DAG appears
         schedule=CronTriggerTimetable("30 3 * * *", timezone="UTC"),
-        start_date=datetime(2026, 1, 1, tzinfo=UTC),
         catchup=False,
         max_active_runs=1,
         is_paused_upon_creation=False,

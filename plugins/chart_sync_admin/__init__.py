@@ -32,3 +32,10 @@ class DeferredApp:
 class ChartSyncAdminPlugin(AirflowPlugin):
     name = "chart_sync_admin"
     fastapi_apps: ClassVar[list[dict]] = [{"app": DeferredApp(), "url_prefix": URL_PREFIX, "name": "chart-sync REST API"}]
+    # The admin pages (views.py), in the Airflow UI's navigation: each renders inside the UI at /plugin/<url_route>.
+    external_views: ClassVar[list[dict]] = [
+        {"name": name, "href": f"{URL_PREFIX}/ui/{page}", "url_route": f"chart-sync-{page}", "category": "Chart sync",
+         "destination": "nav", "icon": f"{URL_PREFIX}/ui/static/icon.svg"}
+        for name, page in (("Charts", "charts"), ("Sync schedules", "schedules"), ("Sync stats", "stats"),
+                           ("Sync alerts", "alerts"))
+    ]

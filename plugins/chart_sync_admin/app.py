@@ -260,4 +260,7 @@ def create_app() -> FastAPI:
     app.include_router(router)
     for exc_type, code, body in _ERRORS:
         app.add_exception_handler(exc_type, _handler(code, body))
+    from chart_sync_admin import views  # the admin pages under /ui (HTML, not in the spec)
+
+    views.install(app)
     return app

@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from types import SimpleNamespace
 
 import pytest
-from sqlalchemy import create_engine, insert, select
-
 from chartsync import alerts, notifiers, retention
 from chartsync.alerts import Alert
+from chartsync.db import engine_for_url
 from chartsync.db.migrate import upgrade
-from chartsync.db.tables import chart, chart_ranking, chart_sync_alert, chart_sync_execution, chart_sync_schedule
+from chartsync.db.tables import (
+    chart,
+    chart_ranking,
+    chart_sync_alert,
+    chart_sync_execution,
+    chart_sync_schedule,
+)
 from chartsync.frequency import Frequency
 from chartsync.schedules import ScheduleConfig
 from conftest import alert_channel_env
+from sqlalchemy import create_engine, insert, select
 
 NOW = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)
 RUN_ID = "scheduled__2026-11-23T00:00:00+00:00"
@@ -53,7 +60,7 @@ def test_the_schedule_deadline_hours_win_over_the_default():
     ("custom", {"custom_interval_hours": 6}, timedelta(hours=18)),
     ("daily", {"configured": 0.5}, timedelta(days=1, minutes=30)),
 ])
-def test_sync_deadline_is_one_period_after_the_logical_date_plus_the_allowed_hours(frequency, kwargs, expected):
+def test_sync_deadline_is_one_period_after_the_logical_date_plus_allowed_hours(frequency, kwargs, expected):
     configured = kwargs.pop("configured", None)
     assert alerts.sync_deadline(frequency, configured, **kwargs) == expected
 
@@ -77,7 +84,6 @@ def test_a_chart_dag_gets_a_logical_date_deadline_and_an_average_runtime_deadlin
 
 def test_chart_dag_with_deadlines_serializes(monkeypatch):
     from airflow.serialization.serialized_objects import DagSerialization
-
     from chartsync.factory import build_dag
 
     monkeypatch.setattr("sys.argv", ["/venv/bin/airflow", "dag-processor"])
@@ -89,6 +95,7 @@ def test_chart_dag_with_deadlines_serializes(monkeypatch):
 
 @pytest.mark.parametrize(("argv", "env", "enabled"), [
     (["/venv/bin/airflow", "dags", "test", "chart_sync__x", "2026-11-20"], "", False),
+    (["/venv/lib/python3.11/site-packages/airflow/__main__.py", "dags", "test", "chart_sync__x"], "", False),
     (["/venv/bin/airflow", "dags", "list"], "", True),
     (["/venv/bin/airflow", "dag-processor"], "", True),
     (["/venv/bin/airflow", "scheduler"], "off", False),
@@ -112,27 +119,10 @@ def test_skip_rules_keep_history_backfills_and_late_manual_runs_quiet():
     assert "manual" in alerts.skip_reason("deadline", run_type="manual", deadline_time=due, **late)
     assert alerts.skip_reason("deadline", run_type="scheduled", deadline_time=due, **late) is None
     old = common | {"interval_end": created - timedelta(days=10)}
-    assert alerts.skip_reason("degradation", run_type="scheduled", deadline_time=NOW, **old) == "history catch-up"
+    assert alerts.skip_reason("degradation", run_type="scheduled", deadline_time=NOW, **old) == \
+        "history catch-up"
     new = common | {"interval_end": created + timedelta(hours=14)}
     assert alerts.skip_reason("degradation", run_type="scheduled", deadline_time=NOW, **new) is None
-
-
-@pytest.mark.parametrize(("frequency", "hours", "last_success", "created_days_ago", "overdue"), [
-    ("daily", None, None, 2, True),  # never synced, created 2 days ago
-    ("daily", None, None, 1, False),
-    ("daily", None, timedelta(hours=35), 30, False),
-    ("daily", None, timedelta(hours=37), 30, True),
-    ("weekly", None, timedelta(days=8), 30, False),
-    ("weekly", None, timedelta(days=10), 30, True),
-    ("monthly", None, timedelta(days=34), 90, False),
-    ("monthly", None, timedelta(days=36), 90, True),
-    ("custom", 6, timedelta(hours=17), 30, False),
-    ("custom", 6, timedelta(hours=19), 30, True),
-    ("fortnightly", None, timedelta(days=10), 30, True),  # unreadable: treated as weekly
-])
-def test_overdue_rule(frequency, hours, last_success, created_days_ago, overdue):
-    last = NOW - last_success if last_success else None
-    assert alerts.is_overdue(frequency, hours, last, NOW - timedelta(days=created_days_ago), NOW) is overdue
 
 
 # -- message text --------------------------------------------------------------------------------------
@@ -168,23 +158,33 @@ def test_webhook_payload_is_json_with_links():
 
 
 # -- the chart DB: recording, listing, callbacks, digest, retention --------------------------------------
-@pytest.fixture
-def engine(tmp_path, monkeypatch):
-    path = tmp_path / "chart.db"
-    engine = create_engine(f"sqlite:///{path}")
+@pytest.fixture(params=["sqlite", "postgres"])
+def engine(request, tmp_path, monkeypatch):
+    if request.param == "sqlite":
+        path = tmp_path / "chart.db"
+        engine = create_engine(f"sqlite:///{path}")
+        conn_json = json.dumps({"conn_type": "sqlite", "host": str(path)})
+    else:
+        pg = request.getfixturevalue("postgres")
+        name = pg.create_database(f"alerts_{tmp_path.name[-20:].lower().replace('-', '_')}")
+        engine, conn_json = create_engine(pg.url(name)), pg.conn_json(name)
     upgrade(engine)
-    monkeypatch.setenv("AIRFLOW_CONN_CHART_DB", json.dumps({"conn_type": "sqlite", "host": str(path)}))
+    monkeypatch.setenv("AIRFLOW_CONN_CHART_DB", conn_json)
     monkeypatch.setenv("AIRFLOW_VAR_CHARTSYNC_ALERT_CHANNELS", "")
     monkeypatch.setenv("AIRFLOW__API__BASE_URL", "http://airflow.test")
     with engine.begin() as conn:
-        for slug, name in (("spotify-top-200-global-daily", "Top 200 Global"), ("deezer-top-100-fr-weekly", "FR")):
-            chart_id = conn.execute(insert(chart).values(slug=slug, name=name, platform="spotify",
-                                                         frequency="daily", created_at=NOW)).inserted_primary_key[0]
+        for slug, name in (("spotify-top-200-global-daily", "Top 200 Global"),
+                           ("deezer-top-100-fr-weekly", "FR")):
+            chart_id = conn.execute(insert(chart).values(
+                slug=slug, name=name, platform="spotify", frequency="daily", created_at=NOW,
+            )).inserted_primary_key[0]
             conn.execute(insert(chart_sync_schedule).values(
                 chart_id=chart_id, sync_frequency="daily" if "daily" in slug else "weekly",
                 history_start=date(2025, 11, 24), created_at=NOW - timedelta(days=20),
                 updated_at=NOW - timedelta(days=20)))
-    return engine
+    yield engine
+    engine.dispose()
+    engine_for_url.cache_clear()  # the callbacks' own engines (chart_db from the env)
 
 
 def chart_id(engine, slug="spotify-top-200-global-daily") -> int:
@@ -195,9 +195,10 @@ def chart_id(engine, slug="spotify-top-200-global-daily") -> int:
 def test_list_alerts_filters_pages_and_counts(engine):
     daily, weekly = chart_id(engine), chart_id(engine, "deezer-top-100-fr-weekly")
     for i in range(5):
-        alerts.record_alert(engine, Alert("failure", f"f{i}", chart_id=daily, dag_id="d", run_id=f"r{i}"), f"m{i}",
-                            {"webhook": "sent"}, NOW - timedelta(hours=i))
-    alerts.record_alert(engine, Alert("deadline", "late", chart_id=weekly), "late", {}, NOW - timedelta(days=3))
+        alerts.record_alert(engine, Alert("failure", f"f{i}", chart_id=daily, dag_id="d", run_id=f"r{i}"),
+                            f"m{i}", {"webhook": "sent"}, NOW - timedelta(hours=i))
+    alerts.record_alert(engine, Alert("deadline", "late", chart_id=weekly), "late", {},
+                        NOW - timedelta(days=3))
     rows, total = alerts.list_alerts(engine)
     assert total == 6 and [r["message"] for r in rows] == ["m0", "m1", "m2", "m3", "m4", "late"]
     first = rows[0]
@@ -219,7 +220,7 @@ def test_every_channel_delivers_and_a_failing_one_stops_nothing(engine, alert_re
                                                                monkeypatch):
     for key, value in alert_channel_env(alert_receiver, smtp_receiver, "webhook,slack,email").items():
         monkeypatch.setenv(key, value)
-    outcome = alerts.raise_alert(deadline_alert(), engine, now=NOW)
+    outcome = alerts.raise_alert(replace(deadline_alert(), chart_id=chart_id(engine)), engine, now=NOW)
     assert outcome == {"webhook": "sent", "slack": "sent", "email": "sent"}
     hook = alert_receiver.posts("/webhook")[0].json()
     assert hook["kind"] == "deadline" and hook["chart"]["slug"] == "spotify-top-200-global-daily"
@@ -231,12 +232,13 @@ def test_every_channel_delivers_and_a_failing_one_stops_nothing(engine, alert_re
                        json.dumps({"conn_type": "http", "host": f"{alert_receiver.url}/fail"}))
     monkeypatch.setenv("AIRFLOW_CONN_CHARTSYNC_ALERT_SLACK",
                        json.dumps({"conn_type": "slackwebhook", "password": "http://127.0.0.1:9/closed"}))
-    outcome = alerts.raise_alert(deadline_alert(), engine, now=NOW)
+    outcome = alerts.raise_alert(replace(deadline_alert(), chart_id=chart_id(engine)), engine, now=NOW)
     assert outcome["webhook"].startswith("failed: ") and "500" in outcome["webhook"]
     assert outcome["slack"].startswith("failed: ") and outcome["email"] == "sent"
     rows, total = alerts.list_alerts(engine, kind="deadline")
     assert total == 2 and rows[0]["channels"] == outcome
-    assert rows[0]["period"] == date(2026, 11, 23) and "DAG run: http://airflow.test/dags/" in rows[0]["message"]
+    assert rows[0]["period"] == date(2026, 11, 23)
+    assert "DAG run: http://airflow.test/dags/" in rows[0]["message"]
 
 
 def test_an_unreachable_chart_db_does_not_stop_delivery(alert_receiver, monkeypatch, tmp_path):
@@ -270,7 +272,7 @@ def test_a_missed_deadline_is_recorded_with_what_was_missed(engine):
     alert = miss(engine, "deadline", triggerer_context(datetime(2026, 11, 24, 12, tzinfo=UTC)))
     assert alert.period == date(2026, 11, 23) and alert.run_id == RUN_ID
     assert "not synced within 12 h of its end (2026-11-24 00:00 UTC)" in alert.summary
-    assert "still running at 2026-11-24 12:00 UTC" in alert.summary
+    assert "the run was running at the deadline, 2026-11-24 12:00 UTC" in alert.summary
     (row,), _ = alerts.list_alerts(engine)
     assert row["kind"] == "deadline" and row["dag_id"] == "chart_sync__spotify-top-200-global-daily"
     slow = miss(engine, "degradation", triggerer_context("2026-11-24T12:00:00+00:00"))
@@ -295,13 +297,13 @@ def test_failure_alert_only_when_no_retry_is_left(engine):
             chart_id=chart_id(engine), dag_id="chart_sync__spotify-top-200-global-daily", run_id=RUN_ID,
             try_number=4, period=date(2026, 11, 23), status="failed", started_at=NOW,
             error="SoundchartsServerError: GET /ranking: 500 after 4 attempts"))
-    ti = SimpleNamespace(state="up_for_retry", dag_id="chart_sync__spotify-top-200-global-daily", run_id=RUN_ID,
-                         task_id="sync_ranking", try_number=2)
+    ti = SimpleNamespace(state="up_for_retry", dag_id="chart_sync__spotify-top-200-global-daily",
+                         run_id=RUN_ID, task_id="sync_ranking", try_number=2)
     assert alerts.failure_alert({"ti": ti}, engine) is None
     ti.state, ti.try_number = "failed", 4
     alert = alerts.failure_alert({"ti": ti, "exception": RuntimeError("500 after 4 attempts")}, engine)
-    assert alert.kind == "failure" and alert.period == date(2026, 11, 23) and alert.chart_name == "Top 200 Global"
-    assert alert.summary.startswith("sync_ranking failed after 4 tries, no retries left: 500 after 4 attempts")
+    assert (alert.kind, alert.period, alert.chart_name) == ("failure", date(2026, 11, 23), "Top 200 Global")
+    assert alert.summary == "sync_ranking failed after 4 tries, no retries left: 500 after 4 attempts"
     assert "last recorded error: SoundchartsServerError" in alert.details[0]
     alerts.on_task_failure({"ti": ti, "exception": RuntimeError("boom")})  # uses chart_db from the env
     (row,), total = alerts.list_alerts(engine, kind="failure")
@@ -315,15 +317,17 @@ def test_digest_lists_overdue_failures_and_misses_and_alerts_new_overdue_once(en
             conn.execute(insert(chart_sync_execution).values(
                 chart_id=cid, dag_id="d", run_id="r", period=date(2026, 11, 1), status="success",
                 started_at=NOW - ago, completed_at=NOW - ago))
-    alerts.record_alert(engine, Alert("failure", "x", chart_id=weekly, dag_id="chart_sync__deezer-top-100-fr-weekly",
-                                      run_id="r9", period=date(2026, 11, 17)), "x", {}, NOW - timedelta(hours=3))
+    failure = Alert("failure", "x", chart_id=weekly, dag_id="chart_sync__deezer-top-100-fr-weekly",
+                    run_id="r9", period=date(2026, 11, 17))
+    alerts.record_alert(engine, failure, "x", {}, NOW - timedelta(hours=3))
     alerts.record_alert(engine, Alert("deadline", "y", chart_id=weekly), "y", {}, NOW - timedelta(days=2))
     result = alerts.run_digest(engine, NOW)
     assert result["overdue"] == ["deezer-top-100-fr-weekly"] and result["new_overdue_alerts"] == 1
     assert (result["failures"], result["deadline_misses"]) == (1, 0)  # the miss is older than a day
     (digest,), _ = alerts.list_alerts(engine, kind="digest")
     assert "1 overdue schedule(s), 1 failure(s), 0 deadline miss(es)" in digest["message"]
-    assert "overdue: FR (deezer-top-100-fr-weekly, weekly), last success 2026-11-12 15:00 UTC" in digest["message"]
+    assert ("overdue: FR (deezer-top-100-fr-weekly, weekly), last success 2026-11-12 15:00 UTC"
+            in digest["message"])
     assert "sync failed: FR, period 2026-11-17" in digest["message"]
     (overdue,), _ = alerts.list_alerts(engine, kind="overdue")
     assert overdue["chart"] == "deezer-top-100-fr-weekly" and "No successful sync since" in overdue["message"]
@@ -343,8 +347,9 @@ def test_retention_prunes_only_rows_past_the_age(engine):
     cid = chart_id(engine)
     with engine.begin() as conn:
         for days in (200, 181, 179, 1):
-            conn.execute(insert(chart_sync_execution).values(chart_id=cid, dag_id="d", run_id=f"r{days}",
-                                                             status="success", started_at=NOW - timedelta(days=days)))
+            conn.execute(insert(chart_sync_execution).values(
+                chart_id=cid, dag_id="d", run_id=f"r{days}", status="success",
+                started_at=NOW - timedelta(days=days)))
             conn.execute(insert(chart_sync_alert).values(kind="failure", chart_id=cid, message=f"a{days}",
                                                          created_at=NOW - timedelta(days=days)))
     removed = retention.prune(engine, 180, now=NOW)
@@ -352,3 +357,19 @@ def test_retention_prunes_only_rows_past_the_age(engine):
     with engine.connect() as conn:
         assert sorted(r.run_id for r in conn.execute(select(chart_sync_execution))) == ["r1", "r179"]
         assert sorted(r.message for r in conn.execute(select(chart_sync_alert))) == ["a1", "a179"]
+
+
+def test_an_alert_about_a_deleted_chart_is_still_recorded(engine):
+    enforcing = engine_for_url(engine.url.render_as_string(hide_password=False))  # SQLite: foreign_keys=ON
+    alert_id = alerts.record_alert(enforcing, replace(deadline_alert(), chart_id=987654), "gone", {}, NOW)
+    with engine.connect() as conn:
+        row = conn.execute(select(chart_sync_alert).where(chart_sync_alert.c.id == alert_id)).one()
+    assert (row.message, row.chart_id) == ("gone", None)
+
+
+def test_a_manual_run_for_a_day_is_about_that_days_period(engine):
+    context = triggerer_context(datetime(2026, 11, 24, 12, tzinfo=UTC), run_type="manual")
+    context["dag_run"] |= {"dag_run_id": "manual__2026-11-23", "data_interval_start": "2026-11-22T00:00:00Z",
+                           "data_interval_end": "2026-11-23T00:00:00Z"}
+    alert = miss(engine, "deadline", context)
+    assert (alert.period, alert.run_id) == (date(2026, 11, 23), "manual__2026-11-23")
