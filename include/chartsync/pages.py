@@ -125,9 +125,11 @@ def chart_catalogue(engine: Engine, *, search: str | None = None, platform: str 
             if frequency else None,
             status_expr == status if status else None,
         ) if c is not None]
-        query = query.where(*conditions)
-        total = conn.execute(select(func.count()).select_from(query.subquery())).scalar_one()
-        rows = conn.execute(query.order_by(chart.c.slug).limit(page_size).offset(offset)).all()
+        counted = chart.outerjoin(chart_sync_schedule, s.chart_id == chart.c.id)
+        if status:  # the last-success aggregate only when the status filters
+            counted = counted.outerjoin(last_ok, last_ok.c.chart_id == chart.c.id)
+        total = conn.execute(select(func.count()).select_from(counted).where(*conditions)).scalar_one()
+        rows = conn.execute(query.where(*conditions).order_by(chart.c.slug).limit(page_size).offset(offset)).all()
     items = [ChartRow(r.id, r.slug, r.name, r.platform, r.country_code, r.frequency, r.schedule_id,
                       r.sync_frequency, r.status, stats.aware(r.last_success_at) if r.last_success_at else None,
                       bool(r.has_rankings)) for r in rows]
@@ -173,21 +175,26 @@ def schedule_table(engine: Engine, *, search: str | None = None, platform: str |
             "status": status_expr, "last_sync": last_ok.c.last_success_at, "success_rate": rate,
             "executions": func.coalesce(totals.c.total, 0), "coverage": cov.coverage_percent,
         }
-        query = (
-            select(s.id)
-            .select_from(chart_sync_schedule.join(chart, chart.c.id == s.chart_id)
-                         .outerjoin(last_ok, last_ok.c.chart_id == s.chart_id)
-                         .outerjoin(totals, totals.c.chart_id == s.chart_id)
-                         .outerjoin(chart_sync_coverage, cov.chart_id == s.chart_id))
-        )
         conditions = [c for c in (
             _search(search),
             chart.c.platform == platform if platform else None,
             s.sync_frequency == frequency if frequency else None,
             status_expr == status if status else None,
         ) if c is not None]
-        query = query.where(*conditions)
-        total = conn.execute(select(func.count()).select_from(query.subquery())).scalar_one()
+        # join only the aggregates the filter (count) and the sort (page) use: each is a GROUP BY
+        # over all executions
+        filtered = chart_sync_schedule.join(chart, chart.c.id == s.chart_id)
+        if status:
+            filtered = filtered.outerjoin(last_ok, last_ok.c.chart_id == s.chart_id)
+        total = conn.execute(select(func.count()).select_from(filtered).where(*conditions)).scalar_one()
+        ordered = filtered
+        if sort in ("status", "last_sync") and not status:
+            ordered = ordered.outerjoin(last_ok, last_ok.c.chart_id == s.chart_id)
+        if sort in ("success_rate", "executions"):
+            ordered = ordered.outerjoin(totals, totals.c.chart_id == s.chart_id)
+        if sort == "coverage":
+            ordered = ordered.outerjoin(chart_sync_coverage, cov.chart_id == s.chart_id)
+        query = select(s.id).select_from(ordered).where(*conditions)
         key = keys[sort]
         # NULLs (never synced, no audit yet) last either way
         order = [key.is_(None), desc(key) if descending else asc(key), chart.c.slug]

@@ -1,6 +1,7 @@
-"""Airflow plugin ``chart_sync_admin``: the chart-sync REST API inside the Airflow API server.
+"""Airflow plugin ``chart_sync_admin``: the chart-sync REST API and admin pages inside the Airflow API server.
 
-Mounted at ``/chart-sync`` (the spec at ``/chart-sync/openapi.json``). Every Airflow process
+Mounted at ``/chart-sync`` (the spec at ``/chart-sync/openapi.json``; the HTML pages under
+``/chart-sync/ui/``, listed in the Airflow UI's navigation as external views). Every Airflow process
 imports plugins, task runs included, but only the API server serves this app, so the FastAPI
 app (and Airflow's API security module) is imported and built on its first request.
 ``.airflowignore`` keeps Airflow from importing the package's other modules as plugins.
