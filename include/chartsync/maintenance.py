@@ -22,6 +22,7 @@ def build_gap_audit_dag() -> DAG:
         start_date=datetime(2026, 1, 1, tzinfo=UTC),
         catchup=False,
         max_active_runs=1,
+        is_paused_upon_creation=False,  # the daily audit is part of the product, like the other maintenance DAGs
         default_args=DEFAULT_ARGS,
         tags=["chart-sync", "maintenance"],
         doc_md=(
