@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, is_dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
 from airflow.api_fastapi.core_api.security import GetUserDep, requires_access_dag
@@ -220,6 +220,23 @@ def list_audit(paging: PagingDep, entity_id: Annotated[int | None, Query(ge=0, l
     result = audit.entries(engine(), entity=entity, entity_id=entity_id, actor=actor, action=action,
                            limit=paging.limit, offset=paging.offset)
     return paging.page(result.items, result.total)
+
+
+AlertKind = Literal["deadline", "degradation", "failure", "overdue", "digest"]
+
+
+@router.get("/alerts/", response_model=m.Page[m.AlertOut], dependencies=can_read,
+            summary="The alert feed (deadline, degradation, failure, overdue, digest), newest first")
+def list_alerts(paging: PagingDep, kind: AlertKind | None = None,
+                chart_id: Annotated[int | None, Query(ge=1, le=m.MAX_ID)] = None,
+                days: Annotated[int | None, Query(ge=1, le=3660, description="only alerts of the last N days")]
+                = None):
+    from chartsync import alerts
+
+    since = datetime.now(UTC) - timedelta(days=days) if days else None
+    items, total = alerts.list_alerts(engine(), kind=kind, chart_id=chart_id, since=since,
+                                      limit=min(paging.limit, 1000), offset=paging.offset)
+    return paging.page(items, total)
 
 
 # -- errors: translated once, here ----------------------------------------------------------------

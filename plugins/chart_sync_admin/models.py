@@ -293,6 +293,22 @@ class StatsOut(Response):
     schedules: Page[ScheduleOut]
 
 
+class AlertOut(Response):
+    id: int
+    kind: str
+    chart_id: int | None
+    chart: str | None
+    chart_name: str | None
+    schedule_id: int | None
+    dag_id: str | None
+    run_id: str | None
+    period: date | None
+    message: str
+    channels: dict
+    created_at: datetime
+    links: dict
+
+
 class AuditOut(Response):
     id: int
     actor: str

@@ -16,6 +16,7 @@ from sqlalchemy import func, insert, select, update
 
 from chartsync.db.tables import (
     chart,
+    chart_sync_alert,
     chart_sync_audit,
     chart_sync_coverage,
     chart_sync_execution,
@@ -406,6 +407,31 @@ def test_status_of_a_chart(admin, viewer, engine):
 
 
 # -- Airflow: triggers and the paused state ------------------------------------------------------------
+def test_alert_feed_is_filtered_and_paged(admin, viewer, anonymous, engine):
+    cid = chart_id(engine, DE_DAILY)
+    now = datetime.now(UTC)
+    with engine.begin() as conn:
+        conn.execute(insert(chart_sync_alert), [
+            {"kind": kind, "chart_id": cid, "dag_id": f"chart_sync__{DE_DAILY}", "run_id": f"scheduled__{i}",
+             "period": date(2026, 11, 1) + timedelta(days=i), "message": f"{kind} {i}", "channels": {},
+             "created_at": now - timedelta(days=age)}
+            for i, (kind, age) in enumerate([("deadline", 0), ("failure", 1), ("failure", 2), ("failure", 40)])])
+    assert anonymous.get("/alerts/").status_code == 401
+    everything = viewer.get("/alerts/", params={"chart_id": cid})
+    assert everything.status_code == 200
+    assert everything.json()["total"] == 4
+    assert [a["message"] for a in everything.json()["items"]] == ["deadline 0", "failure 1", "failure 2",
+                                                                   "failure 3"]
+    recent_failures = admin.get("/alerts/", params={"chart_id": cid, "kind": "failure", "days": 30,
+                                                    "page_size": 1}).json()
+    assert recent_failures["total"] == 2 and len(recent_failures["items"]) == 1
+    first = recent_failures["items"][0]
+    assert (first["chart"], first["kind"], first["period"]) == (DE_DAILY, "failure", "2026-11-02")
+    assert "dag_run" in first["links"]
+    bad = admin.get("/alerts/", params={"kind": "nonsense"})
+    assert bad.status_code == 422 and "kind" in json.dumps(bad.json()["detail"])
+
+
 def test_trigger_before_the_dag_is_parsed_is_a_409(admin, engine):
     gb = chart_id(engine, GB_DAILY)
     r = admin.post("/trigger/", json={"chart_id": gb})
