@@ -123,7 +123,7 @@ def test_audit_finds_exactly_the_deleted_ranges_and_heal_closes_them(airflow_sql
     finally:
         stop_airflow(services)
 
-    af.chartsync("gaps", "audit")
+    af.airflow("dags", "test", "chart_sync_gap_audit")  # the daily audit DAG, run for real
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(chart_sync_gap)).scalar() == 0
         cov = conn.execute(select(chart_sync_coverage).where(
