@@ -18,7 +18,6 @@ import random
 import statistics
 import sys
 import tempfile
-import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from sqlalchemy import insert  # noqa: E402
 
 from chartsync.db.tables import chart, chart_sync_execution, chart_sync_schedule  # noqa: E402
 from conftest import make_airflow_env, start_airflow, stop_airflow  # noqa: E402
+from latency import p, timings  # noqa: E402
 
 FREQUENCIES = ("daily", "weekly", "monthly")
 
@@ -59,22 +59,6 @@ def seed(engine, schedules: int, executions: int) -> None:
         conn.execute(insert(chart), charts)
         conn.execute(insert(chart_sync_schedule), rows)
         conn.execute(insert(chart_sync_execution), runs)
-
-
-def timings(session: requests.Session, url: str, count: int, warmup: int = 5) -> list[float]:
-    for _ in range(warmup):
-        session.get(url, timeout=120).raise_for_status()
-    times = []
-    for _ in range(count):
-        start = time.perf_counter()
-        response = session.get(url, timeout=120)
-        times.append((time.perf_counter() - start) * 1000)
-        response.raise_for_status()
-    return times
-
-
-def p(values: list[float], q: int) -> float:
-    return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -47,6 +47,7 @@ from chartsync.db.tables import (  # noqa: E402
 )
 from chartsync.trends import TRENDS  # noqa: E402
 from conftest import make_airflow_env, start_airflow, stop_airflow  # noqa: E402
+from latency import p, timings  # noqa: E402
 
 FREQUENCIES = ("daily", "weekly", "monthly")
 PLATFORMS = ("spotify", "deezer", "shazam", "apple-music")
@@ -145,23 +146,6 @@ def _coverage(chart_id: int, stored: int, expected: int, first: date, last: date
     return {"chart_id": chart_id, "window_start": first, "window_end": last, "expected_periods": expected,
             "stored_periods": stored, "coverage_percent": round(100.0 * stored / expected, 2),
             "calendar_only": [], "api_only": [], "audited_at": now}
-
-
-def timings(session: requests.Session, url: str, count: int, warmup: int = 3) -> list[float]:
-    for _ in range(warmup):
-        session.get(url, timeout=120, allow_redirects=False).raise_for_status()
-    times = []
-    for _ in range(count):
-        start = time.perf_counter()
-        response = session.get(url, timeout=120, allow_redirects=False)
-        times.append((time.perf_counter() - start) * 1000)
-        if response.status_code != 200:
-            raise AssertionError(f"{url}: {response.status_code} {response.text[:300]}")
-    return times
-
-
-def p(values: list[float], q: int) -> float:
-    return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -509,9 +509,6 @@ def test_bulk_actions_report_each_chart(admin, engine, dag_processor):
 
 # -- gaps (chartsync.gaps) -------------------------------------------------------------------------------
 def test_gaps_are_listed_and_healed_with_a_backfill(admin, viewer, engine, dag_processor):
-    gaps = pytest.importorskip("chartsync.gaps", reason="chartsync.gaps is not there yet")
-    if not hasattr(gaps, "heal"):
-        pytest.skip("chartsync.gaps has no heal() yet")
     gb = chart_id(engine, GB_DAILY)
     start = date.today() - timedelta(days=40)
     with engine.begin() as conn:
