@@ -37,7 +37,7 @@ test: setup
 	$(BIN)/python -m pytest -p no:cacheprovider $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed
-	$(BIN)/python -m pip install -q ruff && $(BIN)/ruff check include dags plugins tests benchmarks
+	$(BIN)/uv pip install -q --python $(BIN)/python ruff==0.14.0 && $(BIN)/ruff check include dags plugins tests benchmarks
 
 bench: setup
 	$(BIN)/python benchmarks/parse.py
