@@ -1,7 +1,7 @@
 """Gap detection at scale on PostgreSQL: the one-statement SQL against a naive per-chart loop.
 
 Seeds N charts (default 1,000) with one year of daily expected periods and stored rankings with
-random holes, then times chartsync.gaps' gap query (all charts, one statement) and the naive
+random holes, then times chartsync.services.gaps' gap query (all charts, one statement) and the naive
 way (per chart: read expected and stored periods, diff and merge ranges in Python), checks
 that both find the same ranges, and prints the ratio.
 
@@ -23,9 +23,9 @@ sys.path[:0] = [str(ROOT / "include"), str(ROOT / "tests")]
 
 from sqlalchemy import create_engine, insert, select, text  # noqa: E402
 
-from chartsync import gaps  # noqa: E402
-from chartsync.db.migrate import upgrade  # noqa: E402
-from chartsync.db.tables import chart, chart_expected_period, chart_ranking, chart_sync_schedule  # noqa: E402
+from chartsync.services import gaps  # noqa: E402
+from chartsync.store.migrate import upgrade  # noqa: E402
+from chartsync.store.tables import chart, chart_expected_period, chart_ranking, chart_sync_schedule  # noqa: E402
 from pgcluster import start_postgres  # noqa: E402
 
 TODAY = date(2026, 11, 24)

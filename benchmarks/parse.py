@@ -25,8 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "include"))
 
 from sqlalchemy import create_engine, insert  # noqa: E402
 
-from chartsync.db.migrate import upgrade  # noqa: E402
-from chartsync.db.tables import chart, chart_sync_schedule  # noqa: E402
+from chartsync.store.migrate import upgrade  # noqa: E402
+from chartsync.store.tables import chart, chart_sync_schedule  # noqa: E402
 
 FREQUENCIES = ("daily", "weekly", "monthly")
 
@@ -84,7 +84,7 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
 
-    from chartsync import factory
+    from chartsync.builders import chart_dags as factory
 
     tmp = Path(tempfile.mkdtemp(prefix="chartsync-parse-"))
     os.environ["CHARTSYNC_SCHEDULE_SNAPSHOT"] = str(tmp / "snapshot.json")

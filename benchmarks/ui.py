@@ -33,7 +33,7 @@ sys.path[:0] = [str(ROOT / "include"), str(ROOT / "tests")]
 import requests  # noqa: E402
 from sqlalchemy import insert  # noqa: E402
 
-from chartsync.db.tables import (  # noqa: E402
+from chartsync.store.tables import (  # noqa: E402
     chart,
     chart_ranking,
     chart_ranking_entry,
@@ -45,7 +45,7 @@ from chartsync.db.tables import (  # noqa: E402
     track,
     track_audience,
 )
-from chartsync.trends import TRENDS  # noqa: E402
+from chartsync.core.trends import TRENDS  # noqa: E402
 from conftest import make_airflow_env, start_airflow, stop_airflow  # noqa: E402
 from latency import p, timings  # noqa: E402
 

@@ -1,5 +1,5 @@
-"""Maintenance Airflow DAGs of chart-sync (gap audit); the logic lives in chartsync.maintenance."""
+"""Maintenance Airflow DAGs of chart-sync (gap audit); the logic lives in chartsync.builders.maintenance."""
 
-from chartsync.maintenance import build_gap_audit_dag
+from chartsync.builders.maintenance import build_gap_audit_dag
 
 gap_audit = build_gap_audit_dag()

@@ -1,7 +1,7 @@
-"""One sync DAG per scheduled chart, built from the chart_sync_schedule table (see chartsync.factory)."""
+"""One sync DAG per scheduled chart, built from the chart_sync_schedule table (see chartsync.builders.chart_dags)."""
 
 from airflow.sdk import get_parsing_context
 
-from chartsync.factory import build_dags
+from chartsync.builders.chart_dags import build_dags
 
 globals().update(build_dags(get_parsing_context().dag_id))

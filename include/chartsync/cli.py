@@ -9,7 +9,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from chartsync.frequency import Frequency
+from chartsync.core.calendar import Frequency
 
 EXIT_FAILED, EXIT_BAD_INPUT = 1, 2
 
@@ -26,13 +26,13 @@ def _actor() -> str:
 
 
 def _engine():
-    from chartsync.db import chart_engine
+    from chartsync.store.engine import chart_engine
 
     return chart_engine()
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
-    from chartsync.db.migrate import current_revision, upgrade
+    from chartsync.store.migrate import current_revision, upgrade
 
     engine = _engine()
     upgrade(engine)
@@ -41,8 +41,8 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 
 
 def cmd_charts_import(args: argparse.Namespace) -> int:
-    from chartsync.charts import import_charts
-    from chartsync.soundcharts import SoundchartsClient
+    from chartsync.services.charts import import_charts
+    from chartsync.soundcharts.client import SoundchartsClient
 
     total_created = total_updated = 0
     for platform in args.platform:
@@ -54,9 +54,10 @@ def cmd_charts_import(args: argparse.Namespace) -> int:
 
 
 def cmd_schedules_add(args: argparse.Namespace) -> int:
-    from chartsync import charts, schedules
-    from chartsync.charts import ChartNotFound
-    from chartsync.soundcharts import SoundchartsClient
+    from chartsync.services import charts
+    from chartsync.services import schedules
+    from chartsync.services.charts import ChartNotFound
+    from chartsync.soundcharts.client import SoundchartsClient
 
     engine = _engine()
     try:
@@ -87,7 +88,7 @@ def cmd_schedules_add(args: argparse.Namespace) -> int:
 
 
 def cmd_schedules_list(args: argparse.Namespace) -> int:
-    from chartsync import schedules
+    from chartsync.services import schedules
 
     rows = schedules.load_rows(_engine())
     if not rows:
@@ -103,7 +104,8 @@ def cmd_schedules_list(args: argparse.Namespace) -> int:
 
 
 def cmd_schedules_remove(args: argparse.Namespace) -> int:
-    from chartsync import charts, schedules
+    from chartsync.services import charts
+    from chartsync.services import schedules
 
     engine = _engine()
     try:
@@ -117,7 +119,7 @@ def cmd_schedules_remove(args: argparse.Namespace) -> int:
 
 
 def _active_configs(engine, slug: str | None = None):
-    from chartsync import schedules
+    from chartsync.services import schedules
 
     configs = []
     for row in schedules.load_rows(engine, slug):
@@ -132,8 +134,8 @@ def _active_configs(engine, slug: str | None = None):
 
 
 def cmd_gaps_audit(args: argparse.Namespace) -> int:
-    from chartsync import gaps
-    from chartsync.soundcharts import SoundchartsClient
+    from chartsync.services import gaps
+    from chartsync.soundcharts.client import SoundchartsClient
 
     engine = _engine()
     configs = _active_configs(engine, args.slug)
@@ -155,7 +157,7 @@ def cmd_gaps_audit(args: argparse.Namespace) -> int:
 
 
 def cmd_gaps_list(args: argparse.Namespace) -> int:
-    from chartsync import gaps
+    from chartsync.services import gaps
 
     found = gaps.list_gaps(_engine(), slug=args.slug)
     if not found:
@@ -168,7 +170,7 @@ def cmd_gaps_list(args: argparse.Namespace) -> int:
 
 
 def cmd_gaps_heal(args: argparse.Namespace) -> int:
-    from chartsync import gaps
+    from chartsync.services import gaps
 
     if not args.all and not args.slug:
         raise BadInput("name a chart SLUG or pass --all")
@@ -183,7 +185,7 @@ def cmd_settings_load(args: argparse.Namespace) -> int:
     import os
     from pathlib import Path
 
-    from chartsync.airflow_settings import load
+    from chartsync.seam.airflow_settings import load
 
     overrides = {}
     if os.environ.get("SOUNDCHARTS_APP_ID") and os.environ.get("SOUNDCHARTS_API_KEY"):
@@ -202,8 +204,8 @@ def cmd_settings_load(args: argparse.Namespace) -> int:
 def cmd_audience_refresh(args: argparse.Namespace) -> int:
     import getpass
 
-    from chartsync import audience
-    from chartsync.orchestration import DagNotParsedYet
+    from chartsync.services import audience
+    from chartsync.seam.orchestration import DagNotParsedYet
 
     try:
         request = audience.request_refresh(_engine(), args.song_uuid, f"cli:{getpass.getuser()}", force=args.force)
@@ -219,7 +221,7 @@ def cmd_audience_refresh(args: argparse.Namespace) -> int:
 def cmd_audience_show(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from chartsync import audience
+    from chartsync.services import audience
 
     try:
         view = audience.audience_view(_engine(), args.song_uuid)
@@ -333,8 +335,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"chartsync: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except Exception as exc:  # translate once, at the edge
-        from chartsync.db import ChartDbConfigError
-        from chartsync.soundcharts import SoundchartsError
+        from chartsync.store.engine import ChartDbConfigError
+        from chartsync.soundcharts.client import SoundchartsError
 
         if isinstance(exc, (ChartDbConfigError, SoundchartsError)):
             print(f"chartsync: failed: {exc}", file=sys.stderr)

@@ -14,9 +14,12 @@ from typing import Annotated, Any, Literal
 
 from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
 from airflow.api_fastapi.core_api.security import GetUserDep, requires_access_dag
-from chartsync import audit, orchestration, schedules, stats
-from chartsync.charts import ChartNotFound
-from chartsync.db import ChartDbConfigError, chart_engine
+from chartsync.store import audit
+from chartsync.seam import orchestration
+from chartsync.services import schedules
+from chartsync.store import stats
+from chartsync.services.charts import ChartNotFound
+from chartsync.store.engine import ChartDbConfigError, chart_engine
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request, status
 from fastapi.responses import JSONResponse
 
@@ -178,7 +181,7 @@ def chart_status(chart_id: ChartId):
 @router.get("/gaps/", response_model=m.GapsOut, dependencies=can_read,
             summary="Missing periods of scheduled charts, as ranges with the backfill that heals each")
 def list_gaps(chart_id: Annotated[int | None, Query(ge=1, le=m.MAX_ID)] = None):
-    from chartsync import gaps
+    from chartsync.services import gaps
 
     items = gaps.list_gaps(engine(), chart_id)
     return {"items": items, "total": len(items)}
@@ -187,7 +190,7 @@ def list_gaps(chart_id: Annotated[int | None, Query(ge=1, le=m.MAX_ID)] = None):
 @router.post("/gaps/heal/", response_model=m.HealOut, dependencies=can_run,
              summary="Create Airflow backfills for the gaps of some (or all) charts")
 def heal_gaps(body: m.HealRequest, user: GetUserDep):
-    from chartsync import gaps
+    from chartsync.services import gaps
 
     results = gaps.heal(engine(), body.slugs, actor(user))
     with engine().begin() as conn:
@@ -231,7 +234,7 @@ def list_alerts(paging: PagingDep, kind: AlertKind | None = None,
                 chart_id: Annotated[int | None, Query(ge=1, le=m.MAX_ID)] = None,
                 days: Annotated[int | None, Query(ge=1, le=3660, description="only alerts of the last N days")]
                 = None):
-    from chartsync import alerts
+    from chartsync.services import alerts
 
     since = datetime.now(UTC) - timedelta(days=days) if days else None
     items, total = alerts.list_alerts(engine(), kind=kind, chart_id=chart_id, since=since,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Generic, Literal, TypeVar
 
-from chartsync.frequency import MAX_CUSTOM_HOURS
+from chartsync.core.calendar import MAX_CUSTOM_HOURS
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator, model_validator
 
 MAX_ID = 2**31 - 1  # an INTEGER column's range on every dialect

@@ -19,9 +19,16 @@ from urllib.parse import quote, urlencode, urlsplit
 from airflow.api_fastapi.auth.managers.models.base_user import BaseUser
 from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
 from airflow.api_fastapi.core_api.security import bearer_scheme, get_user
-from chartsync import alerts, audience, coverage, gaps, pages, rankings, schedules, stats
-from chartsync.db import ChartDbConfigError, chart_engine
-from chartsync.frequency import Frequency
+from chartsync.services import alerts
+from chartsync.services import audience
+from chartsync.services import coverage
+from chartsync.services import gaps
+from chartsync.store import pages
+from chartsync.store import rankings
+from chartsync.services import schedules
+from chartsync.store import stats
+from chartsync.store.engine import ChartDbConfigError, chart_engine
+from chartsync.core.calendar import Frequency
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials
@@ -522,7 +529,7 @@ STATS_WINDOWS = (7, 30, 90, 365)
 
 @router.get("/stats", response_class=HTMLResponse)
 def stats_page(request: Request, viewer: ViewerDep):
-    from chartsync import plots
+    from chartsync.core import plots
 
     days = _int(request, "days", 30, 1, 3660)
     days = days if days in STATS_WINDOWS else 30
@@ -573,7 +580,7 @@ ALERT_PAGE_SIZE = 50
 
 @router.get("/alerts", response_class=HTMLResponse)
 def alerts_page(request: Request, viewer: ViewerDep):
-    from chartsync.charts import ChartNotFound, get_chart
+    from chartsync.services.charts import ChartNotFound, get_chart
 
     filters = {"kind": _choice(request, "kind", alerts.KINDS), "chart": _text(request, "chart", 200),
                "days": _choice(request, "days", ("1", "7", "30", "365"))}
@@ -597,7 +604,7 @@ def alerts_page(request: Request, viewer: ViewerDep):
 
 @router.get("/songs/{song_uuid}", response_class=HTMLResponse)
 def song_page(request: Request, viewer: ViewerDep, song_uuid: str):
-    from chartsync.orchestration import DagNotParsedYet
+    from chartsync.seam.orchestration import DagNotParsedYet
 
     try:
         view = audience.audience_view(engine(), song_uuid)

@@ -8,9 +8,9 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from sqlalchemy import create_engine, insert, update
 
-from chartsync import schedules
-from chartsync.db.migrate import upgrade
-from chartsync.db.tables import chart, chart_sync_schedule
+from chartsync.services import schedules
+from chartsync.store.migrate import upgrade
+from chartsync.store.tables import chart, chart_sync_schedule
 
 MAINTENANCE_DAGS = {"chart_sync_gap_audit", "chart_sync_track_metadata", "chart_sync_audience"}  # at least these; every DAG of the package is checked below
 ROWS = [

@@ -23,8 +23,13 @@ import pytest
 import requests
 from sqlalchemy import func, insert, select, update
 
-from chartsync import alerts, audience, charts, coverage, gaps, schedules
-from chartsync.db.tables import (
+from chartsync.services import alerts
+from chartsync.services import audience
+from chartsync.services import charts
+from chartsync.services import coverage
+from chartsync.services import gaps
+from chartsync.services import schedules
+from chartsync.store.tables import (
     chart,
     chart_ranking,
     chart_ranking_entry,
@@ -32,10 +37,10 @@ from chartsync.db.tables import (
     chart_sync_schedule,
     track,
 )
-from chartsync.executions import RunRef, record_failure
-from chartsync.frequency import Frequency, latest_complete_period
-from chartsync.soundcharts import SoundchartsClient
-from chartsync.sync import sync_period
+from chartsync.store.executions import RunRef, record_failure
+from chartsync.core.calendar import Frequency, latest_complete_period
+from chartsync.soundcharts.client import SoundchartsClient
+from chartsync.services.sync import sync_period
 from conftest import AirflowServices, make_airflow_env, start_airflow, stop_airflow, wait_for
 
 pytestmark = pytest.mark.integration
@@ -349,7 +354,7 @@ def execution_row(page, period: date):
 
 
 def gaps_coverage(site, slug: str) -> float:
-    from chartsync import stats
+    from chartsync.store import stats
 
     return stats.coverage(site.engine, site.chart_id(slug))["coverage_percent"]
 
@@ -449,7 +454,7 @@ def test_schedule_configuration_is_editable_and_validated(airflow_site, new_sess
     row = airflow_site.schedule(GB_DAILY)
     assert (row.sync_frequency, row.custom_interval_hours) == ("custom", 12)
     with airflow_site.engine.connect() as conn:
-        from chartsync.db.tables import chart_sync_audit
+        from chartsync.store.tables import chart_sync_audit
 
         actors = set(conn.execute(select(chart_sync_audit.c.actor).where(
             chart_sync_audit.c.entity_id == sid, chart_sync_audit.c.action == "update")).scalars())

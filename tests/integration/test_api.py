@@ -14,7 +14,7 @@ import pytest
 import requests
 from sqlalchemy import func, insert, select, update
 
-from chartsync.db.tables import (
+from chartsync.store.tables import (
     chart,
     chart_sync_alert,
     chart_sync_audit,
@@ -507,7 +507,7 @@ def test_bulk_actions_report_each_chart(admin, engine, dag_processor):
     assert [i["outcome"] for i in r.json()["results"]] == ["done", "done", "not-found"]
 
 
-# -- gaps (chartsync.gaps) -------------------------------------------------------------------------------
+# -- gaps (chartsync.services.gaps) -------------------------------------------------------------------------------
 def test_gaps_are_listed_and_healed_with_a_backfill(admin, viewer, engine, dag_processor):
     gb = chart_id(engine, GB_DAILY)
     start = date.today() - timedelta(days=40)

@@ -10,7 +10,7 @@ import pytest
 import requests
 from sqlalchemy import func, insert, select
 
-from chartsync.db.tables import track, track_audience
+from chartsync.store.tables import track, track_audience
 from conftest import BIN, start_airflow, stop_airflow, wait_for
 
 pytestmark = pytest.mark.integration

@@ -10,7 +10,7 @@ import pytest
 import requests
 from sqlalchemy import delete, func, insert, select, update
 
-from chartsync.db.tables import (
+from chartsync.store.tables import (
     chart,
     chart_ranking,
     chart_ranking_entry,

@@ -9,7 +9,7 @@ import pytest
 import requests
 from sqlalchemy import select, update
 
-from chartsync.db.tables import chart, chart_ranking, chart_sync_execution, chart_sync_schedule
+from chartsync.store.tables import chart, chart_ranking, chart_sync_execution, chart_sync_schedule
 from conftest import start_airflow, stop_airflow, wait_for
 
 pytestmark = pytest.mark.integration

@@ -8,7 +8,7 @@ import pytest
 import requests
 from sqlalchemy import func, select
 
-from chartsync.db.tables import chart, chart_ranking, chart_ranking_entry, chart_sync_execution, track
+from chartsync.store.tables import chart, chart_ranking, chart_ranking_entry, chart_sync_execution, track
 
 pytestmark = pytest.mark.integration
 

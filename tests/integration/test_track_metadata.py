@@ -10,7 +10,7 @@ import pytest
 import requests
 from sqlalchemy import select, update
 
-from chartsync.db.tables import chart_sync_execution, track
+from chartsync.store.tables import chart_sync_execution, track
 from conftest import start_airflow, stop_airflow, wait_for
 
 pytestmark = pytest.mark.integration

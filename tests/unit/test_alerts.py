@@ -8,19 +8,21 @@ from datetime import UTC, date, datetime, timedelta
 from types import SimpleNamespace
 
 import pytest
-from chartsync import alerts, notifiers, retention
-from chartsync.alerts import Alert
-from chartsync.db import engine_for_url
-from chartsync.db.migrate import upgrade
-from chartsync.db.tables import (
+from chartsync.services import alerts
+from chartsync.seam import notifiers
+from chartsync.services import retention
+from chartsync.services.alerts import Alert
+from chartsync.store.engine import engine_for_url
+from chartsync.store.migrate import upgrade
+from chartsync.store.tables import (
     chart,
     chart_ranking,
     chart_sync_alert,
     chart_sync_execution,
     chart_sync_schedule,
 )
-from chartsync.frequency import Frequency
-from chartsync.schedules import ScheduleConfig
+from chartsync.core.calendar import Frequency
+from chartsync.services.schedules import ScheduleConfig
 from conftest import alert_channel_env
 from sqlalchemy import create_engine, insert, select
 
@@ -73,7 +75,7 @@ def test_a_chart_dag_gets_a_logical_date_deadline_and_an_average_runtime_deadlin
     sync, slow = alerts.deadlines_for(config(Frequency.WEEKLY, deadline_hours=10))
     assert isinstance(sync.reference, DagRunLogicalDateDeadline)
     assert sync.interval == timedelta(days=7, hours=10)
-    assert sync.callback.path == "chartsync.alerts.on_deadline_missed"
+    assert sync.callback.path == "chartsync.services.alerts.on_deadline_missed"
     assert sync.callback.kwargs == {"kind": "deadline", "schedule_id": 7, "chart_id": 3,
                                     "chart": "spotify-top-200-global-daily", "chart_name": "Top 200 Global",
                                     "frequency": "weekly", "allowed_hours": 10.0}
@@ -84,7 +86,7 @@ def test_a_chart_dag_gets_a_logical_date_deadline_and_an_average_runtime_deadlin
 
 def test_chart_dag_with_deadlines_serializes(monkeypatch):
     from airflow.serialization.serialized_objects import DagSerialization
-    from chartsync.factory import build_dag
+    from chartsync.builders.chart_dags import build_dag
 
     monkeypatch.setattr("sys.argv", ["/venv/bin/airflow", "dag-processor"])
     dag = build_dag(config())

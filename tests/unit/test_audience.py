@@ -10,11 +10,12 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from sqlalchemy import create_engine, func, insert, select, update
 
-from chartsync import audience, orchestration
-from chartsync.audience import AudienceView, TrackNotFound
-from chartsync.db.migrate import upgrade
-from chartsync.db.tables import track, track_audience
-from chartsync.soundcharts import SoundchartsClient, SoundchartsMalformedResponse
+from chartsync.services import audience
+from chartsync.seam import orchestration
+from chartsync.services.audience import AudienceView, TrackNotFound
+from chartsync.store.migrate import upgrade
+from chartsync.store.tables import track, track_audience
+from chartsync.soundcharts.client import SoundchartsClient, SoundchartsMalformedResponse
 
 SVG = "{http://www.w3.org/2000/svg}"
 NOW = datetime(2026, 3, 10, 12, tzinfo=UTC)

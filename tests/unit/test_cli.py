@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import create_engine, func, insert, select
 
 from chartsync import cli
-from chartsync.db.migrate import upgrade
-from chartsync.db.tables import chart, chart_sync_audit, chart_sync_schedule
+from chartsync.store.migrate import upgrade
+from chartsync.store.tables import chart, chart_sync_audit, chart_sync_schedule
 
 
 @pytest.fixture

@@ -2,8 +2,8 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from chartsync import frequency as f
-from chartsync.frequency import Frequency, Period
+from chartsync.core import calendar as f
+from chartsync.core.calendar import Frequency, Period
 
 
 def test_parse_and_reject_unknown():

@@ -7,11 +7,11 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from sqlalchemy import create_engine, insert, select
 
-from chartsync import gaps
-from chartsync.db.migrate import upgrade
-from chartsync.db.tables import chart, chart_expected_period, chart_ranking, chart_sync_coverage, chart_sync_schedule
-from chartsync.frequency import Frequency
-from chartsync.schedules import ScheduleConfig
+from chartsync.services import gaps
+from chartsync.store.migrate import upgrade
+from chartsync.store.tables import chart, chart_expected_period, chart_ranking, chart_sync_coverage, chart_sync_schedule
+from chartsync.core.calendar import Frequency
+from chartsync.services.schedules import ScheduleConfig
 
 TODAY = date(2026, 11, 24)
 

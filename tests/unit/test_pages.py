@@ -1,4 +1,4 @@
-"""The admin pages' read services (chartsync.pages) on a SQLite chart DB with hand-made rows."""
+"""The admin pages' read services (chartsync.store.pages) on a SQLite chart DB with hand-made rows."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from sqlalchemy import create_engine, insert
 
-from chartsync import orchestration, pages
-from chartsync.db.migrate import upgrade
-from chartsync.db.tables import chart, chart_sync_coverage, chart_sync_execution, chart_sync_schedule
+from chartsync.seam import orchestration
+from chartsync.store import pages
+from chartsync.store.migrate import upgrade
+from chartsync.store.tables import chart, chart_sync_coverage, chart_sync_execution, chart_sync_schedule
 
 NOW = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)
 

@@ -1,7 +1,7 @@
 from datetime import date, timedelta
 from xml.etree import ElementTree
 
-from chartsync.plots import Series, bar_chart, line_chart
+from chartsync.core.plots import Series, bar_chart, line_chart
 
 NS = "{http://www.w3.org/2000/svg}"
 

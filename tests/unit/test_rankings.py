@@ -8,14 +8,15 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from sqlalchemy import create_engine, insert
 
-from chartsync import coverage, rankings
-from chartsync.db.migrate import upgrade
-from chartsync.db.tables import chart, chart_expected_period
-from chartsync.executions import RunRef, record_failure
-from chartsync.frequency import Frequency
-from chartsync.schedules import ScheduleConfig
-from chartsync.soundcharts import SoundchartsClient
-from chartsync.sync import sync_period
+from chartsync.services import coverage
+from chartsync.store import rankings
+from chartsync.store.migrate import upgrade
+from chartsync.store.tables import chart, chart_expected_period
+from chartsync.store.executions import RunRef, record_failure
+from chartsync.core.calendar import Frequency
+from chartsync.services.schedules import ScheduleConfig
+from chartsync.soundcharts.client import SoundchartsClient
+from chartsync.services.sync import sync_period
 
 SLUG = "spotify-top-200-gb-daily"
 DAY = date.today() - timedelta(days=6)

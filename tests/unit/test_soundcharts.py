@@ -7,7 +7,7 @@ from datetime import date, timedelta
 
 import pytest
 
-from chartsync.soundcharts import SoundchartsClient, SoundchartsNotFound, SoundchartsRateLimited
+from chartsync.soundcharts.client import SoundchartsClient, SoundchartsNotFound, SoundchartsRateLimited
 
 
 @pytest.fixture

@@ -7,8 +7,8 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from sqlalchemy import create_engine, insert, select
 
-from chartsync import stats
-from chartsync.db.tables import chart, chart_sync_execution, chart_sync_schedule, metadata
+from chartsync.store import stats
+from chartsync.store.tables import chart, chart_sync_execution, chart_sync_schedule, metadata
 
 NOW = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)
 

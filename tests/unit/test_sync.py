@@ -8,16 +8,16 @@ from datetime import date, timedelta
 import pytest
 from sqlalchemy import create_engine, func, insert, select, update
 
-from chartsync.db.migrate import upgrade
-from chartsync.db.tables import chart, chart_ranking, chart_ranking_entry, chart_sync_execution, track
-from chartsync.executions import RunRef
-from chartsync.soundcharts import (
+from chartsync.store.migrate import upgrade
+from chartsync.store.tables import chart, chart_ranking, chart_ranking_entry, chart_sync_execution, track
+from chartsync.store.executions import RunRef
+from chartsync.soundcharts.client import (
     SoundchartsAuthError,
     SoundchartsClient,
     SoundchartsMalformedResponse,
     SoundchartsNotFound,
 )
-from chartsync.sync import sync_period
+from chartsync.services.sync import sync_period
 
 SLUG = "apple-music-top-100-us-daily"
 PERIOD = date.today() - timedelta(days=5)
@@ -98,7 +98,7 @@ def test_server_errors_are_retried(engine, client, emulator_admin):
 
 
 def test_persistent_server_errors_fail_and_record(engine, client, emulator_admin):
-    from chartsync.soundcharts import SoundchartsServerError
+    from chartsync.soundcharts.client import SoundchartsServerError
 
     emulator_admin.fault(kind="500")
     with pytest.raises(SoundchartsServerError, match="500 after 3 attempts"):

@@ -10,8 +10,8 @@ from types import SimpleNamespace
 import pytest
 from sqlalchemy import create_engine, func, insert, select, update
 
-from chartsync.db.migrate import upgrade
-from chartsync.db.tables import (
+from chartsync.store.migrate import upgrade
+from chartsync.store.tables import (
     chart,
     chart_ranking,
     chart_ranking_entry,
@@ -19,10 +19,10 @@ from chartsync.db.tables import (
     chart_sync_schedule,
     track,
 )
-from chartsync.executions import RunRef
-from chartsync.soundcharts import SoundchartsClient, SoundchartsMalformedResponse
-from chartsync.sync import sync_period
-from chartsync.track_metadata import (
+from chartsync.store.executions import RunRef
+from chartsync.soundcharts.client import SoundchartsClient, SoundchartsMalformedResponse
+from chartsync.services.sync import sync_period
+from chartsync.services.track_metadata import (
     SyncFinding,
     due_tracks,
     findings_from_extras,

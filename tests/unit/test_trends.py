@@ -1,6 +1,6 @@
 import pytest
 
-from chartsync.trends import trend, weeks_on_chart
+from chartsync.core.trends import trend, weeks_on_chart
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,6 @@
 """Stakeholder alerts: sync deadlines, runtime degradation, final failures, overdue schedules, daily digest.
 
-Every alert goes to the switched-on channels (``chartsync.notifiers``) and is recorded in
+Every alert goes to the switched-on channels (``chartsync.seam.notifiers``) and is recorded in
 ``chart_sync_alert``; ``list_alerts`` serves the plugin's API and alert feed.
 
 Where the code runs, and how it reaches the chart DB and the channels' connections:
@@ -32,15 +32,15 @@ from urllib.parse import quote
 from sqlalchemy import Engine, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
-from chartsync.db.tables import (
+from chartsync.store.tables import (
     chart,
     chart_ranking,
     chart_sync_alert,
     chart_sync_execution,
     chart_sync_schedule,
 )
-from chartsync import stats
-from chartsync.frequency import Frequency
+from chartsync.store import stats
+from chartsync.core.calendar import Frequency
 
 log = logging.getLogger(__name__)
 
@@ -273,7 +273,7 @@ def raise_alert(alert: Alert, engine: Engine | None = None, *, now: datetime | N
 
     Neither a failing channel nor an unreachable chart DB stops the rest; both are logged.
     """
-    from chartsync import notifiers
+    from chartsync.seam import notifiers
 
     now = now or datetime.now(UTC)
     base_url = ui_base_url()
@@ -541,7 +541,7 @@ def run_digest(engine: Engine, now: datetime | None = None) -> dict:
 def build_digest_dag():
     from airflow.sdk import DAG, CronTriggerTimetable, task
 
-    from chartsync.factory import DEFAULT_ARGS
+    from chartsync.builders.chart_dags import DEFAULT_ARGS
 
     with DAG(
         dag_id=DIGEST_DAG_ID,
@@ -571,7 +571,7 @@ def build_digest_dag():
 
 # -- small helpers ------------------------------------------------------------------------------------
 def _chart_engine() -> Engine:
-    from chartsync.db import chart_engine
+    from chartsync.store.engine import chart_engine
 
     return chart_engine()
 

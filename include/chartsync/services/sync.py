@@ -13,9 +13,9 @@ from datetime import UTC, date, datetime
 
 from sqlalchemy import Connection, Engine, delete, insert, select, update
 
-from chartsync import executions
-from chartsync.db.tables import chart_ranking, chart_ranking_entry, track
-from chartsync.soundcharts import (
+from chartsync.store import executions
+from chartsync.store.tables import chart_ranking, chart_ranking_entry, track
+from chartsync.soundcharts.client import (
     Ranking,
     RankingEntry,
     SoundchartsClient,
@@ -23,7 +23,7 @@ from chartsync.soundcharts import (
     SoundchartsNotFound,
     atom_for,
 )
-from chartsync.trends import trend, weeks_on_chart
+from chartsync.core.trends import trend, weeks_on_chart
 
 log = logging.getLogger(__name__)
 

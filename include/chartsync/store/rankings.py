@@ -7,8 +7,8 @@ from datetime import date, datetime
 
 from sqlalchemy import Engine, asc, desc, func, or_, select
 
-from chartsync.db.tables import chart, chart_ranking, chart_ranking_entry, track
-from chartsync.trends import TRENDS
+from chartsync.store.tables import chart, chart_ranking, chart_ranking_entry, track
+from chartsync.core.trends import TRENDS
 
 PAGE_SIZE = 100
 SORTS = {

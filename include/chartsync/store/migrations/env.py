@@ -1,7 +1,7 @@
 from alembic import context
 
-from chartsync.db.migrate import VERSION_TABLE
-from chartsync.db.tables import metadata
+from chartsync.store.migrate import VERSION_TABLE
+from chartsync.store.tables import metadata
 
 engine = context.config.attributes["engine"]
 with engine.begin() as connection:

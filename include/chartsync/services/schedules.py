@@ -8,10 +8,10 @@ from datetime import UTC, date, datetime
 
 from sqlalchemy import Engine, delete, func, insert, not_, select, update
 
-from chartsync import audit
-from chartsync import frequency as freqs
-from chartsync.db.tables import chart, chart_sync_schedule
-from chartsync.frequency import Frequency
+from chartsync.store import audit
+from chartsync.core import calendar as freqs
+from chartsync.store.tables import chart, chart_sync_schedule
+from chartsync.core.calendar import Frequency
 
 DAG_ID_PREFIX = "chart_sync__"
 _SLUG_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$")
@@ -267,7 +267,7 @@ def get_schedule(engine: Engine, schedule_id: int):
 
 def schedule_of_chart(engine: Engine, chart_id: int):
     """The chart's schedule row (joined with the chart), or None; ChartNotFound for an unknown chart."""
-    from chartsync import charts
+    from chartsync.services import charts
 
     charts.get_chart(engine, chart_id=chart_id)
     with engine.connect() as conn:
@@ -277,7 +277,7 @@ def schedule_of_chart(engine: Engine, chart_id: int):
 def create_schedule(engine: Engine, chart_id: int, *, actor: str, sync_frequency: str | None = None,
                     **options) -> ScheduleChange:
     """Schedule a chart (audited) and align its DAG's paused state with ``is_active``."""
-    from chartsync import charts
+    from chartsync.services import charts
 
     chart_row = charts.get_chart(engine, chart_id=chart_id)
     freq = _validated_frequency(chart_row, sync_frequency, options.get("custom_interval_hours"),
@@ -295,8 +295,8 @@ def create_schedule(engine: Engine, chart_id: int, *, actor: str, sync_frequency
 
 def _learn_weekday(engine: Engine, chart_row) -> int | None:
     """A weekly chart's publication weekday from the API; unknown (Monday anchor) if the API fails."""
-    from chartsync import charts
-    from chartsync.soundcharts import SoundchartsClient, SoundchartsError
+    from chartsync.services import charts
+    from chartsync.soundcharts.client import SoundchartsClient, SoundchartsError
 
     try:
         return charts.learn_publication_weekday(engine, SoundchartsClient(), chart_row)
@@ -317,7 +317,7 @@ def update_schedule(engine: Engine, schedule_id: int, changes: dict, *, actor: s
     current = get_schedule(engine, schedule_id)
     wanted = _merged_settings(current, changes, replace)
     if wanted["sync_frequency"] == Frequency.WEEKLY.value and current.publication_weekday is None:
-        from chartsync import charts
+        from chartsync.services import charts
 
         # the weekly cron is anchored on the chart's publication weekday
         _learn_weekday(engine, charts.get_chart(engine, chart_id=current.chart_id))
@@ -353,7 +353,7 @@ def delete_schedule(engine: Engine, schedule_id: int, *, actor: str) -> Schedule
     """Remove a schedule (audited); its DAG is paused now and disappears at the next parse."""
     row = get_schedule(engine, schedule_id)
     remove_schedule(engine, row.chart_id, actor=actor)
-    from chartsync import orchestration
+    from chartsync.seam import orchestration
 
     dag_id = dag_id_for(row.slug)
     known = orchestration.set_paused(dag_id, True)
@@ -365,7 +365,7 @@ def delete_schedule(engine: Engine, schedule_id: int, *, actor: str) -> Schedule
 def _sync_dag(schedule_id: int, chart_id: int, slug: str, is_active: bool, *, created: bool = False,
               changed: bool = True) -> ScheduleChange:
     """Make the DAG's paused state follow is_active (the factory's default applies to a new DAG)."""
-    from chartsync import orchestration
+    from chartsync.seam import orchestration
 
     dag_id = dag_id_for(slug)
     known = orchestration.set_paused(dag_id, not is_active)
@@ -381,7 +381,7 @@ def _sync_dag(schedule_id: int, chart_id: int, slug: str, is_active: bool, *, cr
 
 def _filtered_query(*, platform: str | None, frequency: str | None, active: bool | None,
                     overdue: bool | None, now: datetime, conn):
-    from chartsync import stats
+    from chartsync.store import stats
 
     query = _config_query()
     if platform is not None:
@@ -413,7 +413,8 @@ def list_schedules(engine: Engine, *, platform: str | None = None, frequency: st
 
 def describe(engine: Engine, rows: list, *, now: datetime | None = None, since: datetime | None = None) -> list[dict]:
     """Schedule rows -> records with chart, status, statistics and DAG state (a fixed number of queries)."""
-    from chartsync import orchestration, stats
+    from chartsync.seam import orchestration
+    from chartsync.store import stats
 
     now = now or datetime.now(UTC)
     by_chart = stats.execution_stats(engine, [r.chart_id for r in rows], since=since, now=now)
@@ -449,7 +450,7 @@ def _safe_dag_id(slug: str) -> str | None:
 
 def schedule_detail(engine: Engine, schedule_id: int, history: int = 20) -> dict:
     """One schedule described, with its recent execution history."""
-    from chartsync import stats
+    from chartsync.store import stats
 
     row = get_schedule(engine, schedule_id)
     return describe(engine, [row])[0] | {"executions": stats.recent_executions(engine, row.chart_id, history)}
@@ -457,7 +458,7 @@ def schedule_detail(engine: Engine, schedule_id: int, history: int = 20) -> dict
 
 def status(engine: Engine, chart_id: int) -> dict:
     """A chart's sync status: schedule, latest execution, next run, overdue, coverage (if audited)."""
-    from chartsync import stats
+    from chartsync.store import stats
 
     row = schedule_of_chart(engine, chart_id)
     latest = stats.recent_executions(engine, chart_id, 1)
@@ -486,7 +487,7 @@ class TriggerResult:
 
 def trigger(engine: Engine, chart_id: int, period: date | None, *, actor: str) -> TriggerResult:
     """A manual run of the chart's DAG now, for ``period`` (else the latest published one); audited."""
-    from chartsync import orchestration
+    from chartsync.seam import orchestration
 
     row = schedule_of_chart(engine, chart_id)
     if row is None:
@@ -517,8 +518,8 @@ class BulkItem:
 
 def bulk(engine: Engine, action: str, chart_ids: list[int], *, actor: str, options: dict | None = None) -> list[BulkItem]:
     """Apply one action to many charts; each chart succeeds or fails on its own (reported per item)."""
-    from chartsync import orchestration
-    from chartsync.charts import ChartNotFound
+    from chartsync.seam import orchestration
+    from chartsync.services.charts import ChartNotFound
 
     if action not in BULK_ACTIONS:
         raise ScheduleError("action", f"unknown action {action!r} (expected one of: {', '.join(BULK_ACTIONS)})")

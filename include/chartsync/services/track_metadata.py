@@ -21,14 +21,14 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, bindparam, exists, or_, select, update
 
-from chartsync.db.tables import (
+from chartsync.store.tables import (
     chart_ranking,
     chart_ranking_entry,
     chart_sync_execution,
     chart_sync_schedule,
     track,
 )
-from chartsync.soundcharts import SongMetadata, SoundchartsClient, SoundchartsNotFound
+from chartsync.soundcharts.client import SongMetadata, SoundchartsClient, SoundchartsNotFound
 
 log = logging.getLogger(__name__)
 
@@ -272,7 +272,7 @@ def build_track_metadata_dag():
     """``chart_sync_track_metadata``: runs whenever syncs emit the rankings asset."""
     from airflow.sdk import DAG, task
 
-    from chartsync.factory import DEFAULT_ARGS, RANKINGS_ASSET
+    from chartsync.builders.chart_dags import DEFAULT_ARGS, RANKINGS_ASSET
 
     with DAG(
         dag_id=TRACK_METADATA_DAG_ID,
@@ -297,7 +297,7 @@ def build_track_metadata_dag():
 
         @task(task_id="fetch_track_metadata")
         def fetch_track_metadata(**context: Any) -> dict:
-            from chartsync.db import chart_engine
+            from chartsync.store.engine import chart_engine
 
             events = (context.get("triggering_asset_events") or {}).get(RANKINGS_ASSET, [])
             findings = findings_from_extras(event.extra for event in events)

@@ -16,8 +16,8 @@ from datetime import UTC, date, datetime
 
 from sqlalchemy import Engine, and_, delete, func, insert, select
 
-from chartsync import frequency as freqs
-from chartsync.db.tables import (
+from chartsync.core import calendar as freqs
+from chartsync.store.tables import (
     chart,
     chart_expected_period,
     chart_ranking,
@@ -25,7 +25,7 @@ from chartsync.db.tables import (
     chart_sync_gap,
     chart_sync_schedule,
 )
-from chartsync.schedules import ScheduleConfig, dag_id_for
+from chartsync.services.schedules import ScheduleConfig, dag_id_for
 
 log = logging.getLogger(__name__)
 REPROCESS = "completed"  # a run that succeeded but left no data (rows deleted later) must run again
@@ -105,7 +105,7 @@ def period_sources(config: ScheduleConfig, api_dates: list[str] | None, today: d
 def refresh_expected_periods(engine: Engine, client, configs: list[ScheduleConfig],
                              today: date | None = None) -> list[PeriodSources]:
     """Ask the API for each chart's published periods and store both sources (API calls per chart)."""
-    from chartsync.soundcharts import SoundchartsError
+    from chartsync.soundcharts.client import SoundchartsError
 
     today = today or datetime.now(UTC).date()
     now = datetime.now(UTC)
@@ -233,8 +233,8 @@ def list_gaps(engine: Engine, chart_id: int | None = None, slug: str | None = No
 
 def heal(engine: Engine, slugs: list[str] | None, user: str) -> list[HealResult]:
     """One backfill per chart DAG over its gap ranges (Airflow allows one active backfill per DAG)."""
-    from chartsync import orchestration
-    from chartsync.schedules import load_rows
+    from chartsync.seam import orchestration
+    from chartsync.services.schedules import load_rows
 
     by_slug: dict[str, list[GapRange]] = {}
     for gap in list_gaps(engine):
@@ -279,7 +279,7 @@ def heal_audited(engine: Engine, slugs: list[str] | None, actor: str) -> list[He
     """``heal``, with an audit row for every backfill Airflow accepted (the admin pages call this)."""
     from dataclasses import asdict
 
-    from chartsync import audit
+    from chartsync.store import audit
 
     results = heal(engine, slugs, actor)
     with engine.begin() as conn:

@@ -25,7 +25,7 @@ from typing import Any
 from airflow.providers.http.hooks.http import HttpHook
 from airflow.sdk import BaseNotifier
 
-from chartsync.connections import get_connection
+from chartsync.seam.connections import get_connection
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,9 @@ from sqlalchemy import Engine, String, and_, asc, case, desc, func, literal, or_
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import ColumnElement, FunctionElement
 
-from chartsync import schedules, stats
-from chartsync.db.tables import (
+from chartsync.services import schedules
+from chartsync.store import stats
+from chartsync.store.tables import (
     chart,
     chart_ranking,
     chart_sync_coverage,

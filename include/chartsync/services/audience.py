@@ -17,9 +17,9 @@ from typing import Any, Literal
 
 from sqlalchemy import Engine, delete, insert, select, update
 
-from chartsync.db.tables import track, track_audience
-from chartsync.plots import Series, line_chart, nice_ticks, short_number  # noqa: F401 - nice_ticks re-exported
-from chartsync.soundcharts import AudiencePoint, SoundchartsClient, SoundchartsNotFound
+from chartsync.store.tables import track, track_audience
+from chartsync.core.plots import Series, line_chart, nice_ticks, short_number  # noqa: F401 - nice_ticks re-exported
+from chartsync.soundcharts.client import AudiencePoint, SoundchartsClient, SoundchartsNotFound
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ def _track(conn, song_uuid: str):
 # -- service functions (plugin, CLI) -------------------------------------------------------------
 def audience_view(engine: Engine, song_uuid: str, *, now: datetime | None = None) -> AudienceView:
     """The stored audience of a song, with its freshness and whether a refresh is under way."""
-    from chartsync import orchestration
+    from chartsync.seam import orchestration
 
     now = now or datetime.now(UTC)
     series: dict[str, list[tuple[date, int]]] = {p: [] for p in PLATFORMS}
@@ -111,7 +111,7 @@ def audience_view(engine: Engine, song_uuid: str, *, now: datetime | None = None
 def request_refresh(engine: Engine, song_uuid: str, user: str, *, force: bool = False,
                     now: datetime | None = None) -> RefreshRequest:
     """Trigger one audience run for the song when its data is missing or stale (or ``force``)."""
-    from chartsync import orchestration
+    from chartsync.seam import orchestration
 
     now = now or datetime.now(UTC)
     with engine.connect() as conn:
@@ -189,7 +189,7 @@ def build_audience_dag():
     """``chart_sync_audience``: one run per requested song (params ``song_uuid``), never scheduled."""
     from airflow.sdk import DAG, Param, task
 
-    from chartsync.factory import DEFAULT_ARGS
+    from chartsync.builders.chart_dags import DEFAULT_ARGS
 
     with DAG(
         dag_id=AUDIENCE_DAG_ID,
@@ -212,7 +212,7 @@ def build_audience_dag():
 
         @task(task_id="fetch_audience")
         def fetch_audience_task(**context: Any) -> dict:
-            from chartsync.db import chart_engine
+            from chartsync.store.engine import chart_engine
 
             song_uuid = context["params"]["song_uuid"]
             return refresh_song(chart_engine(), SoundchartsClient(), song_uuid).summary()

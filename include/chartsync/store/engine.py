@@ -43,7 +43,7 @@ def url_from_connection(conn) -> URL:
 
 
 def chart_db_url(conn_id: str = CHART_DB_CONN_ID) -> URL:
-    from chartsync.connections import get_connection
+    from chartsync.seam.connections import get_connection
 
     try:
         conn = get_connection(conn_id)

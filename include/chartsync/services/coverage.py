@@ -8,9 +8,9 @@ from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import Engine, select
 
-from chartsync import frequency as freqs
-from chartsync.db.tables import chart_expected_period, chart_ranking, chart_sync_execution
-from chartsync.schedules import ScheduleConfig
+from chartsync.core import calendar as freqs
+from chartsync.store.tables import chart_expected_period, chart_ranking, chart_sync_execution
+from chartsync.services.schedules import ScheduleConfig
 
 SYNCED, MISSING, FAILED, SKIPPED, NOT_DUE, OUTSIDE = (
     "synced", "missing", "failed", "skipped", "not-yet-due", "outside-window")
@@ -27,7 +27,7 @@ class PeriodCell:
 def coverage_strip(engine: Engine, config: ScheduleConfig, today: date | None = None,
                    days: int = 365) -> list[PeriodCell]:
     """Every period of the chart's calendar in the past ``days``, with its status."""
-    from chartsync.gaps import history_window
+    from chartsync.services.gaps import history_window
 
     today = today or datetime.now(UTC).date()
     calendar = config.period_frequency

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine, delete
 
-from chartsync.db.tables import chart_sync_alert, chart_sync_execution
+from chartsync.store.tables import chart_sync_alert, chart_sync_execution
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def prune(engine: Engine, days: int, now: datetime | None = None) -> dict:
 def build_retention_dag():
     from airflow.sdk import DAG, CronTriggerTimetable, Variable, task
 
-    from chartsync.factory import DEFAULT_ARGS
+    from chartsync.builders.chart_dags import DEFAULT_ARGS
 
     with DAG(
         dag_id=RETENTION_DAG_ID,
@@ -72,7 +72,7 @@ def build_retention_dag():
 
         @task(task_id="prune_history")
         def prune_history() -> dict:
-            from chartsync.db import chart_engine
+            from chartsync.store.engine import chart_engine
 
             return prune(chart_engine(), retention_days(Variable.get(RETENTION_VARIABLE, default=None)))
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, func, insert, select
 
-from chartsync.db.tables import chart_sync_audit
+from chartsync.store.tables import chart_sync_audit
 
 SCHEDULE, CHART, BACKFILL = "schedule", "chart", "backfill"
 

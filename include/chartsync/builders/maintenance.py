@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from airflow.sdk import DAG, CronTriggerTimetable, task
 
-from chartsync.factory import DEFAULT_ARGS
+from chartsync.builders.chart_dags import DEFAULT_ARGS
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +35,10 @@ def build_gap_audit_dag() -> DAG:
 
         @task(task_id="audit_gaps")
         def audit_gaps() -> dict:
-            from chartsync import gaps, schedules
-            from chartsync.db import chart_engine
-            from chartsync.soundcharts import SoundchartsClient
+            from chartsync.services import gaps
+            from chartsync.services import schedules
+            from chartsync.store.engine import chart_engine
+            from chartsync.soundcharts.client import SoundchartsClient
 
             engine = chart_engine()
             configs = []

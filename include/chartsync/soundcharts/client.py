@@ -19,7 +19,7 @@ from urllib.parse import quote
 import requests
 from airflow.providers.http.hooks.http import HttpHook
 
-from chartsync.connections import get_connection
+from chartsync.seam.connections import get_connection
 
 log = logging.getLogger(__name__)
 

@@ -19,10 +19,10 @@ from typing import Any
 from airflow.sdk import DAG, Asset, CronDataIntervalTimetable, DeltaDataIntervalTimetable, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowRescheduleException
 
-from chartsync import alerts
-from chartsync import frequency as freqs
-from chartsync.frequency import Frequency
-from chartsync.schedules import DAG_ID_PREFIX, ScheduleConfig, ScheduleError, load_rows
+from chartsync.services import alerts
+from chartsync.core import calendar as freqs
+from chartsync.core.calendar import Frequency
+from chartsync.services.schedules import DAG_ID_PREFIX, ScheduleConfig, ScheduleError, load_rows
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ def snapshot_path() -> Path:
 
 def read_schedule_rows(dag_id: str | None = None) -> list[Any]:
     """Rows of the config table; the snapshot when the chart DB cannot be read."""
-    from chartsync.db import chart_engine
+    from chartsync.store.engine import chart_engine
 
     slug = dag_id[len(DAG_ID_PREFIX):] if dag_id and dag_id.startswith(DAG_ID_PREFIX) else None
     if dag_id and slug is None:
@@ -153,7 +153,7 @@ def build_dag(config: ScheduleConfig) -> DAG:
         tags=["chart-sync", f"platform:{config.platform}", f"frequency:{config.frequency.value}"],
         doc_md=doc_md(config),
         params={},
-        deadline=alerts.deadlines_for(config),  # sync deadline + runtime degradation (see chartsync.alerts)
+        deadline=alerts.deadlines_for(config),  # sync deadline + runtime degradation (see chartsync.services.alerts)
     ) as dag:
 
         @task(task_id="sync_ranking", outlets=[RANKINGS_ASSET])
@@ -245,11 +245,11 @@ def first_catchup_run(config: ScheduleConfig, period: date | None, context: dict
 
 
 def run_sync(config: ScheduleConfig, context: dict) -> dict:
-    from chartsync.db import chart_engine
-    from chartsync.executions import SKIPPED, RunRef, record_failure
-    from chartsync.soundcharts import SoundchartsClient, SoundchartsNotFound
-    from chartsync.sync import sync_period
-    from chartsync.track_metadata import rankings_event_extra
+    from chartsync.store.engine import chart_engine
+    from chartsync.store.executions import SKIPPED, RunRef, record_failure
+    from chartsync.soundcharts.client import SoundchartsClient, SoundchartsNotFound
+    from chartsync.services.sync import sync_period
+    from chartsync.services.track_metadata import rankings_event_extra
 
     ti = context["ti"]
     run = RunRef(config.chart_id, ti.dag_id, ti.run_id, int(getattr(ti, "try_number", 1) or 1))

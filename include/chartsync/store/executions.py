@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, Engine, insert
 
-from chartsync.db.tables import chart_sync_execution
+from chartsync.store.tables import chart_sync_execution
 
 if TYPE_CHECKING:
-    from chartsync.sync import SyncResult
+    from chartsync.services.sync import SyncResult
 
 SUCCESS, FAILED, SKIPPED = "success", "failed", "skipped"
 

@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Engine, insert, select, update
 
-from chartsync.db.tables import chart
-from chartsync.soundcharts import SoundchartsClient, parse_atom
+from chartsync.store.tables import chart
+from chartsync.soundcharts.client import SoundchartsClient, parse_atom
 
 
 class ChartNotFound(LookupError):

@@ -19,8 +19,8 @@ from sqlalchemy import Connection, Engine, Float, and_, case, func, literal, sel
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import ColumnElement, FunctionElement
 
-from chartsync.db.tables import chart_sync_coverage, chart_sync_execution, chart_sync_schedule
-from chartsync.frequency import Frequency
+from chartsync.store.tables import chart_sync_coverage, chart_sync_execution, chart_sync_schedule
+from chartsync.core.calendar import Frequency
 
 SUCCESS, FAILED, SKIPPED = "success", "failed", "skipped"
 
