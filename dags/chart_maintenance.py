@@ -1,4 +1,4 @@
-"""Maintenance Airflow DAGs of chart-sync (gap audit); the logic lives in chartsync.builders.maintenance."""
+"""Maintenance Airflow DAGs of chart-sync (gap audit), built in chartsync.builders.maintenance."""
 
 from chartsync.builders.maintenance import build_gap_audit_dag
 

@@ -1,4 +1,4 @@
-"""One sync DAG per scheduled chart, built from the chart_sync_schedule table (see chartsync.builders.chart_dags)."""
+"""One sync DAG per scheduled chart, built from the chart_sync_schedule table (chartsync.builders.chart_dags)."""
 
 from airflow.sdk import get_parsing_context
 

@@ -1,17 +1,35 @@
-"""``chartsync``: the command line for the chart warehouse (charts, schedules, database).
+"""``chartsync``: the command line for the chart warehouse (charts, schedules, syncs, gaps, audience).
 
-Exit codes: 0 done, 1 the operation failed (API or DB), 2 bad input (nothing written).
+A front door: it parses arguments, calls one service and translates what comes back (once, in
+``main``) into output and an exit code. Exit codes: 0 done, 1 the operation failed (API, DB or
+Airflow), 2 bad input (nothing written). Changes are audited as ``cli:<user>``.
 """
 
 from __future__ import annotations
 
 import argparse
+import getpass
+import json
 import sys
 from collections.abc import Sequence
+from datetime import UTC, date, datetime
+from pathlib import Path
 
+from chartsync import settings
 from chartsync.core.calendar import Frequency
+from chartsync.core.outcomes import Failed, NotPublishedYet, RunRef, Skipped, Synced
+from chartsync.core.schedule import ScheduleError, ScheduleNotFound
+from chartsync.seam.airflow_settings import load as load_airflow_settings
+from chartsync.seam.orchestration import BackfillAlreadyRunning, DagNotParsedYet, RunAlreadyExists
+from chartsync.services import audience, charts, gaps, schedules, sync
+from chartsync.soundcharts.client import SoundchartsClient
+from chartsync.soundcharts.errors import SoundchartsError
+from chartsync.store.engine import ChartDbConfigError, chart_engine
+from chartsync.store.migrate import current_revision, upgrade
 
 EXIT_FAILED, EXIT_BAD_INPUT = 1, 2
+BAD_INPUT = (ScheduleError, ScheduleNotFound, charts.ChartNotFound, audience.TrackNotFound)
+FAILED = (ChartDbConfigError, SoundchartsError, DagNotParsedYet, RunAlreadyExists, BackfillAlreadyRunning)
 
 
 class BadInput(Exception):
@@ -20,82 +38,44 @@ class BadInput(Exception):
 
 def _actor() -> str:
     """Who the audit log names for a change made on the command line."""
-    import getpass
-
     return f"cli:{getpass.getuser()}"
 
 
-def _engine():
-    from chartsync.store.engine import chart_engine
-
-    return chart_engine()
-
-
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
-    from chartsync.store.migrate import current_revision, upgrade
-
-    engine = _engine()
+    engine = chart_engine()
     upgrade(engine)
     print(f"chart DB at revision {current_revision(engine)} ({engine.url.render_as_string(hide_password=True)})")
     return 0
 
 
 def cmd_charts_import(args: argparse.Namespace) -> int:
-    from chartsync.services.charts import import_charts
-    from chartsync.soundcharts.client import SoundchartsClient
-
-    total_created = total_updated = 0
     for platform in args.platform:
-        created, updated = import_charts(_engine(), SoundchartsClient(), platform, args.country)
+        created, updated = charts.import_charts(chart_engine(), SoundchartsClient(), platform, args.country)
         print(f"{platform}: {created} charts created, {updated} updated")
-        total_created += created
-        total_updated += updated
     return 0
 
 
 def cmd_schedules_add(args: argparse.Namespace) -> int:
-    from chartsync.services import charts
-    from chartsync.services import schedules
-    from chartsync.services.charts import ChartNotFound
-    from chartsync.soundcharts.client import SoundchartsClient
-
-    engine = _engine()
-    try:
-        chart_row = charts.get_chart(engine, slug=args.slug)
-    except ChartNotFound as exc:
-        raise BadInput(str(exc)) from None
-    if args.frequency == Frequency.CUSTOM.value and args.interval_hours is None:
-        raise BadInput("--interval-hours is required with --frequency custom")
-    if args.interval_hours is not None and args.frequency != Frequency.CUSTOM.value:
-        raise BadInput("--interval-hours only goes with --frequency custom")
-    weekday = chart_row.publication_weekday
-    if weekday is None and (args.frequency or chart_row.frequency or "weekly").startswith("week"):
-        weekday = charts.learn_publication_weekday(engine, SoundchartsClient(), chart_row)
-    try:
-        schedule_id = schedules.add_schedule(
-            engine, chart_row, frequency=args.frequency, custom_interval_hours=args.interval_hours,
-            cron_expression=args.cron, weekday=weekday, is_active=not args.inactive,
-            sync_immediately=not args.scheduled, sync_historical_data=not args.no_history,
-            fetch_track_metadata=not args.no_metadata, actor=_actor(),
-        )
-    except schedules.ScheduleError as exc:
-        raise BadInput(str(exc)) from None
-    row = schedules.load_rows(engine, args.slug)[0]
-    print(f"schedule {schedule_id}: {args.slug} {row.sync_frequency}, history from {row.history_start}, "
-          f"{'active' if row.is_active else 'inactive'}; DAG {schedules.dag_id_for(args.slug)} appears at the "
-          "next parse of dags/chart_sync.py (within [dag_processor] refresh interval, 30 s by default)")
+    engine = chart_engine()
+    chart_row = charts.get_chart(engine, slug=args.slug)
+    change = schedules.create_schedule(
+        engine, chart_row.id, actor=_actor(), sync_frequency=args.frequency,
+        custom_interval_hours=args.interval_hours, cron_expression=args.cron, is_active=not args.inactive,
+        sync_immediately=not args.scheduled, sync_historical_data=not args.no_history,
+        fetch_track_metadata=not args.no_metadata, deadline_hours=args.deadline_hours,
+    )
+    row = schedules.get_schedule(engine, change.schedule_id)
+    print(f"schedule {change.schedule_id}: {args.slug} {row.sync_frequency}, history from {row.history_start}, "
+          f"{'active' if row.is_active else 'inactive'}; {change.message}")
     return 0
 
 
 def cmd_schedules_list(args: argparse.Namespace) -> int:
-    from chartsync.services import schedules
-
-    rows = schedules.load_rows(_engine())
+    rows = schedules.load_rows(chart_engine())
     if not rows:
         print("no sync schedules (add one: chartsync schedules add SLUG)")
         return 0
-    header = f"{'id':>4}  {'chart':<45} {'platform':<12} {'frequency':<10} {'active':<6} history_start"
-    print(header)
+    print(f"{'id':>4}  {'chart':<45} {'platform':<12} {'frequency':<10} {'active':<6} history_start")
     for r in rows:
         freq = r.sync_frequency + (f"/{r.custom_interval_hours}h" if r.custom_interval_hours else "")
         print(f"{r.id:>4}  {r.slug:<45} {r.platform:<12} {freq:<10} {'yes' if r.is_active else 'no':<6} "
@@ -104,41 +84,52 @@ def cmd_schedules_list(args: argparse.Namespace) -> int:
 
 
 def cmd_schedules_remove(args: argparse.Namespace) -> int:
-    from chartsync.services import charts
-    from chartsync.services import schedules
-
-    engine = _engine()
-    try:
-        chart_row = charts.get_chart(engine, slug=args.slug)
-        schedules.remove_schedule(engine, chart_row.id, actor=_actor())
-    except (charts.ChartNotFound, schedules.ScheduleNotFound) as exc:
-        raise BadInput(str(exc)) from None
-    print(f"removed the sync schedule of {args.slug}; its DAG disappears at the next parse "
-          "(runs and the synced rankings are kept)")
+    engine = chart_engine()
+    change = schedules.delete_schedule(engine, schedules.schedule_of_slug(engine, args.slug).id, actor=_actor())
+    print(f"removed the sync schedule of {args.slug}; {change.message}")
     return 0
 
 
-def _active_configs(engine, slug: str | None = None):
-    from chartsync.services import schedules
+def cmd_schedules_activate(args: argparse.Namespace) -> int:
+    engine = chart_engine()
+    row = schedules.schedule_of_slug(engine, args.slug)
+    change = schedules.set_active(engine, row.id, args.command == "activate", actor=_actor())
+    print(f"{args.slug}: {change.message}" + ("" if change.changed else " (unchanged)"))
+    return 0
 
-    configs = []
-    for row in schedules.load_rows(engine, slug):
-        try:
-            config = schedules.ScheduleConfig.from_row(row)
-        except schedules.ScheduleError as exc:
-            print(f"skipping {row.slug}: {exc}", file=sys.stderr)
-            continue
-        if config.is_active:
-            configs.append(config)
-    return configs
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    """Sync one period now, outside Airflow (the same service the chart DAG's task calls)."""
+    engine = chart_engine()
+    configs, invalid = schedules.active_configs(engine, args.slug)
+    if invalid:
+        raise BadInput(f"{args.slug}: {invalid[0][1]}")
+    if not configs:
+        raise BadInput(f"{args.slug} has no active sync schedule")
+    config = configs[0]
+    now = datetime.now(UTC)
+    run = RunRef(config.chart_id, config.dag_id, f"cli__{getpass.getuser()}__{now:%Y%m%dT%H%M%S}")
+    outcome = sync.sync_run(engine, SoundchartsClient(), config, run, args.period, run_type="manual", now=now)
+    if isinstance(outcome, Synced):
+        print(f"{config.slug}: {outcome.result.summary()}")
+        return 0
+    if isinstance(outcome, Skipped):
+        print(outcome.message)
+        return 0
+    if isinstance(outcome, NotPublishedYet):
+        print(f"chartsync: failed: {config.slug} period {outcome.period} is not published yet "
+              f"(the chart DAG waits until {outcome.until:%Y-%m-%d %H:%M} UTC)", file=sys.stderr)
+        return EXIT_FAILED
+    assert isinstance(outcome, Failed)
+    print(f"chartsync: failed: {outcome.message}", file=sys.stderr)
+    return EXIT_FAILED
 
 
 def cmd_gaps_audit(args: argparse.Namespace) -> int:
-    from chartsync.services import gaps
-    from chartsync.soundcharts.client import SoundchartsClient
-
-    engine = _engine()
-    configs = _active_configs(engine, args.slug)
+    engine = chart_engine()
+    configs, invalid = schedules.active_configs(engine, args.slug)
+    for slug, error in invalid:
+        print(f"skipping {slug}: {error}", file=sys.stderr)
     if args.slug and not configs:
         raise BadInput(f"{args.slug} has no active sync schedule")
     client = SoundchartsClient()
@@ -157,9 +148,7 @@ def cmd_gaps_audit(args: argparse.Namespace) -> int:
 
 
 def cmd_gaps_list(args: argparse.Namespace) -> int:
-    from chartsync.services import gaps
-
-    found = gaps.list_gaps(_engine(), slug=args.slug)
+    found = gaps.list_gaps(chart_engine(), slug=args.slug)
     if not found:
         print("no gaps recorded (refresh with: chartsync gaps audit)")
         return 0
@@ -170,63 +159,33 @@ def cmd_gaps_list(args: argparse.Namespace) -> int:
 
 
 def cmd_gaps_heal(args: argparse.Namespace) -> int:
-    from chartsync.services import gaps
-
     if not args.all and not args.slug:
         raise BadInput("name a chart SLUG or pass --all")
-    results = gaps.heal(_engine(), None if args.all else [args.slug], user=_actor())
+    results = gaps.heal(chart_engine(), None if args.all else [args.slug], actor=_actor())
     for r in results:
         print(f"{r.slug}: {r.status}: {r.message}")
     return 0 if all(r.status != "dag-not-parsed" for r in results) else EXIT_FAILED
 
 
 def cmd_settings_load(args: argparse.Namespace) -> int:
-    import json
-    import os
-    from pathlib import Path
-
-    from chartsync.seam.airflow_settings import load
-
-    overrides = {}
-    if os.environ.get("SOUNDCHARTS_APP_ID") and os.environ.get("SOUNDCHARTS_API_KEY"):
-        overrides["soundcharts_default"] = {
-            "conn_type": "http", "host": os.environ.get("SOUNDCHARTS_URL", "https://customer.api.soundcharts.com"),
-            "login": os.environ["SOUNDCHARTS_APP_ID"], "password": os.environ["SOUNDCHARTS_API_KEY"],
-        }
+    credentials = settings.soundcharts_credentials()
+    overrides = {settings.SOUNDCHARTS_CONN_ID: credentials} if credentials else {}
     if not Path(args.file).is_file():
         raise BadInput(f"{args.file}: no such file")
-    counts = load(Path(args.file), overrides)
+    counts = load_airflow_settings(Path(args.file), overrides)
     print(f"loaded {json.dumps(counts)} from {args.file}"
           + (" (soundcharts_default -> the real API)" if overrides else ""))
     return 0
 
 
 def cmd_audience_refresh(args: argparse.Namespace) -> int:
-    import getpass
-
-    from chartsync.services import audience
-    from chartsync.seam.orchestration import DagNotParsedYet
-
-    try:
-        request = audience.request_refresh(_engine(), args.song_uuid, f"cli:{getpass.getuser()}", force=args.force)
-    except audience.TrackNotFound as exc:
-        raise BadInput(str(exc)) from None
-    except DagNotParsedYet as exc:
-        print(f"chartsync: failed: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+    request = audience.request_refresh(chart_engine(), args.song_uuid, _actor(), force=args.force)
     print(request.message)
     return 0
 
 
 def cmd_audience_show(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from chartsync.services import audience
-
-    try:
-        view = audience.audience_view(_engine(), args.song_uuid)
-    except audience.TrackNotFound as exc:
-        raise BadInput(str(exc)) from None
+    view = audience.audience_view(chart_engine(), args.song_uuid)
     state = "stale" if view.is_stale else "fresh"
     print(f"{view.name}" + (f" by {view.credit_name}" if view.credit_name else "") + f" ({view.song_uuid})")
     print(f"fetched {view.fetched_at:%Y-%m-%d %H:%M} UTC, {state}" if view.fetched_at else "never fetched")
@@ -241,14 +200,26 @@ def cmd_audience_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def _positive_int(value: str) -> int:
+def _whole_number(value: str) -> int | str:
+    """An int when the text is one; else the text itself, so the schedule validator names the problem."""
     try:
-        number = int(value)
+        return int(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
-    if number <= 0:
-        raise argparse.ArgumentTypeError("must be greater than 0")
-    return number
+        return value
+
+
+def _number(value: str) -> float | str:
+    try:
+        return float(value)
+    except ValueError:
+        return value
+
+
+def _day(value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a date (YYYY-MM-DD)") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -258,7 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Connections: chart_db (sqlite or postgres) and soundcharts_default (http), looked up like "
         "Airflow does (metadata DB, secrets backend or AIRFLOW_CONN_<ID>).",
     )
-    groups = parser.add_subparsers(dest="group", required=True, metavar="{db,charts,schedules,gaps,settings,audience}")
+    groups = parser.add_subparsers(dest="group", required=True,
+                                   metavar="{db,charts,schedules,sync,gaps,settings,audience}")
 
     db = groups.add_parser("db", help="chart DB schema").add_subparsers(dest="command", required=True)
     db.add_parser("upgrade", help="apply the Alembic migrations to the DB behind chart_db").set_defaults(
@@ -277,19 +249,35 @@ def build_parser() -> argparse.ArgumentParser:
                            description="Schedule a chart. Without --frequency it is detected from the chart "
                            "(else weekly). History: one year back, synced by Airflow's catchup.")
     add.add_argument("slug", help="chart slug (see chartsync charts import)")
-    add.add_argument("--frequency", choices=[f.value for f in Frequency])
-    add.add_argument("--interval-hours", type=_positive_int, help="hours between runs (with --frequency custom)")
+    add.add_argument("--frequency", metavar="{" + ",".join(f.value for f in Frequency) + "}",
+                     help="sync frequency (default: the chart's own, else weekly)")
+    add.add_argument("--interval-hours", type=_whole_number, help="hours between runs (with --frequency custom)")
     add.add_argument("--cron", help="cron expression (with --frequency cron)")
     add.add_argument("--no-history", action="store_true", help="do not sync the past year (catchup off)")
     add.add_argument("--scheduled", action="store_true",
                      help="first run at the next period boundary instead of syncing the newest period now")
     add.add_argument("--no-metadata", action="store_true", help="do not fetch track metadata for this chart")
     add.add_argument("--inactive", action="store_true", help="create it paused")
+    add.add_argument("--deadline-hours", type=_number,
+                     help="hours after a period ends by which it must be synced (default: by frequency)")
     add.set_defaults(func=cmd_schedules_add)
     sched.add_parser("list", help="list sync schedules").set_defaults(func=cmd_schedules_list)
     rm = sched.add_parser("remove", help="remove a chart's sync schedule (keeps its data)")
     rm.add_argument("slug")
     rm.set_defaults(func=cmd_schedules_remove)
+    for verb, what in (("activate", "unpause the chart's DAG and sync on schedule"),
+                       ("deactivate", "pause the chart's DAG (keeps the schedule and its data)")):
+        toggle = sched.add_parser(verb, help=what)
+        toggle.add_argument("slug")
+        toggle.set_defaults(func=cmd_schedules_activate)
+
+    run = groups.add_parser("sync", help="sync one period of a chart now, outside Airflow",
+                            description="The same service the chart DAG's sync_ranking task calls: fetch the "
+                            "period, store it in one transaction with an execution row. Exit 1 when the "
+                            "period is not published yet.")
+    run.add_argument("slug")
+    run.add_argument("--period", type=_day, help="period start date YYYY-MM-DD (default: the newest published)")
+    run.set_defaults(func=cmd_sync)
     gaps = groups.add_parser("gaps", help="missing periods and healing").add_subparsers(
         dest="command", required=True)
     audit = gaps.add_parser("audit", help="refresh expected periods from the API and recompute gaps and coverage")
@@ -331,17 +319,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except BadInput as exc:
+    except (BadInput, *BAD_INPUT) as exc:  # translated once, at the edge
         print(f"chartsync: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except Exception as exc:  # translate once, at the edge
-        from chartsync.store.engine import ChartDbConfigError
-        from chartsync.soundcharts.client import SoundchartsError
-
-        if isinstance(exc, (ChartDbConfigError, SoundchartsError)):
-            print(f"chartsync: failed: {exc}", file=sys.stderr)
-            return EXIT_FAILED
-        raise
+    except FAILED as exc:
+        print(f"chartsync: failed: {exc}", file=sys.stderr)
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""DAGs around the chart syncs: the gap audit (more to come: track metadata, audience, retention)."""
+"""The maintenance DAGs: the daily gap audit and retention; the work is ``services.gaps`` and
+``services.retention``."""
 
 from __future__ import annotations
 
@@ -7,24 +8,27 @@ from datetime import UTC, datetime
 
 from airflow.sdk import DAG, CronTriggerTimetable, task
 
-from chartsync.builders.chart_dags import DEFAULT_ARGS
+from chartsync import settings
+from chartsync.builders.defaults import default_args, without_api
+from chartsync.seam.connections import get_variable
+from chartsync.services import gaps, retention, schedules
+from chartsync.soundcharts.client import SoundchartsClient
+from chartsync.store.engine import chart_engine
 
 log = logging.getLogger(__name__)
-
-GAP_AUDIT_DAG_ID = "chart_sync_gap_audit"
 
 
 def build_gap_audit_dag() -> DAG:
     with DAG(
-        dag_id=GAP_AUDIT_DAG_ID,
+        dag_id=settings.GAP_AUDIT_DAG_ID,
         description="Refresh expected periods and recompute gaps and coverage for every active schedule",
         schedule=CronTriggerTimetable("0 3 * * *", timezone="UTC"),
         start_date=datetime(2026, 1, 1, tzinfo=UTC),
         catchup=False,
         max_active_runs=1,
         is_paused_upon_creation=False,  # the daily audit is part of the product, like the other maintenance DAGs
-        default_args=DEFAULT_ARGS,
-        tags=["chart-sync", "maintenance"],
+        default_args=default_args(),
+        tags=[settings.TAG, "maintenance"],
         doc_md=(
             "# Gap audit\n\nDaily (and on demand: trigger it). For every active chart schedule it asks the "
             "API which periods it published in the history window, stores them beside the calendar's "
@@ -35,21 +39,10 @@ def build_gap_audit_dag() -> DAG:
 
         @task(task_id="audit_gaps")
         def audit_gaps() -> dict:
-            from chartsync.services import gaps
-            from chartsync.services import schedules
-            from chartsync.store.engine import chart_engine
-            from chartsync.soundcharts.client import SoundchartsClient
-
             engine = chart_engine()
-            configs = []
-            for row in schedules.load_rows(engine):
-                try:
-                    config = schedules.ScheduleConfig.from_row(row)
-                except schedules.ScheduleError as exc:
-                    log.error("skipping %s: %s", row.slug, exc)
-                    continue
-                if config.is_active:
-                    configs.append(config)
+            configs, invalid = schedules.active_configs(engine)
+            for slug, error in invalid:
+                log.error("skipping %s: %s", slug, error)
             client = SoundchartsClient()
             sources = gaps.refresh_expected_periods(engine, client, configs)
             found = gaps.detect_gaps(engine)
@@ -62,4 +55,32 @@ def build_gap_audit_dag() -> DAG:
                                     for s in sources if s.calendar_only or s.api_only}}
 
         audit_gaps()
+    return dag
+
+
+def build_retention_dag():
+    with DAG(
+        dag_id=settings.RETENTION_DAG_ID,
+        description="Prune chart_sync_execution and chart_sync_alert rows past the retention age",
+        # no start_date: the first run is the next tick, not an immediate one when the DAG appears
+        schedule=CronTriggerTimetable("30 3 * * *", timezone="UTC"),
+        catchup=False,
+        max_active_runs=1,
+        is_paused_upon_creation=False,
+        default_args=without_api(),
+        tags=[settings.TAG, "maintenance"],
+        doc_md=(
+            "# Retention\n\nDaily at 03:30 UTC (and on demand). Deletes `chart_sync_execution` rows started, "
+            f"and `chart_sync_alert` rows created, more than `{settings.RETENTION_VARIABLE}` days ago (Airflow "
+            f"Variable, default {settings.DEFAULT_RETENTION_DAYS}). Rankings and tracks are never touched. The task "
+            "log and its return value say what was removed."
+        ),
+    ) as dag:
+
+        @task(task_id="prune_history")
+        def prune_history() -> dict:
+            days = retention.retention_days(get_variable(settings.RETENTION_VARIABLE))
+            return retention.prune(chart_engine(), days)
+
+        prune_history()
     return dag

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from itertools import pairwise
 
 HISTORY_DAYS = 365
 CRON_WEEKDAYS = ("MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN")
-MAX_CUSTOM_HOURS = 24 * 31
 
 
 class Frequency(str, enum.Enum):
@@ -131,11 +131,118 @@ def latest_complete_period(freq: Frequency, now: datetime, weekday: int | None =
     return period_containing(freq, previous_day, weekday)
 
 
-def validate_custom_hours(hours: int | None) -> int:
-    if hours is None:
-        raise ValueError("custom_interval_hours is required for the custom frequency")
-    if not isinstance(hours, int) or isinstance(hours, bool):
-        raise ValueError("custom_interval_hours must be a whole number of hours")
-    if hours <= 0 or hours > MAX_CUSTOM_HOURS:
-        raise ValueError(f"custom_interval_hours must be between 1 and {MAX_CUSTOM_HOURS}")
-    return hours
+
+# -- every per-frequency timing table ---------------------------------------------------------------
+# A Deadline Alert's interval is one fixed timedelta per DAG. Months are 28-31 days: take the longest,
+# so a deadline is never early (February's is up to 3 days late, never a false alarm).
+PERIOD_LENGTH = {
+    Frequency.DAILY: timedelta(days=1),
+    Frequency.WEEKLY: timedelta(days=7),
+    Frequency.MONTHLY: timedelta(days=31),
+}
+# How long after its period ends a sync keeps waiting for the API to publish the period.
+PUBLICATION_WAIT = {
+    Frequency.DAILY: timedelta(hours=36),
+    Frequency.WEEKLY: timedelta(days=4),
+    Frequency.MONTHLY: timedelta(days=10),
+}
+DEFAULT_PUBLICATION_WAIT = timedelta(days=2)
+POKE_INTERVAL = timedelta(minutes=30)  # how often a waiting sync asks again
+# How long after its period ends a period must be synced, unless the schedule's deadline_hours says.
+DEFAULT_DEADLINE_HOURS = {Frequency.DAILY: 12.0, Frequency.WEEKLY: 48.0, Frequency.MONTHLY: 96.0}
+INTERVAL_DEADLINE_FACTOR = 2  # custom and cron schedules: twice their interval
+# Overdue: no success for longer than the period plus a grace for publication delays and retries.
+OVERDUE_GRACE = {
+    Frequency.DAILY: timedelta(hours=36),
+    Frequency.WEEKLY: timedelta(days=8),
+    Frequency.MONTHLY: timedelta(days=33),
+}
+INTERVAL_GRACE_FACTOR = 2  # custom and cron schedules: twice their interval
+FALLBACK_GRACE = OVERDUE_GRACE[Frequency.WEEKLY]  # an unreadable frequency or cron expression
+# Runtime degradation: a run still going after the DAG's recent average runtime plus this slack.
+# The slack covers a late publication (the sync task re-checks every POKE_INTERVAL).
+DEGRADATION_SLACK = timedelta(hours=1)
+AVERAGE_RUNTIME_RUNS = 20  # the average is over the last 20 successful runs ...
+AVERAGE_RUNTIME_MIN_RUNS = 5  # ... and only once there are 5 (a new chart has no baseline yet)
+
+_CRON_BASE = datetime(2024, 1, 1, tzinfo=UTC)  # a fixed base keeps a cron's interval stable
+_CRON_SAMPLES = 60
+
+
+def _as_frequency(value: Frequency | str) -> Frequency:
+    return value if isinstance(value, Frequency) else Frequency.parse(value)
+
+
+def cron_interval(expression: str) -> timedelta:
+    """The longest gap between consecutive fires of a cron expression (60 fires from a fixed base).
+
+    ValueError for an expression that does not parse or never fires (e.g. ``0 0 31 2 *``).
+    """
+    from croniter import croniter  # deferred: croniter is only needed for cron schedules
+
+    try:
+        fires = croniter(expression, _CRON_BASE)
+        times = [fires.get_next(datetime) for _ in range(_CRON_SAMPLES)]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{expression!r} is not a cron expression that fires: {exc}") from None
+    return max(b - a for a, b in pairwise(times))
+
+
+def interval_length(frequency: Frequency | str, custom_interval_hours: int | None = None,
+                    cron_expression: str | None = None) -> timedelta:
+    """How long one period (one data interval) of a schedule lasts; the longest for months and crons."""
+    freq = _as_frequency(frequency)
+    if freq is Frequency.CUSTOM:
+        return timedelta(hours=custom_interval_hours or 24)
+    if freq is Frequency.CRON:
+        return cron_interval(cron_expression) if cron_expression else PERIOD_LENGTH[Frequency.WEEKLY]
+    return PERIOD_LENGTH[freq]
+
+
+def publication_wait(freq: Frequency) -> timedelta:
+    return PUBLICATION_WAIT.get(freq, DEFAULT_PUBLICATION_WAIT)
+
+
+def default_deadline_hours(frequency: Frequency | str, custom_interval_hours: int | None = None,
+                           cron_expression: str | None = None) -> float:
+    freq = _as_frequency(frequency)
+    if freq in DEFAULT_DEADLINE_HOURS:
+        return DEFAULT_DEADLINE_HOURS[freq]
+    length = interval_length(freq, custom_interval_hours, cron_expression)
+    return INTERVAL_DEADLINE_FACTOR * length.total_seconds() / 3600
+
+
+def deadline_hours(frequency: Frequency | str, configured: float | None,
+                   custom_interval_hours: int | None = None, cron_expression: str | None = None) -> float:
+    """The schedule's ``deadline_hours``, else the frequency's default."""
+    if configured is not None and configured > 0:
+        return float(configured)
+    return default_deadline_hours(frequency, custom_interval_hours, cron_expression)
+
+
+def sync_deadline(frequency: Frequency | str, configured: float | None,
+                  custom_interval_hours: int | None = None, cron_expression: str | None = None) -> timedelta:
+    """Logical date -> deadline: one period length (to the data interval's end) plus the allowed hours."""
+    hours = deadline_hours(frequency, configured, custom_interval_hours, cron_expression)
+    return interval_length(frequency, custom_interval_hours, cron_expression) + timedelta(hours=hours)
+
+
+def overdue_after(frequency: str, custom_interval_hours: int | None = None,
+                  cron_expression: str | None = None) -> timedelta:
+    """How long after its last success (or its creation) an active schedule becomes overdue."""
+    try:
+        freq = Frequency.parse(frequency or "")
+    except ValueError:
+        return FALLBACK_GRACE
+    if freq in OVERDUE_GRACE:
+        return OVERDUE_GRACE[freq]
+    if freq is Frequency.CUSTOM:
+        if not custom_interval_hours or custom_interval_hours <= 0:
+            return FALLBACK_GRACE
+        return timedelta(hours=custom_interval_hours * INTERVAL_GRACE_FACTOR)
+    if not cron_expression:
+        return FALLBACK_GRACE
+    try:
+        return cron_interval(cron_expression) * INTERVAL_GRACE_FACTOR
+    except ValueError:
+        return FALLBACK_GRACE

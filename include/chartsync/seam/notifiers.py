@@ -18,49 +18,25 @@ from __future__ import annotations
 
 import html
 import logging
-import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from airflow.providers.http.hooks.http import HttpHook
 from airflow.sdk import BaseNotifier
 
-from chartsync.seam.connections import get_connection
+from chartsync.seam.connections import LookupHttpHook, get_variable
+from chartsync.settings import (
+    ALERT_CHANNELS_VARIABLE,
+    ALERT_CONN_ID_VARIABLES,
+    ALERT_EMAIL_FROM_VARIABLE,
+    ALERT_EMAIL_TO_VARIABLE,
+)
 
 log = logging.getLogger(__name__)
 
 WEBHOOK, SLACK, EMAIL = "webhook", "slack", "email"
 CHANNELS = (WEBHOOK, SLACK, EMAIL)
-CHANNELS_VARIABLE = "chartsync_alert_channels"
-CONN_ID_VARIABLES = {
-    WEBHOOK: ("chartsync_alert_webhook_conn_id", "chartsync_alert_webhook"),
-    SLACK: ("chartsync_alert_slack_conn_id", "chartsync_alert_slack"),
-    EMAIL: ("chartsync_alert_smtp_conn_id", "chartsync_alert_smtp"),
-}
-EMAIL_TO_VARIABLE = "chartsync_alert_email_to"
-EMAIL_FROM_VARIABLE = "chartsync_alert_email_from"
 SENT = "sent"
 TIMEOUT_SECONDS = 10
-
-
-def setting(key: str, default: str | None = None) -> str | None:
-    """An Airflow Variable, from any process (task, triggerer, CLI, api-server plugin)."""
-    from airflow.sdk import Variable
-
-    value = Variable.get(key, default=None)
-    if value is None and not _has_supervisor():  # no supervisor: the SDK skips the metadata DB
-        try:
-            from airflow.models.variable import Variable as CoreVariable
-
-            value = CoreVariable.get(key, default_var=None)
-        except Exception as exc:  # no metadata DB configured here
-            log.debug("chart-sync: variable %s not readable from the metadata DB: %s", key, exc)
-    return default if value is None else value
-
-
-def _has_supervisor() -> bool:
-    runner = sys.modules.get("airflow.sdk.execution_time.task_runner")
-    return getattr(runner, "SUPERVISOR_COMMS", None) is not None
 
 
 def parse_channels(value: str | None) -> list[str]:
@@ -71,14 +47,6 @@ def parse_channels(value: str | None) -> list[str]:
         if name and name not in names:
             names.append(name)
     return names
-
-
-class AlertWebhookHook(HttpHook):
-    """``HttpHook`` whose connection lookup also works outside tasks (CLI, plugin, tests)."""
-
-    @classmethod
-    def get_connection(cls, conn_id: str):
-        return get_connection(conn_id)
 
 
 class WebhookNotifier(BaseNotifier):
@@ -99,7 +67,7 @@ class WebhookNotifier(BaseNotifier):
         self.timeout = timeout
 
     def notify(self, context: Any) -> None:
-        hook = AlertWebhookHook(method="POST", http_conn_id=self.http_conn_id)
+        hook = LookupHttpHook(method="POST", http_conn_id=self.http_conn_id)
         response = hook.run(self.endpoint or None, json=self.payload,
                             headers={"Content-Type": "application/json"},
                             extra_options={"timeout": self.timeout, "check_response": True})
@@ -109,7 +77,7 @@ class WebhookNotifier(BaseNotifier):
 def _slack(title: str, text: str, payload: Mapping[str, Any]) -> BaseNotifier:
     from airflow.providers.slack.notifications.slack_webhook import SlackWebhookNotifier
 
-    conn_id = setting(*CONN_ID_VARIABLES[SLACK])
+    conn_id = get_variable(*ALERT_CONN_ID_VARIABLES[SLACK])
     return SlackWebhookNotifier(slack_webhook_conn_id=conn_id, text=f"*{title}*\n{text}",
                                 timeout=TIMEOUT_SECONDS)
 
@@ -117,16 +85,16 @@ def _slack(title: str, text: str, payload: Mapping[str, Any]) -> BaseNotifier:
 def _email(title: str, text: str, payload: Mapping[str, Any]) -> BaseNotifier:
     from airflow.providers.smtp.notifications.smtp import SmtpNotifier
 
-    recipients = [r.strip() for r in (setting(EMAIL_TO_VARIABLE) or "").split(",") if r.strip()]
+    recipients = [r.strip() for r in (get_variable(ALERT_EMAIL_TO_VARIABLE) or "").split(",") if r.strip()]
     if not recipients:
-        raise ValueError(f"no recipients: set the Airflow Variable {EMAIL_TO_VARIABLE}")
+        raise ValueError(f"no recipients: set the Airflow Variable {ALERT_EMAIL_TO_VARIABLE}")
     body = "<br>\n".join(html.escape(line) for line in text.splitlines())
-    return SmtpNotifier(to=recipients, from_email=setting(EMAIL_FROM_VARIABLE), subject=title,
-                        html_content=f"<p>{body}</p>", smtp_conn_id=setting(*CONN_ID_VARIABLES[EMAIL]))
+    return SmtpNotifier(to=recipients, from_email=get_variable(ALERT_EMAIL_FROM_VARIABLE), subject=title,
+                        html_content=f"<p>{body}</p>", smtp_conn_id=get_variable(*ALERT_CONN_ID_VARIABLES[EMAIL]))
 
 
 def _webhook(title: str, text: str, payload: Mapping[str, Any]) -> BaseNotifier:
-    return WebhookNotifier(http_conn_id=setting(*CONN_ID_VARIABLES[WEBHOOK]), payload=payload)
+    return WebhookNotifier(http_conn_id=get_variable(*ALERT_CONN_ID_VARIABLES[WEBHOOK]), payload=payload)
 
 
 BUILDERS: dict[str, Callable[[str, str, Mapping[str, Any]], BaseNotifier]] = {
@@ -140,12 +108,12 @@ def deliver(title: str, text: str, payload: Mapping[str, Any],
 
     A channel that fails is logged and reported as ``"failed: ..."``: it never stops the others.
     """
-    names = parse_channels(setting(CHANNELS_VARIABLE, "")) if channels is None else channels
+    names = parse_channels(get_variable(ALERT_CHANNELS_VARIABLE, "")) if channels is None else channels
     outcome: dict[str, str] = {}
     for name in names:
         builder = BUILDERS.get(name)
         if builder is None:
-            log.error("chart-sync: unknown alert channel %r in %s (use %s)", name, CHANNELS_VARIABLE,
+            log.error("chart-sync: unknown alert channel %r in %s (use %s)", name, ALERT_CHANNELS_VARIABLE,
                       ",".join(CHANNELS))
             outcome[name] = "failed: unknown channel"
             continue

@@ -171,13 +171,6 @@ def dag_states(dag_ids: list[str]) -> dict[str, DagState]:
                                str(last[m.dag_id]) if m.dag_id in last else None) for m in models}
 
 
-def parse_interval_seconds() -> int:
-    """How often the dag-processor re-parses a DAG file: when a new chart's DAG appears at the latest."""
-    from airflow.configuration import conf
-
-    return conf.getint("dag_processor", "min_file_process_interval", fallback=30)
-
-
 # -- on-demand runs, one at a time per key (audience refresh) --------------------------------------
 @dataclass(frozen=True)
 class KeyedRun:

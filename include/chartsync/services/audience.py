@@ -17,18 +17,21 @@ from typing import Any, Literal
 
 from sqlalchemy import Engine, delete, insert, select, update
 
+from chartsync import settings
+from chartsync.core.timestamps import as_utc
+from chartsync.seam import orchestration
+from chartsync.settings import AUDIENCE_DAG_ID
 from chartsync.store.tables import track, track_audience
 from chartsync.core.plots import Series, line_chart, nice_ticks, short_number  # noqa: F401 - nice_ticks re-exported
 from chartsync.soundcharts.client import AudiencePoint, SoundchartsClient, SoundchartsNotFound
 
 log = logging.getLogger(__name__)
 
-AUDIENCE_DAG_ID = "chart_sync_audience"
 PLATFORMS = ("spotify", "apple-music", "deezer", "shazam", "youtube")
 PLATFORM_NAMES = {"spotify": "Spotify", "apple-music": "Apple Music", "deezer": "Deezer", "shazam": "Shazam",
                   "youtube": "YouTube"}
-MAX_AGE = timedelta(days=7)
-WINDOW_DAYS = 90  # the API serves at most 90 days a call: one call per platform
+MAX_AGE = settings.AUDIENCE_MAX_AGE
+WINDOW_DAYS = settings.AUDIENCE_WINDOW_DAYS
 
 
 class TrackNotFound(LookupError):
@@ -69,11 +72,7 @@ class RefreshRequest:
 
 
 def is_stale(fetched_at: datetime | None, now: datetime) -> bool:
-    return fetched_at is None or _utc(fetched_at) < now - MAX_AGE
-
-
-def _utc(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)  # SQLite hands back naive UTC
+    return fetched_at is None or as_utc(fetched_at) < now - MAX_AGE
 
 
 def run_key(song_uuid: str) -> str:
@@ -91,8 +90,6 @@ def _track(conn, song_uuid: str):
 # -- service functions (plugin, CLI) -------------------------------------------------------------
 def audience_view(engine: Engine, song_uuid: str, *, now: datetime | None = None) -> AudienceView:
     """The stored audience of a song, with its freshness and whether a refresh is under way."""
-    from chartsync.seam import orchestration
-
     now = now or datetime.now(UTC)
     series: dict[str, list[tuple[date, int]]] = {p: [] for p in PLATFORMS}
     with engine.connect() as conn:
@@ -103,7 +100,7 @@ def audience_view(engine: Engine, song_uuid: str, *, now: datetime | None = None
         for platform, day, value in rows:
             series.setdefault(platform, []).append((day, value))
     active = orchestration.active_keyed_run(AUDIENCE_DAG_ID, run_key(song_uuid))
-    fetched = _utc(song.audience_fetched_at) if song.audience_fetched_at else None
+    fetched = as_utc(song.audience_fetched_at) if song.audience_fetched_at else None
     return AudienceView(song_uuid, song.name, song.credit_name, series, fetched, is_stale(fetched, now),
                         active is not None, active.run_id if active else None)
 
@@ -111,8 +108,6 @@ def audience_view(engine: Engine, song_uuid: str, *, now: datetime | None = None
 def request_refresh(engine: Engine, song_uuid: str, user: str, *, force: bool = False,
                     now: datetime | None = None) -> RefreshRequest:
     """Trigger one audience run for the song when its data is missing or stale (or ``force``)."""
-    from chartsync.seam import orchestration
-
     now = now or datetime.now(UTC)
     with engine.connect() as conn:
         song = _track(conn, song_uuid)
@@ -183,42 +178,6 @@ def refresh_song(engine: Engine, client: SoundchartsClient, song_uuid: str,
                              client.request_count - before)
     log.info("audience of %s: %s points stored, %d API requests", song_uuid, result.points, result.api_requests)
     return result
-
-
-def build_audience_dag():
-    """``chart_sync_audience``: one run per requested song (params ``song_uuid``), never scheduled."""
-    from airflow.sdk import DAG, Param, task
-
-    from chartsync.builders.chart_dags import DEFAULT_ARGS
-
-    with DAG(
-        dag_id=AUDIENCE_DAG_ID,
-        description="Fetch a song's audience on every supported platform (triggered on demand)",
-        schedule=None,
-        start_date=datetime(2026, 1, 1, tzinfo=UTC),
-        catchup=False,
-        max_active_runs=8,
-        is_paused_upon_creation=False,  # runs triggered by the song page must not wait for an unpause
-        default_args=DEFAULT_ARGS,
-        tags=["chart-sync", "audience"],
-        params={"song_uuid": Param(type="string", minLength=1, description="Soundcharts song uuid")},
-        doc_md=(
-            "# Song audience\n\nTriggered by the song page (or `chartsync audience refresh SONG_UUID`) when "
-            f"the song's audience is missing or older than {MAX_AGE.days} days; one run per song at a "
-            f"time. Fetches the last {WINDOW_DAYS} days on {', '.join(PLATFORMS)} and writes them in one "
-            "transaction after every platform answered."
-        ),
-    ) as dag:
-
-        @task(task_id="fetch_audience")
-        def fetch_audience_task(**context: Any) -> dict:
-            from chartsync.store.engine import chart_engine
-
-            song_uuid = context["params"]["song_uuid"]
-            return refresh_song(chart_engine(), SoundchartsClient(), song_uuid).summary()
-
-        fetch_audience_task()
-    return dag
 
 
 # -- the plot (server-side SVG, no script) -------------------------------------------------------

@@ -1,52 +1,28 @@
-"""The chart catalogue: import from Soundcharts, look up, publication weekday."""
+"""The chart catalogue: import from Soundcharts, and a weekly chart's publication weekday."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine
 
-from chartsync.store.tables import chart
-from chartsync.soundcharts.client import SoundchartsClient, parse_atom
+from chartsync.soundcharts.client import SoundchartsClient
+from chartsync.soundcharts.errors import SoundchartsError
+from chartsync.soundcharts.models import parse_atom
+from chartsync.store import charts as chart_store
+from chartsync.store.charts import ChartNotFound, get_chart
 
-
-class ChartNotFound(LookupError):
-    pass
+__all__ = ["ChartNotFound", "get_chart", "import_charts", "learn_publication_weekday", "weekday_or_none"]
 
 
 def import_charts(engine: Engine, client: SoundchartsClient, platform: str,
                   country_code: str | None = None) -> tuple[int, int]:
     """Insert new charts of a platform and refresh changed ones; returns (created, updated)."""
     infos = client.charts_by_platform(platform, country_code)
-    now = datetime.now(UTC)
-    created = updated = 0
-    with engine.begin() as conn:
-        existing = {
-            row.slug: row
-            for row in conn.execute(select(chart).where(chart.c.slug.in_([i.slug for i in infos])))
-        }
-        for info in infos:
-            values = {"name": info.name, "platform": info.platform or platform, "frequency": info.frequency,
-                      "country_code": info.country_code, "max_results": info.max_results}
-            row = existing.get(info.slug)
-            if row is None:
-                conn.execute(insert(chart).values(slug=info.slug, created_at=now, **values))
-                created += 1
-            elif any(getattr(row, k) != v for k, v in values.items()):
-                conn.execute(update(chart).where(chart.c.id == row.id).values(**values))
-                updated += 1
-    return created, updated
-
-
-def get_chart(engine: Engine, *, slug: str | None = None, chart_id: int | None = None):
-    query = select(chart).where(chart.c.slug == slug) if slug is not None else select(chart).where(
-        chart.c.id == chart_id)
-    with engine.connect() as conn:
-        row = conn.execute(query).first()
-    if row is None:
-        raise ChartNotFound(f"unknown chart {slug if slug is not None else chart_id!r}"
-                            " (import it first: chartsync charts import --platform P)")
-    return row
+    return chart_store.upsert_charts(engine, (
+        (info.slug, {"name": info.name, "platform": info.platform or platform, "frequency": info.frequency,
+                     "country_code": info.country_code, "max_results": info.max_results})
+        for info in infos), datetime.now(UTC))
 
 
 def learn_publication_weekday(engine: Engine, client: SoundchartsClient, chart_row) -> int | None:
@@ -57,6 +33,13 @@ def learn_publication_weekday(engine: Engine, client: SoundchartsClient, chart_r
     if not dates:
         return None
     weekday = parse_atom(dates[0]).weekday()
-    with engine.begin() as conn:
-        conn.execute(update(chart).where(chart.c.id == chart_row.id).values(publication_weekday=weekday))
+    chart_store.set_publication_weekday(engine, chart_row.id, weekday)
     return weekday
+
+
+def weekday_or_none(engine: Engine, chart_row) -> int | None:
+    """``learn_publication_weekday``, or unknown (the Monday anchor) when the API cannot tell."""
+    try:
+        return learn_publication_weekday(engine, SoundchartsClient(), chart_row)
+    except SoundchartsError:
+        return None

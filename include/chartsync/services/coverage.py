@@ -6,11 +6,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
 from chartsync.core import calendar as freqs
-from chartsync.store.tables import chart_expected_period, chart_ranking, chart_sync_execution
-from chartsync.services.schedules import ScheduleConfig
+from chartsync.core.gaps import history_window
+from chartsync.core.schedule import ScheduleConfig
+from chartsync.store import gaps as gap_store
 
 SYNCED, MISSING, FAILED, SKIPPED, NOT_DUE, OUTSIDE = (
     "synced", "missing", "failed", "skipped", "not-yet-due", "outside-window")
@@ -27,19 +28,11 @@ class PeriodCell:
 def coverage_strip(engine: Engine, config: ScheduleConfig, today: date | None = None,
                    days: int = 365) -> list[PeriodCell]:
     """Every period of the chart's calendar in the past ``days``, with its status."""
-    from chartsync.services.gaps import history_window
-
     today = today or datetime.now(UTC).date()
     calendar = config.period_frequency
     periods = freqs.periods_between(calendar, today - timedelta(days=days), today, config.weekday)
     first, last = history_window(config, today)
-    e, r, x = chart_expected_period, chart_ranking, chart_sync_execution
-    with engine.connect() as conn:
-        stored = set(conn.execute(select(r.c.period).where(r.c.chart_id == config.chart_id)).scalars())
-        api_rows = conn.execute(select(e.c.period, e.c.in_api).where(e.c.chart_id == config.chart_id)).all()
-        failures = {row.period: row.error for row in conn.execute(
-            select(x.c.period, x.c.error).where(x.c.chart_id == config.chart_id, x.c.status == "failed",
-                                                x.c.period.is_not(None)).order_by(x.c.started_at))}
+    stored, api_rows, failures = gap_store.period_facts(engine, config.chart_id)
     api_known = any(row.in_api for row in api_rows)
     not_published = {row.period for row in api_rows if not row.in_api} if api_known else set()
     cells = []

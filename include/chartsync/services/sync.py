@@ -1,51 +1,105 @@
-"""Sync one ranking period of a chart: fetch every page, then upsert ranking, entries and
-tracks in ONE transaction together with the execution row's counts.
+"""Sync one chart period: the decisions of a sync run and the fetch-then-store of one period.
 
-Idempotent: a period synced twice with the same API data changes no row of the
-warehouse and reports zero created and zero updated.
+``sync_run`` is the use case the chart DAGs' task and ``chartsync sync`` call: it works out the
+period, pulls the newest period forward on the first catchup run (``sync_immediately``), waits
+while a period is unpublished, records a period the API skipped, and returns an outcome
+(``core.outcomes``). ``sync_period`` fetches every page, then stores ranking, entries, tracks
+and the execution row in ONE transaction (``store.rankings``, ``store.executions``).
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, date, datetime
 
-from sqlalchemy import Connection, Engine, delete, insert, select, update
+from sqlalchemy import Engine
+from sqlalchemy.exc import StatementError
 
-from chartsync.store import executions
-from chartsync.store.tables import chart_ranking, chart_ranking_entry, track
-from chartsync.soundcharts.client import (
-    Ranking,
-    RankingEntry,
-    SoundchartsClient,
-    SoundchartsMalformedResponse,
-    SoundchartsNotFound,
-    atom_for,
+from chartsync.core import calendar
+from chartsync.core.outcomes import (
+    SKIPPED,
+    Failed,
+    NotPublishedYet,
+    RunRef,
+    Skipped,
+    Synced,
+    SyncOutcome,
+    SyncResult,
 )
-from chartsync.core.trends import trend, weeks_on_chart
+from chartsync.core.schedule import ScheduleConfig
+from chartsync.soundcharts.client import SoundchartsClient
+from chartsync.soundcharts.errors import SoundchartsMalformedResponse, SoundchartsNotFound
+from chartsync.soundcharts.models import Ranking, atom_for
+from chartsync.store import executions
+from chartsync.store.rankings import store_ranking
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class SyncResult:
-    period: date
-    rankings_created: int = 0
-    rankings_updated: int = 0
-    entries_written: int = 0
-    tracks_created: int = 0
-    tracks_updated: int = 0
-    api_requests: int = 0
-    new_track_ids: tuple[int, ...] = ()
-    execution_id: int | None = None  # the chart_sync_execution row, once recorded
+def period_for_run(config: ScheduleConfig, logical_date: datetime | None,
+                   interval_end: datetime | None) -> date | None:
+    """The period a run syncs; ``None`` means the latest published one.
 
-    def summary(self) -> str:
-        return (
-            f"period {self.period}: rankings created={self.rankings_created} updated={self.rankings_updated}, "
-            f"entries written={self.entries_written}, tracks created={self.tracks_created} "
-            f"updated={self.tracks_updated}, API requests={self.api_requests}"
-        )
+    Calendar schedules sync the period of the run's logical date. For scheduled and backfill
+    runs that is ``data_interval_start``; a manual run triggered "for 2026-03-01" syncs
+    2026-03-01 (Airflow gives such a run the interval *ending* at that date). Custom and cron
+    schedules sync the newest complete period of the chart's own calendar.
+    """
+    if logical_date is None or interval_end is None:
+        return None
+    if config.frequency.is_calendar:
+        return calendar.align(config.frequency, logical_date.date(), config.weekday)
+    return calendar.latest_complete_period(config.period_frequency, interval_end, config.weekday).start
+
+
+def pulls_newest_first(config: ScheduleConfig, period: date | None, run_type: str | None) -> bool:
+    """The scheduled run of the first history period: where sync_immediately pulls the newest one forward."""
+    return (config.sync_immediately and config.sync_historical_data and config.frequency.is_calendar
+            and period == config.history_start and run_type == "scheduled")
+
+
+def sync_run(engine: Engine, client: SoundchartsClient, config: ScheduleConfig, run: RunRef,
+             period: date | None, *, run_type: str | None = None, now: datetime | None = None) -> SyncOutcome:
+    """Sync the run's period (``None``: the newest published) and say how it went.
+
+    API and DB failures other than "not published" are raised: they are worth a retry.
+    """
+    log.info("Syncing %s period %s (run %s, try %s)", config.slug, period or "latest", run.run_id, run.try_number)
+    synced: list[SyncResult] = []
+    if pulls_newest_first(config, period, run_type):
+        try:  # sync_immediately: the newest period first, then this run's (the oldest) period
+            synced.append(sync_period(engine, client, run, config.slug, None))
+            log.info("%s: sync_immediately synced the newest period %s first", config.slug, synced[0].period)
+        except SoundchartsNotFound:
+            log.warning("%s: no newest period published yet; continuing with %s", config.slug, period)
+    try:
+        result = sync_period(engine, client, run, config.slug, period)
+    except SoundchartsNotFound as exc:
+        return _unpublished(engine, client, config, run, period, tuple(synced), exc, now or datetime.now(UTC))
+    return Synced(result, (*synced, result))
+
+
+def _unpublished(engine: Engine, client: SoundchartsClient, config: ScheduleConfig, run: RunRef,
+                 period: date | None, synced: tuple[SyncResult, ...], exc: SoundchartsNotFound,
+                 now: datetime) -> SyncOutcome:
+    """The period is not published: wait (bounded), record it as skipped by the API, or give up."""
+    if period is None:
+        return Failed(f"{config.slug}: no published ranking ({exc})", synced)
+    period_end = datetime.combine(calendar.next_start(config.period_frequency, period), datetime.min.time(), UTC)
+    until = period_end + calendar.publication_wait(config.period_frequency)
+    if now < until:
+        retry_at = min(now + calendar.POKE_INTERVAL, until)
+        log.info("%s period %s is not published yet; checking again at %s (waiting until %s)",
+                 config.slug, period, retry_at, until)
+        return NotPublishedYet(period, retry_at, until, synced)
+    if any(d[:10] > period.isoformat() for d in client.available_rankings(config.slug)):
+        message = f"{config.slug}: the API skipped period {period} (later periods are published)"
+        executions.record_failure(engine, run, period, now, message, status=SKIPPED,
+                                  api_requests=client.request_count)
+        log.warning(message)
+        return Skipped(period, message, synced)
+    return Failed(f"{config.slug}: period {period} still not published {until - period_end} after it ended", synced)
 
 
 def fetch_ranking(client: SoundchartsClient, slug: str, period: date | None) -> Ranking:
@@ -53,56 +107,10 @@ def fetch_ranking(client: SoundchartsClient, slug: str, period: date | None) -> 
     return client.ranking(slug, None if period is None else atom_for(period))
 
 
-def store_ranking(conn: Connection, chart_id: int, ranking: Ranking, now: datetime) -> SyncResult:
-    """Upsert tracks, the ranking and its entries inside the caller's transaction."""
-    track_ids, new_ids, tracks_updated = _upsert_tracks(conn, ranking.entries, now)
-    rows = [_entry_row(e, track_ids[e.song_uuid]) for e in sorted(ranking.entries, key=lambda e: e.position)]
-    period = ranking.period
-    existing = conn.execute(
-        select(chart_ranking.c.id).where(chart_ranking.c.chart_id == chart_id, chart_ranking.c.period == period)
-    ).scalar()
-    created = updated = written = 0
-    if existing is None:
-        ranking_id = conn.execute(
-            insert(chart_ranking).values(
-                chart_id=chart_id,
-                period=period,
-                ranking_date=ranking.ranking_date,
-                entry_count=len(rows),
-                fetched_at=now,
-            )
-        ).inserted_primary_key[0]
-        created = 1
-    else:
-        ranking_id = existing
-        if _stored_entries(conn, ranking_id) != rows:
-            conn.execute(delete(chart_ranking_entry).where(chart_ranking_entry.c.ranking_id == ranking_id))
-            conn.execute(
-                update(chart_ranking)
-                .where(chart_ranking.c.id == ranking_id)
-                .values(entry_count=len(rows), fetched_at=now, ranking_date=ranking.ranking_date)
-            )
-            updated = 1
-        else:
-            rows = []
-    if rows:
-        conn.execute(insert(chart_ranking_entry), [{**row, "ranking_id": ranking_id} for row in rows])
-        written = len(rows)
-    return SyncResult(
-        period=period,
-        rankings_created=created,
-        rankings_updated=updated,
-        entries_written=written,
-        tracks_created=len(new_ids),
-        tracks_updated=tracks_updated,
-        new_track_ids=tuple(sorted(new_ids)),
-    )
-
-
 def sync_period(
     engine: Engine,
     client: SoundchartsClient,
-    run: executions.RunRef,
+    run: RunRef,
     slug: str,
     period: date | None,
 ) -> SyncResult:
@@ -137,98 +145,10 @@ def sync_period(
     return result
 
 
-_ENTRY_FIELDS = ("position", "previous_position", "trend", "time_on_chart", "time_on_chart_unit",
-                 "weeks_on_chart", "streams", "track_id")
-
-
-def _entry_row(entry: RankingEntry, track_id: int) -> dict:
-    return {
-        "position": entry.position,
-        "previous_position": entry.previous_position,
-        "trend": trend(entry.position, entry.previous_position, entry.entry_state),
-        "time_on_chart": entry.time_on_chart,
-        "time_on_chart_unit": entry.time_on_chart_unit,
-        "weeks_on_chart": weeks_on_chart(entry.time_on_chart, entry.time_on_chart_unit),
-        "streams": entry.metric,
-        "track_id": track_id,
-    }
-
-
-def _stored_entries(conn: Connection, ranking_id: int) -> list[dict]:
-    cols = [chart_ranking_entry.c[name] for name in _ENTRY_FIELDS]
-    result = conn.execute(
-        select(*cols).where(chart_ranking_entry.c.ranking_id == ranking_id).order_by(chart_ranking_entry.c.position)
-    )
-    return [dict(row._mapping) for row in result]
-
-
-def _dialect_insert(conn: Connection, table):
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        return pg_insert(table)
-    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-    return sqlite_insert(table)
-
-
 def describe_error(exc: BaseException) -> str:
     """A one-line error for the execution log: the driver's message, not the whole SQL statement."""
-    from sqlalchemy.exc import StatementError
-
     if isinstance(exc, StatementError) and exc.orig is not None:
         return f"{type(exc.orig).__name__}: {str(exc.orig).splitlines()[0]}"
     return f"{type(exc).__name__}: {exc}"
 
 
-def _upsert_tracks(
-    conn: Connection, entries: list[RankingEntry], now: datetime
-) -> tuple[dict[str, int], set[int], int]:
-    """Insert unseen tracks, refresh changed names; returns ids by uuid, new ids, updated count."""
-    wanted = {e.song_uuid: e for e in entries}
-    existing = {
-        row.song_uuid: row
-        for row in conn.execute(
-            select(track.c.id, track.c.song_uuid, track.c.name, track.c.credit_name, track.c.image_url).where(
-                track.c.song_uuid.in_(list(wanted))
-            )
-        )
-    }
-    ids = {uuid: row.id for uuid, row in existing.items()}
-    fresh = [
-        {"song_uuid": e.song_uuid, "name": e.song_name, "credit_name": e.credit_name,
-         "image_url": e.image_url, "created_at": now, "updated_at": now}
-        for uuid, e in wanted.items() if uuid not in existing
-    ]
-    new_ids: set[int] = set()
-    if fresh:
-        # ON CONFLICT DO NOTHING: another chart's sync may insert the same new song concurrently.
-        returned = conn.execute(
-            _dialect_insert(conn, track).on_conflict_do_nothing(index_elements=["song_uuid"])
-            .returning(track.c.id, track.c.song_uuid),
-            fresh,
-        )
-        for row in returned:
-            ids[row.song_uuid] = row.id
-            new_ids.add(row.id)
-        raced = [row["song_uuid"] for row in fresh if row["song_uuid"] not in ids]
-        if raced:
-            ids.update(conn.execute(select(track.c.song_uuid, track.c.id).where(track.c.song_uuid.in_(raced))).all())
-    changed = [
-        {"b_id": row.id, "name": wanted[uuid].song_name, "credit_name": wanted[uuid].credit_name,
-         "image_url": wanted[uuid].image_url, "updated_at": now}
-        for uuid, row in existing.items()
-        if (row.name, row.credit_name, row.image_url)
-        != (wanted[uuid].song_name, wanted[uuid].credit_name, wanted[uuid].image_url)
-    ]
-    if changed:
-        from sqlalchemy import bindparam
-
-        conn.execute(
-            update(track)
-            .where(track.c.id == bindparam("b_id"))
-            .values(name=bindparam("name"), credit_name=bindparam("credit_name"),
-                    image_url=bindparam("image_url"), updated_at=bindparam("updated_at")),
-            changed,
-        )
-    return ids, new_ids, len(changed)

@@ -14,9 +14,9 @@ no half-written batch, and a retry resumes where it stopped (written tracks are 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, bindparam, exists, or_, select, update
@@ -28,53 +28,20 @@ from chartsync.store.tables import (
     chart_sync_schedule,
     track,
 )
+from chartsync import settings
+from chartsync.core.outcomes import SyncFinding
 from chartsync.soundcharts.client import SongMetadata, SoundchartsClient, SoundchartsNotFound
 
 log = logging.getLogger(__name__)
 
-TRACK_METADATA_DAG_ID = "chart_sync_track_metadata"
-MAX_AGE = timedelta(days=30)
-BATCH_SIZE = 50
+MAX_AGE = settings.TRACK_METADATA_MAX_AGE
+BATCH_SIZE = settings.TRACK_METADATA_BATCH_SIZE
 # One try stays well inside the task's execution timeout; what is left is picked up by the next run.
-MAX_TRACKS_PER_RUN = 5000
+MAX_TRACKS_PER_RUN = settings.TRACK_METADATA_MAX_PER_RUN
 METADATA_FIELDS = ("isrc", "artists", "release_date", "duration_seconds", "explicit", "genres", "labels",
                    "language_code")
 
 T = TypeVar("T")
-
-
-# -- the rankings asset event: what a sync found -------------------------------------------------
-@dataclass(frozen=True)
-class SyncFinding:
-    """One sync execution named by a rankings asset event, with the tracks it created."""
-
-    execution_id: int
-    chart_id: int
-    new_track_ids: tuple[int, ...] = ()
-
-
-def rankings_event_extra(chart_id: int, slug: str, results: Iterable[Any]) -> dict[str, Any]:
-    """The extra a sync task puts on its rankings asset event (``results``: SyncResults it recorded)."""
-    return {
-        "chart_id": chart_id,
-        "slug": slug,
-        "syncs": [{"execution_id": r.execution_id, "period": r.period.isoformat(),
-                   "new_track_ids": list(r.new_track_ids)}
-                  for r in results if r.execution_id is not None],
-    }
-
-
-def findings_from_extras(extras: Iterable[Mapping[str, Any] | None]) -> list[SyncFinding]:
-    """Findings named by asset event extras; events without our keys (e.g. created by hand) add none."""
-    findings = []
-    for extra in extras:
-        if not isinstance(extra, Mapping) or not isinstance(extra.get("chart_id"), int):
-            continue
-        for sync in extra.get("syncs") or []:
-            if isinstance(sync, Mapping) and isinstance(sync.get("execution_id"), int):
-                ids = tuple(int(i) for i in sync.get("new_track_ids") or [])
-                findings.append(SyncFinding(sync["execution_id"], extra["chart_id"], ids))
-    return findings
 
 
 # -- which tracks are due --------------------------------------------------------------------------
@@ -265,45 +232,3 @@ def refresh_metadata(engine: Engine, client: SoundchartsClient, findings: Sequen
                  number, total, len(batch), result.created, result.updated, result.unchanged, result.missing,
                  result.api_requests)
     return run
-
-
-# -- the DAG ---------------------------------------------------------------------------------------
-def build_track_metadata_dag():
-    """``chart_sync_track_metadata``: runs whenever syncs emit the rankings asset."""
-    from airflow.sdk import DAG, task
-
-    from chartsync.builders.chart_dags import DEFAULT_ARGS, RANKINGS_ASSET
-
-    with DAG(
-        dag_id=TRACK_METADATA_DAG_ID,
-        description="Fetch Soundcharts song metadata for new and stale (> 30 days) tracks",
-        schedule=[RANKINGS_ASSET],
-        start_date=datetime(2026, 1, 1, tzinfo=UTC),
-        catchup=False,
-        max_active_runs=1,  # two runs would fetch the same due tracks
-        is_paused_upon_creation=False,  # a paused consumer is not queued by asset events
-        default_args=DEFAULT_ARGS,
-        tags=["chart-sync", "metadata"],
-        doc_md=(
-            "# Track metadata\n\nScheduled on the rankings asset every chart sync emits. Fetches "
-            "`/api/v2.25/song/{uuid}` for tracks that are new or whose metadata is older than 30 days, on "
-            "charts whose schedule has `fetch_track_metadata`, in batches of "
-            f"{BATCH_SIZE} inside one task (each batch is written in one transaction after all its songs "
-            "were fetched). Counts are credited to the sync execution that found the tracks "
-            "(`chart_sync_execution.metadata_created` / `metadata_updated`). Trigger it by hand to sweep "
-            "stale tracks now."
-        ),
-    ) as dag:
-
-        @task(task_id="fetch_track_metadata")
-        def fetch_track_metadata(**context: Any) -> dict:
-            from chartsync.store.engine import chart_engine
-
-            events = (context.get("triggering_asset_events") or {}).get(RANKINGS_ASSET, [])
-            findings = findings_from_extras(event.extra for event in events)
-            log.info("%d rankings events name %d sync executions", len(events), len(findings))
-            client = SoundchartsClient()
-            return refresh_metadata(chart_engine(), client, findings).summary()
-
-        fetch_track_metadata()
-    return dag

@@ -1,10 +1,8 @@
-"""Soundcharts API client on the http provider's HttpHook.
+"""Soundcharts API client on the Soundcharts hook (the http provider's ``HttpHook``).
 
-The ``soundcharts_default`` connection (http) holds the base URL as host, the
-``x-app-id`` as login and the ``x-api-key`` as password. The client owns paging,
-retries of rate limits and server errors, and maps every failure to one of the
-exceptions below. It logs paths and statuses, never headers: the key stays out
-of the logs (Airflow also masks the connection password).
+The client owns paging, retries of rate limits and server errors, and maps every failure to one
+of the exceptions in ``soundcharts.errors``. It logs paths and statuses, never headers: the key
+stays out of the logs (Airflow also masks the connection password).
 """
 
 from __future__ import annotations
@@ -12,121 +10,44 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date
 from typing import Any
 from urllib.parse import quote
 
 import requests
-from airflow.providers.http.hooks.http import HttpHook
 
-from chartsync.seam.connections import get_connection
+from chartsync.settings import SOUNDCHARTS_CONN_ID
+from chartsync.soundcharts.errors import (
+    SoundchartsAuthError,
+    SoundchartsError,
+    SoundchartsMalformedResponse,
+    SoundchartsNotFound,
+    SoundchartsRateLimited,
+    SoundchartsServerError,
+)
+from chartsync.soundcharts.hook import SoundchartsHook
+from chartsync.soundcharts.models import (
+    AudiencePoint,
+    ChartInfo,
+    Ranking,
+    RankingEntry,
+    SongMetadata,
+    atom_for,
+    chart_info,
+    parse_atom,
+    ranking_entry,
+)
 
 log = logging.getLogger(__name__)
 
-SOUNDCHARTS_CONN_ID = "soundcharts_default"
 PAGE_LIMIT = 100
 MAX_RETRY_AFTER = 60.0  # longer waits fail the try; Airflow's retry (with backoff) takes over
 
-
-class SoundchartsError(RuntimeError):
-    """Any failure talking to Soundcharts."""
-
-
-class SoundchartsAuthError(SoundchartsError):
-    """401 (bad credentials) or 403 (endpoint not in the plan)."""
-
-
-class SoundchartsNotFound(SoundchartsError):
-    """404: unknown chart or song, or a ranking that is not published (yet)."""
-
-
-class SoundchartsRateLimited(SoundchartsError):
-    def __init__(self, message: str, retry_after: float | None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-class SoundchartsServerError(SoundchartsError):
-    """5xx after the client's own retries."""
-
-
-class SoundchartsMalformedResponse(SoundchartsError):
-    """A body that is not the JSON shape the API documents."""
-
-
-class SoundchartsHook(HttpHook):
-    """HttpHook whose connection lookup also works outside tasks (CLI, api-server plugin)."""
-
-    @classmethod
-    def get_connection(cls, conn_id: str):
-        return get_connection(conn_id)
-
-
-@dataclass(frozen=True)
-class ChartInfo:
-    slug: str
-    name: str
-    platform: str
-    frequency: str | None
-    country_code: str | None
-    max_results: int | None
-
-
-@dataclass(frozen=True)
-class RankingEntry:
-    song_uuid: str
-    song_name: str
-    credit_name: str | None
-    image_url: str | None
-    position: int
-    previous_position: int | None
-    entry_state: str | None
-    time_on_chart: int | None
-    time_on_chart_unit: str | None
-    metric: int | None
-
-
-@dataclass(frozen=True)
-class Ranking:
-    slug: str
-    ranking_date: str  # ATOM datetime as published
-    entries: list[RankingEntry]
-
-    @property
-    def period(self) -> date:
-        return parse_atom(self.ranking_date).date()
-
-
-@dataclass(frozen=True)
-class SongMetadata:
-    uuid: str
-    name: str
-    credit_name: str | None
-    isrc: str | None
-    artists: list[dict[str, Any]]
-    release_date: date | None
-    duration_seconds: int | None
-    explicit: bool | None
-    genres: list[dict[str, Any]]
-    labels: list[dict[str, Any]]
-    language_code: str | None
-
-
-@dataclass(frozen=True)
-class AudiencePoint:
-    day: date
-    value: int | None
-
-
-def parse_atom(value: str) -> datetime:
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except (AttributeError, ValueError) as exc:
-        raise SoundchartsMalformedResponse(f"not an ATOM datetime: {value!r}") from exc
-
-
-def atom_for(day: date) -> str:
-    return f"{day.isoformat()}T00:00:00+00:00"
+__all__ = [  # what callers take from the client module: the client, its errors and its values
+    "AudiencePoint", "ChartInfo", "Ranking", "RankingEntry", "SongMetadata", "SoundchartsAuthError",
+    "SoundchartsClient", "SoundchartsError", "SoundchartsMalformedResponse", "SoundchartsNotFound",
+    "SoundchartsRateLimited", "SoundchartsServerError", "atom_for", "parse_atom",
+]
 
 
 @dataclass
@@ -144,7 +65,7 @@ class SoundchartsClient:
     def charts_by_platform(self, platform: str, country_code: str | None = None) -> list[ChartInfo]:
         params = {"countryCode": country_code} if country_code else {}
         items = self._all_items(f"/api/v2/chart/song/by-platform/{quote(platform)}", params)
-        return [_chart_info(item) for item in items]
+        return [chart_info(item) for item in items]
 
     def available_rankings(self, slug: str, newest_only: bool = False) -> list[str]:
         """ATOM dates the API has published for the chart, newest first."""
@@ -163,7 +84,7 @@ class SoundchartsClient:
         if not isinstance(related, dict) or not isinstance(related.get("date"), str):
             raise SoundchartsMalformedResponse(f"{path}: 'related.date' missing")
         items = list(first["items"]) + self._rest_items(path, {}, first)
-        entries = [_ranking_entry(item, path) for item in items]
+        entries = [ranking_entry(item, path) for item in items]
         positions = [e.position for e in entries]
         if len(set(positions)) != len(positions):
             raise SoundchartsMalformedResponse(f"{path}: duplicate positions in the ranking")
@@ -305,39 +226,3 @@ def _error_message(response: requests.Response) -> str:
         return "; ".join(str(e.get("message")) for e in errors) or response.reason
     except (ValueError, AttributeError):
         return response.reason or ""
-
-
-def _chart_info(item: Any) -> ChartInfo:
-    if not isinstance(item, dict) or not item.get("slug"):
-        raise SoundchartsMalformedResponse(f"chart item without slug: {item!r}")
-    return ChartInfo(
-        slug=item["slug"],
-        name=item.get("name") or item["slug"],
-        platform=item.get("platform") or "",
-        frequency=item.get("frequency"),
-        country_code=item.get("countryCode"),
-        max_results=item.get("maxResultsCount"),
-    )
-
-
-def _ranking_entry(item: Any, path: str) -> RankingEntry:
-    try:
-        song = item["song"]
-        position = int(item["position"])
-        if position < 1 or not song["uuid"] or not song["name"]:
-            raise ValueError("empty song or position < 1")
-        old = item.get("oldPosition")
-        return RankingEntry(
-            song_uuid=str(song["uuid"]),
-            song_name=str(song["name"]),
-            credit_name=song.get("creditName"),
-            image_url=song.get("imageUrl"),
-            position=position,
-            previous_position=int(old) if old else None,
-            entry_state=item.get("entryState"),
-            time_on_chart=item.get("timeOnChart"),
-            time_on_chart_unit=item.get("timeOnChartUnit"),
-            metric=int(item["metric"]) if item.get("metric") is not None else None,
-        )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise SoundchartsMalformedResponse(f"{path}: bad ranking item ({exc}): {str(item)[:200]}") from exc

@@ -6,7 +6,6 @@ change it describes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import Enum
@@ -14,6 +13,8 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, func, insert, select
 
+from chartsync.core.paging import Page, PageRequest
+from chartsync.core.timestamps import as_utc
 from chartsync.store.tables import chart_sync_audit
 
 SCHEDULE, CHART, BACKFILL = "schedule", "chart", "backfill"
@@ -25,8 +26,8 @@ def jsonable(value: Any) -> Any:
         return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple, set)):
         return [jsonable(v) for v in value]
-    if isinstance(value, datetime):  # SQLite hands back naive values; chart-sync writes UTC only
-        return (value if value.tzinfo is not None else value.replace(tzinfo=UTC)).isoformat()
+    if isinstance(value, datetime):
+        return as_utc(value).isoformat()
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, Enum):
@@ -46,14 +47,8 @@ def record(conn: Connection, *, actor: str, action: str, entity: str, entity_id:
     ))
 
 
-@dataclass(frozen=True)
-class AuditPage:
-    items: list[dict]
-    total: int
-
-
 def entries(engine: Engine, *, entity: str | None = None, entity_id: int | None = None, actor: str | None = None,
-            action: str | None = None, limit: int = 50, offset: int = 0) -> AuditPage:
+            action: str | None = None, paging: PageRequest = PageRequest()) -> Page:
     """Newest first."""
     a = chart_sync_audit.c
     filters = [column == value for column, value in
@@ -62,11 +57,6 @@ def entries(engine: Engine, *, entity: str | None = None, entity_id: int | None 
     query = select(chart_sync_audit).where(*filters).order_by(a.created_at.desc(), a.id.desc())
     with engine.connect() as conn:
         total = conn.execute(select(func.count()).select_from(chart_sync_audit).where(*filters)).scalar_one()
-        rows = conn.execute(query.limit(limit).offset(offset)).all()
-    items = []
-    for r in rows:
-        item = dict(r._mapping)
-        if item["created_at"].tzinfo is None:  # SQLite drops the zone; we always write UTC
-            item["created_at"] = item["created_at"].replace(tzinfo=UTC)
-        items.append(item)
-    return AuditPage(items, total)
+        rows = conn.execute(query.limit(paging.limit).offset(paging.offset)).all()
+    items = [dict(r._mapping) | {"created_at": as_utc(r.created_at)} for r in rows]
+    return Page(items, total, paging.limit, paging.offset)

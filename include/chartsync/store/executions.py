@@ -2,28 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection, Engine, insert
+from sqlalchemy import Connection, Engine, delete, insert
 
+from chartsync.core.outcomes import FAILED, SUCCESS, RunRef, SyncResult
 from chartsync.store.tables import chart_sync_execution
-
-if TYPE_CHECKING:
-    from chartsync.services.sync import SyncResult
-
-SUCCESS, FAILED, SKIPPED = "success", "failed", "skipped"
-
-
-@dataclass(frozen=True)
-class RunRef:
-    """Which Airflow task try an execution row belongs to."""
-
-    chart_id: int
-    dag_id: str
-    run_id: str
-    try_number: int = 1
 
 
 def record_success(conn: Connection, run: RunRef, result: SyncResult, started: datetime,
@@ -59,3 +43,8 @@ def record_failure(engine: Engine, run: RunRef, period: date | None, started: da
 
 def _run_values(run: RunRef) -> dict:
     return {"chart_id": run.chart_id, "dag_id": run.dag_id, "run_id": run.run_id, "try_number": run.try_number}
+
+
+def delete_started_before(conn: Connection, cutoff: datetime) -> int:
+    """Retention: drop execution rows started before ``cutoff``; how many went."""
+    return conn.execute(delete(chart_sync_execution).where(chart_sync_execution.c.started_at < cutoff)).rowcount

@@ -3,7 +3,8 @@
 Every list is one filtered, sorted and paged SQL query; every figure is a GROUP BY in the
 database, so a page costs a fixed number of queries however many charts, schedules or
 executions there are. Statuses come from the same SQL overdue rule as the REST API
-(``stats.overdue_clause``); a page of schedules is described by ``schedules.describe``.
+(``store.stats.overdue_clause``); the schedule table's rows are described by
+``services.schedules.schedule_table``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,19 @@ from sqlalchemy import Engine, String, and_, asc, case, desc, func, literal, or_
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import ColumnElement, FunctionElement
 
-from chartsync.services import schedules
+from chartsync.core.outcomes import FAILED, SKIPPED, SUCCESS
+from chartsync.core.paging import Page, PageRequest
+from chartsync.core.rules import (
+    ACTIVE,
+    CHART_STATUSES,
+    INACTIVE,
+    NOT_SCHEDULED,
+    OVERDUE,
+    freshness_seconds,
+    success_rate,
+)
+from chartsync.core.schedule import ScheduleError, dag_id_for
+from chartsync.core.timestamps import as_utc
 from chartsync.store import stats
 from chartsync.store.tables import (
     chart,
@@ -24,28 +37,6 @@ from chartsync.store.tables import (
     chart_sync_execution,
     chart_sync_schedule,
 )
-
-ACTIVE, OVERDUE, INACTIVE, NOT_SCHEDULED = "active", "overdue", "inactive", "not-scheduled"
-SCHEDULE_STATUSES = (ACTIVE, OVERDUE, INACTIVE)
-CHART_STATUSES = (*SCHEDULE_STATUSES, NOT_SCHEDULED)
-
-
-@dataclass(frozen=True)
-class Page:
-    items: list
-    total: int
-    page: int
-    page_size: int
-
-    @property
-    def pages(self) -> int:
-        return max(1, -(-self.total // self.page_size))
-
-
-def _bounded(page: int, page_size: int) -> tuple[int, int]:
-    page = max(1, page)
-    return page, (page - 1) * page_size
-
 
 def _search(pattern: str | None) -> ColumnElement | None:
     if not pattern or not pattern.strip():
@@ -95,19 +86,18 @@ class ChartRow:
     @property
     def dag_id(self) -> str | None:
         try:
-            return schedules.dag_id_for(self.slug)
-        except schedules.ScheduleError:
+            return dag_id_for(self.slug)
+        except ScheduleError:
             return None
 
 
 def chart_catalogue(engine: Engine, *, search: str | None = None, platform: str | None = None,
-                    status: str | None = None, frequency: str | None = None, page: int = 1,
-                    page_size: int = 50, now: datetime | None = None) -> Page:
+                    status: str | None = None, frequency: str | None = None,
+                    paging: PageRequest = PageRequest(), now: datetime | None = None) -> Page:
     """Every chart with its sync status (the schedule's, or not-scheduled), filtered and paged by slug."""
     if status is not None and status not in CHART_STATUSES:
         raise ValueError(f"status must be one of {', '.join(CHART_STATUSES)}")
     now = now or datetime.now(UTC)
-    page, offset = _bounded(page, page_size)
     s = chart_sync_schedule.c
     with engine.connect() as conn:
         status_expr, last_ok = _status_expression(conn, now)
@@ -130,11 +120,11 @@ def chart_catalogue(engine: Engine, *, search: str | None = None, platform: str 
         if status:  # the last-success aggregate only when the status filters
             counted = counted.outerjoin(last_ok, last_ok.c.chart_id == chart.c.id)
         total = conn.execute(select(func.count()).select_from(counted).where(*conditions)).scalar_one()
-        rows = conn.execute(query.where(*conditions).order_by(chart.c.slug).limit(page_size).offset(offset)).all()
+        rows = conn.execute(query.where(*conditions).order_by(chart.c.slug).limit(paging.limit).offset(paging.offset)).all()
     items = [ChartRow(r.id, r.slug, r.name, r.platform, r.country_code, r.frequency, r.schedule_id,
-                      r.sync_frequency, r.status, stats.aware(r.last_success_at) if r.last_success_at else None,
+                      r.sync_frequency, r.status, as_utc(r.last_success_at) if r.last_success_at else None,
                       bool(r.has_rankings)) for r in rows]
-    return Page(items, total, page, page_size)
+    return Page(items, total, paging.limit, paging.offset)
 
 
 # -- the schedule table ------------------------------------------------------------------------------
@@ -149,23 +139,19 @@ def _execution_totals():
     def count(status: str):
         return func.sum(case((e.status == status, 1), else_=0))
 
-    return (select(e.chart_id, func.count().label("total"), count(stats.SUCCESS).label("ok"),
-                   count(stats.FAILED).label("failed"))
+    return (select(e.chart_id, func.count().label("total"), count(SUCCESS).label("ok"),
+                   count(FAILED).label("failed"))
             .group_by(e.chart_id).subquery("totals"))
 
 
-def schedule_table(engine: Engine, *, search: str | None = None, platform: str | None = None,
-                   frequency: str | None = None, status: str | None = None, sort: str = "chart",
-                   descending: bool = False, page: int = 1, page_size: int = 50,
-                   now: datetime | None = None) -> Page:
-    """A page of schedules, described like the REST API's (chart, status, statistics, DAG state),
-    plus ``coverage`` (the last gap audit's row, or None); sorted by any column of the table."""
+def schedule_ids(engine: Engine, *, search: str | None, platform: str | None, frequency: str | None,
+                 status: str | None, sort: str, descending: bool, paging: PageRequest,
+                 now: datetime) -> tuple[list[int], int, dict[int, dict]]:
+    """One page of the schedule table: schedule ids in order, how many match, and the last gap
+    audit's coverage row by chart id; filtered by status and sorted by any column."""
     if sort not in SCHEDULE_SORTS:
         raise ValueError(f"sort must be one of {', '.join(SCHEDULE_SORTS)}")
-    if status is not None and status not in SCHEDULE_STATUSES:
-        raise ValueError(f"status must be one of {', '.join(SCHEDULE_STATUSES)}")
-    now = now or datetime.now(UTC)
-    page, offset = _bounded(page, page_size)
+    page_size, offset = paging.limit, paging.offset
     s, cov = chart_sync_schedule.c, chart_sync_coverage.c
     with engine.connect() as conn:
         status_expr, last_ok = _status_expression(conn, now)
@@ -202,22 +188,19 @@ def schedule_table(engine: Engine, *, search: str | None = None, platform: str |
         ids = list(conn.execute(query.order_by(*order).limit(page_size).offset(offset)).scalars())
         coverage = {r.chart_id: dict(r._mapping) for r in conn.execute(
             select(chart_sync_coverage).join(chart_sync_schedule, s.chart_id == cov.chart_id).where(s.id.in_(ids)))}
-    rows = schedules.rows_by_id(engine, ids)
-    items = [item | {"coverage": coverage.get(item["chart_id"])} for item in schedules.describe(engine, rows, now=now)]
-    return Page(items, total, page, page_size)
+    return ids, total, coverage
 
 
 # -- one schedule's execution history ------------------------------------------------------------------
-def execution_history(engine: Engine, chart_id: int, *, page: int = 1, page_size: int = 25) -> Page:
+def execution_history(engine: Engine, chart_id: int, *, paging: PageRequest = PageRequest(25)) -> Page:
     """A chart's executions, newest first (the (chart_id, started_at) index)."""
-    page, offset = _bounded(page, page_size)
     e = chart_sync_execution.c
     with engine.connect() as conn:
         total = conn.execute(select(func.count()).where(e.chart_id == chart_id)).scalar_one()
         rows = conn.execute(select(chart_sync_execution).where(e.chart_id == chart_id)
-                            .order_by(e.started_at.desc(), e.id.desc()).limit(page_size).offset(offset)).all()
-    items = [{k: stats.aware(v) if isinstance(v, datetime) else v for k, v in r._mapping.items()} for r in rows]
-    return Page(items, total, page, page_size)
+                            .order_by(e.started_at.desc(), e.id.desc()).limit(paging.limit).offset(paging.offset)).all()
+    items = [{k: as_utc(v) if isinstance(v, datetime) else v for k, v in r._mapping.items()} for r in rows]
+    return Page(items, total, paging.limit, paging.offset)
 
 
 # -- the stats page: aggregates over time ----------------------------------------------------------------
@@ -249,7 +232,7 @@ class DayStats:
 
     @property
     def success_rate(self) -> float | None:
-        return stats.success_rate(self.successful, self.failed)
+        return success_rate(self.successful, self.failed)
 
 
 def daily_stats(engine: Engine, days: int = 30, *, now: datetime | None = None) -> list[DayStats]:
@@ -263,8 +246,8 @@ def daily_stats(engine: Engine, days: int = 30, *, now: datetime | None = None) 
     def count(status: str):
         return func.sum(case((e.status == status, 1), else_=0))
 
-    query = (select(day.label("day"), func.count().label("n"), count(stats.SUCCESS).label("ok"),
-                    count(stats.FAILED).label("failed"), count(stats.SKIPPED).label("skipped"),
+    query = (select(day.label("day"), func.count().label("n"), count(SUCCESS).label("ok"),
+                    count(FAILED).label("failed"), count(SKIPPED).label("skipped"),
                     func.avg(e.duration_seconds).label("avg"))
              .where(e.started_at >= datetime.combine(first, datetime.min.time(), UTC)).group_by(day))
     with engine.connect() as conn:
@@ -302,7 +285,7 @@ def stalest_schedules(engine: Engine, limit: int = 15, *, now: datetime | None =
              .order_by(last_ok.c.last_success_at.is_not(None), last_ok.c.last_success_at, chart.c.slug)
              .limit(limit))
     with engine.connect() as conn:
-        return [ChartFigure(r.id, r.chart_id, r.slug, r.name, stats.freshness_seconds(r.last_success_at, now))
+        return [ChartFigure(r.id, r.chart_id, r.slug, r.name, freshness_seconds(r.last_success_at, now))
                 for r in conn.execute(query)]
 
 
@@ -316,7 +299,7 @@ def freshness_distribution(engine: Engine, *, now: datetime | None = None) -> li
     now = now or datetime.now(UTC)
     s = chart_sync_schedule.c
     last_ok = stats.last_success_subquery()
-    age = literal(stats.aware(now).timestamp()) - stats.epoch(last_ok.c.last_success_at)
+    age = literal(as_utc(now).timestamp()) - stats.epoch(last_ok.c.last_success_at)
     whens = [(last_ok.c.last_success_at.is_(None), "never synced")]
     whens += [(age < limit.total_seconds(), label) for label, limit in FRESHNESS_BUCKETS if limit is not None]
     bucket = case(*whens, else_=FRESHNESS_BUCKETS[-1][0])

@@ -1,102 +1,23 @@
-"""Execution statistics and the overdue rule.
-
-The rule and the maths are pure (plain values in, plain values out); the aggregates run in
-the database as GROUP BY queries, so a page of schedules or the whole fleet costs a fixed
-number of queries however many schedules there are.
-
-Overdue: an active schedule whose last successful execution is older than its period plus a
-grace (``overdue_after``), or that never succeeded and was created longer ago than that.
+"""Execution statistics in SQL: "last success" (defined once, here), the overdue rule's SQL twin,
+and the GROUP BY aggregates, so a page of schedules or the whole fleet costs a fixed number of
+queries however many schedules there are. The pure rules are ``core.rules`` and ``core.calendar``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from itertools import pairwise
+from datetime import UTC, datetime
 
 from sqlalchemy import Connection, Engine, Float, and_, case, func, literal, select, true
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import ColumnElement, FunctionElement
 
 from chartsync.store.tables import chart_sync_coverage, chart_sync_execution, chart_sync_schedule
-from chartsync.core.calendar import Frequency
-
-SUCCESS, FAILED, SKIPPED = "success", "failed", "skipped"
-
-# -- the overdue rule (pure) ----------------------------------------------------------------------
-GRACE = {  # period length plus a grace for publication delays and retries
-    Frequency.DAILY: timedelta(hours=36),
-    Frequency.WEEKLY: timedelta(days=8),
-    Frequency.MONTHLY: timedelta(days=33),
-}
-INTERVAL_GRACE_FACTOR = 2  # custom and cron schedules: twice their interval
-FALLBACK_GRACE = GRACE[Frequency.WEEKLY]  # an unreadable frequency or cron expression
-_CRON_BASE = datetime(2024, 1, 1, tzinfo=UTC)  # a fixed base keeps a cron's grace stable
-_CRON_SAMPLES = 12
-
-
-def overdue_after(frequency: str, custom_interval_hours: int | None = None,
-                  cron_expression: str | None = None) -> timedelta:
-    """How long after its last success (or its creation) an active schedule becomes overdue."""
-    try:
-        freq = Frequency.parse(frequency or "")
-    except ValueError:
-        return FALLBACK_GRACE
-    if freq in GRACE:
-        return GRACE[freq]
-    if freq is Frequency.CUSTOM:
-        if not custom_interval_hours or custom_interval_hours <= 0:
-            return FALLBACK_GRACE
-        return timedelta(hours=custom_interval_hours * INTERVAL_GRACE_FACTOR)
-    return _cron_interval(cron_expression) * INTERVAL_GRACE_FACTOR if cron_expression else FALLBACK_GRACE
-
-
-def _cron_interval(expression: str) -> timedelta:
-    """The longest gap between consecutive fires of a cron expression (over a year's sample)."""
-    from croniter import croniter
-
-    try:
-        fires = croniter(expression, _CRON_BASE)
-        times = [fires.get_next(datetime) for _ in range(_CRON_SAMPLES)]
-    except (ValueError, KeyError, TypeError):  # a bad expression, or one that never fires
-        return FALLBACK_GRACE / INTERVAL_GRACE_FACTOR
-    return max(b - a for a, b in pairwise(times))
-
-
-def is_overdue(*, is_active: bool, frequency: str, last_success_at: datetime | None, created_at: datetime,
-               now: datetime, custom_interval_hours: int | None = None,
-               cron_expression: str | None = None) -> bool:
-    if not is_active:
-        return False
-    reference = last_success_at or created_at
-    return aware(now) - aware(reference) > overdue_after(frequency, custom_interval_hours, cron_expression)
-
-
-def schedule_status(*, is_active: bool, overdue: bool) -> str:
-    """The word the UI and API show: active, overdue or inactive."""
-    if not is_active:
-        return "inactive"
-    return "overdue" if overdue else "active"
-
-
-def success_rate(successful: int, failed: int) -> float | None:
-    """Share of decided executions that succeeded (skipped periods count neither way)."""
-    decided = successful + failed
-    return round(successful / decided, 4) if decided else None
-
-
-def freshness_seconds(last_success_at: datetime | None, now: datetime) -> float | None:
-    """Time since the last successful sync."""
-    if last_success_at is None:
-        return None
-    return round((aware(now) - aware(last_success_at)).total_seconds(), 1)
-
-
-def aware(value: datetime) -> datetime:
-    """SQLite hands back naive datetimes; every timestamp chart-sync writes is UTC."""
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-
+from chartsync.core.calendar import FALLBACK_GRACE, INTERVAL_GRACE_FACTOR, OVERDUE_GRACE, Frequency, overdue_after
+from chartsync.core.outcomes import FAILED, SKIPPED, SUCCESS
+from chartsync.core.rules import freshness_seconds, success_rate
+from chartsync.core.timestamps import as_utc
 
 # -- the same rule in SQL ---------------------------------------------------------------------------
 class epoch(FunctionElement):
@@ -128,7 +49,7 @@ def cron_graces(conn: Connection) -> dict[str, int]:
 
 def grace_seconds(schedule=chart_sync_schedule, cron: dict[str, int] | None = None) -> ColumnElement:
     s = schedule.c
-    whens = [(s.sync_frequency == f.value, int(g.total_seconds())) for f, g in GRACE.items()]
+    whens = [(s.sync_frequency == f.value, int(g.total_seconds())) for f, g in OVERDUE_GRACE.items()]
     whens.append((and_(s.sync_frequency == Frequency.CUSTOM.value, s.custom_interval_hours > 0),
                   s.custom_interval_hours * 3600 * INTERVAL_GRACE_FACTOR))
     whens += [(and_(s.sync_frequency == Frequency.CRON.value, s.cron_expression == expr), seconds)
@@ -151,7 +72,7 @@ def overdue_clause(last_success_at: ColumnElement, now: datetime, cron: dict[str
     reference = func.coalesce(last_success_at, schedule.c.created_at)
     return and_(
         schedule.c.is_active.is_(True),
-        epoch(reference) < literal(aware(now).timestamp()) - grace_seconds(schedule, cron),
+        epoch(reference) < literal(as_utc(now).timestamp()) - grace_seconds(schedule, cron),
     )
 
 
@@ -190,12 +111,12 @@ def _aggregates(since: datetime | None) -> list:
 
 def _stats(r, now: datetime, latest=None) -> ExecutionStats:
     ok, failed = int(r.ok or 0), int(r.failed or 0)
-    last_ok = aware(r.last_ok) if r.last_ok is not None else None
+    last_ok = as_utc(r.last_ok) if r.last_ok is not None else None
     return ExecutionStats(
         total_executions=int(r.total or 0), successful_executions=ok, failed_executions=failed,
         skipped_executions=int(r.skipped or 0), success_rate=success_rate(ok, failed),
         average_duration_seconds=_round(r.avg_duration),
-        last_execution_at=aware(r.last_started) if r.last_started is not None else None,
+        last_execution_at=as_utc(r.last_started) if r.last_started is not None else None,
         last_status=latest.status if latest is not None else None,
         last_error=latest.error if latest is not None else None,
         last_success_at=last_ok, freshness_seconds=freshness_seconds(last_ok, now),
@@ -263,7 +184,7 @@ def coverage(engine: Engine, chart_id: int) -> dict | None:
 
 
 def _with_aware_times(row: dict) -> dict:
-    return {k: aware(v) if isinstance(v, datetime) else v for k, v in row.items()}
+    return {k: as_utc(v) if isinstance(v, datetime) else v for k, v in row.items()}
 
 
 def _round(value) -> float | None:

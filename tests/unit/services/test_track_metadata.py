@@ -19,16 +19,11 @@ from chartsync.store.tables import (
     chart_sync_schedule,
     track,
 )
-from chartsync.store.executions import RunRef
+from chartsync.core.outcomes import RunRef
 from chartsync.soundcharts.client import SoundchartsClient, SoundchartsMalformedResponse
 from chartsync.services.sync import sync_period
-from chartsync.services.track_metadata import (
-    SyncFinding,
-    due_tracks,
-    findings_from_extras,
-    rankings_event_extra,
-    refresh_metadata,
-)
+from chartsync.core.outcomes import SyncFinding, findings_from_extras, rankings_event_extra
+from chartsync.services.track_metadata import due_tracks, refresh_metadata
 
 PERIOD = date.today() - timedelta(days=5)
 WITH_METADATA = (1, "apple-music-top-100-us-daily")

@@ -71,13 +71,3 @@ def test_latest_complete_period():
     assert f.latest_complete_period(Frequency.DAILY, now).start == date(2026, 11, 23)
     assert f.latest_complete_period(Frequency.WEEKLY, now, 4).start == date(2026, 11, 13)
     assert f.latest_complete_period(Frequency.MONTHLY, now).start == date(2026, 10, 1)
-
-
-@pytest.mark.parametrize("hours", [None, 0, -3, 10_000, 2.5, True])
-def test_custom_hours_rejected(hours):
-    with pytest.raises(ValueError, match="custom_interval_hours"):
-        f.validate_custom_hours(hours)
-
-
-def test_custom_hours_accepted():
-    assert f.validate_custom_hours(6) == 6

@@ -8,6 +8,8 @@ import pytest
 from sqlalchemy import create_engine, insert
 
 from chartsync.seam import orchestration
+from chartsync.core.paging import PageRequest
+from chartsync.services import schedules
 from chartsync.store import pages
 from chartsync.store.migrate import upgrade
 from chartsync.store.tables import chart, chart_sync_coverage, chart_sync_execution, chart_sync_schedule
@@ -61,25 +63,25 @@ def test_catalogue_status_of_every_chart_and_filters(engine):
     assert [r.slug for r in pages.chart_catalogue(engine, platform="deezer", now=NOW).items] == ["c4"]
     # a scheduled chart by its schedule's frequency, an unscheduled one by its own
     assert [r.slug for r in pages.chart_catalogue(engine, frequency="monthly", now=NOW).items] == ["c6"]
-    second = pages.chart_catalogue(engine, page=2, page_size=4, now=NOW)
+    second = pages.chart_catalogue(engine, paging=PageRequest.number(2, 4), now=NOW)
     assert (second.total, second.pages, [r.slug for r in second.items]) == (6, 2, ["c5", "c6"])
     with pytest.raises(ValueError):
         pages.chart_catalogue(engine, status="bogus")
 
 
 def test_schedule_table_sorts_by_statistics_and_filters_by_status(engine):
-    by_rate = pages.schedule_table(engine, sort="success_rate", descending=True, now=NOW)
+    by_rate = schedules.schedule_table(engine, sort="success_rate", descending=True, now=NOW)
     assert [s["chart"]["slug"] for s in by_rate.items] == ["c1", "c4", "c2", "c3"]  # never executed: last
     assert by_rate.items[0]["coverage"]["coverage_percent"] == 82.19
     assert by_rate.items[1]["stats"].success_rate == 0.25
-    by_count = pages.schedule_table(engine, sort="executions", descending=True, now=NOW)
+    by_count = schedules.schedule_table(engine, sort="executions", descending=True, now=NOW)
     assert [s["chart"]["slug"] for s in by_count.items] == ["c1", "c4", "c2", "c3"]
-    assert [s["chart"]["slug"] for s in pages.schedule_table(engine, sort="coverage", now=NOW).items][0] == "c1"
-    overdue = pages.schedule_table(engine, status="overdue", now=NOW)
+    assert [s["chart"]["slug"] for s in schedules.schedule_table(engine, sort="coverage", now=NOW).items][0] == "c1"
+    overdue = schedules.schedule_table(engine, status="overdue", now=NOW)
     assert (overdue.total, [s["status"] for s in overdue.items]) == (1, ["overdue"])
-    assert pages.schedule_table(engine, search="delta", now=NOW).items[0]["chart"]["slug"] == "c4"
+    assert schedules.schedule_table(engine, search="delta", now=NOW).items[0]["chart"]["slug"] == "c4"
     with pytest.raises(ValueError):
-        pages.schedule_table(engine, sort="nope")
+        schedules.schedule_table(engine, sort="nope")
 
 
 def test_daily_stats_fill_every_day(engine):
@@ -104,8 +106,8 @@ def test_freshness_and_slowest(engine):
 
 
 def test_execution_history_pages_newest_first(engine):
-    first = pages.execution_history(engine, 1, page=1, page_size=4)
+    first = pages.execution_history(engine, 1, paging=PageRequest.number(1, 4))
     assert first.total == 6 and first.pages == 2
     started = [e["started_at"] for e in first.items]
     assert started == sorted(started, reverse=True) and started[0].tzinfo is not None
-    assert len(pages.execution_history(engine, 1, page=2, page_size=4).items) == 2
+    assert len(pages.execution_history(engine, 1, paging=PageRequest.number(2, 4)).items) == 2

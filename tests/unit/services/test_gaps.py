@@ -11,7 +11,7 @@ from chartsync.services import gaps
 from chartsync.store.migrate import upgrade
 from chartsync.store.tables import chart, chart_expected_period, chart_ranking, chart_sync_coverage, chart_sync_schedule
 from chartsync.core.calendar import Frequency
-from chartsync.services.schedules import ScheduleConfig
+from chartsync.core.schedule import ScheduleConfig
 
 TODAY = date(2026, 11, 24)
 

@@ -10,7 +10,7 @@ from sqlalchemy import create_engine, func, insert, select, update
 
 from chartsync.store.migrate import upgrade
 from chartsync.store.tables import chart, chart_ranking, chart_ranking_entry, chart_sync_execution, track
-from chartsync.store.executions import RunRef
+from chartsync.core.outcomes import RunRef
 from chartsync.soundcharts.client import (
     SoundchartsAuthError,
     SoundchartsClient,

@@ -12,9 +12,10 @@ from chartsync.services import coverage
 from chartsync.store import rankings
 from chartsync.store.migrate import upgrade
 from chartsync.store.tables import chart, chart_expected_period
-from chartsync.store.executions import RunRef, record_failure
+from chartsync.core.outcomes import RunRef
+from chartsync.store.executions import record_failure
 from chartsync.core.calendar import Frequency
-from chartsync.services.schedules import ScheduleConfig
+from chartsync.core.schedule import ScheduleConfig
 from chartsync.soundcharts.client import SoundchartsClient
 from chartsync.services.sync import sync_period
 

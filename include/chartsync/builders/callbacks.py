@@ -1,0 +1,92 @@
+"""The callbacks chart-sync hands Airflow: the failure callback of every task and the chart DAGs'
+Deadline Alerts (the SLA successor). Each turns Airflow's context into a call of ``services.alerts``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from airflow.sdk import AsyncCallback, DeadlineAlert, DeadlineReference
+
+from chartsync.core import calendar
+from chartsync.core.alerts import DEADLINE, DEGRADATION
+from chartsync.core.schedule import ScheduleConfig
+from chartsync.settings import deadline_alerts_enabled
+
+log = logging.getLogger(__name__)
+
+
+def deadlines_for(config: ScheduleConfig) -> list[DeadlineAlert]:
+    """The Deadline Alerts of one chart DAG (a ``ScheduleConfig``): the sync deadline and degradation.
+
+    Sync deadline: "period P must be synced within N hours of its data interval end". Airflow
+    3.3.2 offers DAGRUN_LOGICAL_DATE, DAGRUN_QUEUED_AT, FIXED_DATETIME and AVERAGE_RUNTIME.
+    Our timetables are data-interval ones, so a run's logical date *is* its data interval start,
+    the start of the period it syncs (a manual run "for D" syncs period D: services.sync.period_for_run);
+    DAGRUN_LOGICAL_DATE + (one period + N h) is therefore "N h after the period's end", for
+    scheduled, catchup and backfill runs alike. DAGRUN_QUEUED_AT would measure from when the
+    scheduler got round to the run (a late scheduler or a catchup queue would shift every
+    deadline), and a custom reference would have to be registered through a plugin in the
+    scheduler. Manual runs without a logical date get no sync deadline (Airflow skips it).
+
+    Degradation: AVERAGE_RUNTIME (the DAG's recent successful runs) plus DEGRADATION_SLACK.
+    """
+    if not deadline_alerts_enabled():
+        return []
+    hours = calendar.deadline_hours(config.frequency, config.deadline_hours, config.custom_interval_hours,
+                                    config.cron_expression)
+    about = {"schedule_id": config.schedule_id, "chart_id": config.chart_id, "chart": config.slug,
+             "chart_name": config.chart_name, "frequency": config.frequency.value, "allowed_hours": hours}
+    return [
+        DeadlineAlert(
+            reference=DeadlineReference.DAGRUN_LOGICAL_DATE,
+            interval=calendar.sync_deadline(config.frequency, config.deadline_hours,
+                                            config.custom_interval_hours, config.cron_expression),
+            callback=AsyncCallback(on_deadline_missed, kwargs={"kind": DEADLINE, **about}),
+            name="sync deadline",
+        ),
+        DeadlineAlert(
+            reference=DeadlineReference.AVERAGE_RUNTIME(max_runs=calendar.AVERAGE_RUNTIME_RUNS,
+                                                        min_runs=calendar.AVERAGE_RUNTIME_MIN_RUNS),
+            interval=calendar.DEGRADATION_SLACK,
+            callback=AsyncCallback(on_deadline_missed, kwargs={"kind": DEGRADATION, **about}),
+            name="runtime degradation",
+        ),
+    ]
+
+
+async def on_deadline_missed(*, kind: str, schedule_id: int, chart_id: int, chart: str, chart_name: str,
+                             frequency: str, allowed_hours: float, context: dict | None = None) -> str:
+    """AsyncCallback of the chart DAGs' Deadline Alerts; runs in the triggerer (see the module doc).
+
+    Returns a string: Airflow 3.3.2 stores the result in the ``callback.output`` text column, and a
+    result it cannot store there (a dict) kills the triggerer's runner process.
+    """
+    from chartsync.services import alerts  # deferred: parse-time cost (alerting loads the channels' providers)
+
+    alert = await asyncio.to_thread(
+        alerts.handle_deadline_miss, kind, context or {}, schedule_id=schedule_id, chart_id=chart_id, chart=chart,
+        chart_name=chart_name, frequency=frequency, allowed_hours=allowed_hours)
+    if alert is None:
+        return f"no {kind} alert for {chart} (see the triggerer log)"
+    return f"{kind} alert raised for {chart}"
+
+
+def on_task_failure(context: Mapping[str, Any]) -> None:
+    """``on_failure_callback`` of every chart-sync task (``builders.defaults``).
+
+    Airflow calls it only when the task instance has failed for good: its retries are used up,
+    or the failure must not be retried (``AirflowFailException``). A try that will be retried
+    goes to ``on_retry_callback`` instead, so stakeholders hear of a failure once, at the end.
+    """
+    from chartsync.services import alerts  # deferred: parse-time cost (alerting loads the channels' providers)
+
+    try:
+        alert = alerts.failure_alert(context)
+        if alert is not None:
+            alerts.raise_alert(alert)
+    except Exception:  # an alert problem must never hide the task's own failure
+        log.exception("chart-sync: the failure alert could not be raised")

@@ -1,0 +1,32 @@
+"""What every chart-sync DAG starts from: the task defaults (declared once, layered per DAG) and
+the rankings asset every sync emits."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.sdk import Asset
+
+from chartsync import settings
+from chartsync.builders.callbacks import on_task_failure
+
+RANKINGS_ASSET = Asset(settings.RANKINGS_ASSET_URI, group=settings.ASSET_GROUP)
+
+
+def default_args(**overrides: Any) -> dict[str, Any]:
+    """The task defaults of every chart-sync DAG, with this DAG's ``overrides`` on top."""
+    return {
+        "owner": settings.OWNER,
+        "retries": settings.RETRIES,
+        "retry_delay": settings.retry_delay(),
+        "retry_exponential_backoff": settings.RETRY_EXPONENTIAL_BACKOFF,
+        "max_retry_delay": settings.MAX_RETRY_DELAY,
+        "execution_timeout": settings.EXECUTION_TIMEOUT,
+        "pool": settings.SOUNDCHARTS_POOL,
+        "on_failure_callback": on_task_failure,  # called once, when no retry is left
+    } | overrides
+
+
+def without_api(**overrides: Any) -> dict[str, Any]:
+    """Defaults of a DAG that never calls Soundcharts: it keeps the API pool free."""
+    return default_args(pool="default_pool", **overrides)

@@ -1,0 +1,133 @@
+"""Alerts as values: their kinds, the rule for which missed deadlines are worth one, and the text
+every channel sends. Pure: raising, recording and delivering is ``services.alerts``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+from urllib.parse import quote
+
+from chartsync.settings import DIGEST_DAG_ID
+
+DEADLINE, DEGRADATION, FAILURE, OVERDUE, DIGEST = "deadline", "degradation", "failure", "overdue", "digest"
+KINDS = (DEADLINE, DEGRADATION, FAILURE, OVERDUE, DIGEST)
+LABELS = {DEADLINE: "Sync deadline missed", DEGRADATION: "Sync slower than usual", FAILURE: "Sync failed",
+          OVERDUE: "Schedule overdue", DIGEST: "Daily digest"}
+
+
+def skip_reason(kind: str, *, run_type: str | None, deadline_time: datetime | None,
+                interval_end: datetime | None, queued_at: datetime | None,
+                schedule_created_at: datetime | None) -> str | None:
+    """Why a missed deadline is not worth an alert (None: alert).
+
+    History is not an SLA: catch-up of periods whose deadline passed before the schedule existed,
+    backfills (gap healing, re-syncs) and manual runs started after the deadline had passed.
+    """
+    if run_type == "backfill":
+        return "backfill run"
+    if kind == DEADLINE and deadline_time is not None:
+        if schedule_created_at is not None and deadline_time < schedule_created_at:
+            return "history catch-up: the deadline had passed before the schedule was created"
+        if run_type == "manual" and queued_at is not None and deadline_time <= queued_at:
+            return "manual run started after the deadline had passed"
+    if kind == DEGRADATION and interval_end is not None and schedule_created_at is not None \
+            and interval_end < schedule_created_at:
+        return "history catch-up"
+    return None
+
+
+@dataclass(frozen=True)
+class Alert:
+    kind: str
+    summary: str  # what was missed, one line
+    chart_id: int | None = None
+    chart: str | None = None  # slug
+    chart_name: str | None = None
+    schedule_id: int | None = None
+    dag_id: str | None = None
+    run_id: str | None = None
+    period: date | None = None
+    details: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def title(self) -> str:
+        subject = self.chart_name or self.chart or self.dag_id
+        text = f"[chart-sync] {LABELS.get(self.kind, self.kind)}"
+        text += f": {subject}" if subject else ""
+        return text + (f", period {self.period.isoformat()}" if self.period else "")
+
+
+def links(base_url: str, *, dag_id: str | None = None, run_id: str | None = None,
+          schedule_id: int | None = None) -> dict[str, str]:
+    """The Airflow UI page of the DAG run and the chart-sync page of the schedule."""
+    base = (base_url or "").rstrip("/")
+    found = {}
+    if dag_id and run_id:
+        found["dag_run"] = f"{base}/dags/{quote(dag_id, safe='')}/runs/{quote(run_id, safe='')}"
+    elif dag_id:
+        found["dag"] = f"{base}/dags/{quote(dag_id, safe='')}"
+    if schedule_id is not None:
+        found["schedule"] = f"{base}/chart-sync/ui/schedules/{schedule_id}"
+    return found
+
+
+def format_message(alert: Alert, base_url: str) -> str:
+    """The text every channel sends and the alert table stores."""
+    lines = [alert.title, alert.summary]
+    if alert.chart and alert.chart_name:
+        lines.append(f"- chart: {alert.chart_name} ({alert.chart})")
+    lines += [f"- {d}" for d in alert.details]
+    names = {"dag_run": "DAG run", "dag": "DAG", "schedule": "Schedule"}
+    for key, url in links(base_url, dag_id=alert.dag_id, run_id=alert.run_id,
+                          schedule_id=alert.schedule_id).items():
+        lines.append(f"{names[key]}: {url}")
+    return "\n".join(lines)
+
+
+def payload(alert: Alert, text: str, base_url: str, created_at: datetime) -> dict[str, Any]:
+    """The JSON document the webhook channel POSTs."""
+    return {
+        "kind": alert.kind, "title": alert.title, "summary": alert.summary, "message": text,
+        "chart": {"id": alert.chart_id, "slug": alert.chart, "name": alert.chart_name},
+        "schedule_id": alert.schedule_id, "dag_id": alert.dag_id, "run_id": alert.run_id,
+        "period": alert.period.isoformat() if alert.period else None, "details": list(alert.details),
+        "links": links(base_url, dag_id=alert.dag_id, run_id=alert.run_id, schedule_id=alert.schedule_id),
+        "created_at": created_at.isoformat(),
+    }
+
+
+@dataclass(frozen=True)
+class Digest:
+    since: datetime
+    until: datetime
+    overdue: list[dict]
+    alerts: dict[str, list[dict]]  # failure / deadline / degradation alerts of the window
+    failed_tries: int
+
+
+def digest_alert(digest: Digest, base_url: str) -> Alert:
+    """One alert that lists overdue schedules, final failures and deadline misses of the window."""
+    counts = [f"{len(digest.overdue)} overdue schedule(s)", f"{len(digest.alerts[FAILURE])} failure(s)",
+              f"{len(digest.alerts[DEADLINE])} deadline miss(es)",
+              f"{len(digest.alerts[DEGRADATION])} slow run(s)", f"{digest.failed_tries} failed try(ies)"]
+    details = []
+    for o in digest.overdue:
+        last = f"last success {o['last_success']:%Y-%m-%d %H:%M} UTC" if o["last_success"] else "never synced"
+        page = links(base_url, schedule_id=o["schedule_id"])["schedule"]
+        details.append(f"overdue: {o['chart_name']} ({o['chart']}, {o['frequency']}), {last}: {page}")
+    for kind in (FAILURE, DEADLINE, DEGRADATION):
+        for a in digest.alerts[kind]:
+            period = f", period {a['period']}" if a["period"] else ""
+            where = a["links"].get("dag_run") or a["links"].get("dag") or ""
+            details.append(f"{LABELS[kind].lower()}: {a['chart_name'] or a['chart'] or a['dag_id']}{period} "
+                           f"at {a['created_at']:%Y-%m-%d %H:%M} UTC {where}".rstrip())
+    window = f"{digest.since:%Y-%m-%d %H:%M} - {digest.until:%Y-%m-%d %H:%M} UTC"
+    summary = f"{window}: " + ", ".join(counts) + ("." if details else "; nothing to report.")
+    return Alert(kind=DIGEST, summary=summary, dag_id=DIGEST_DAG_ID, details=tuple(details))
+
+
+def human(delta: timedelta) -> str:
+    minutes = int(delta.total_seconds() // 60)
+    return f"{minutes // 60} h" if minutes % 60 == 0 else f"{minutes} min"

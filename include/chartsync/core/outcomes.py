@@ -1,0 +1,128 @@
+"""What a sync can come to: the execution statuses, a sync's counts, and the outcome a task maps.
+
+A sync service returns one of ``Synced``, ``NotPublishedYet``, ``Skipped`` or ``Failed``; the
+DAG builder turns it into Airflow's terms (return value, reschedule, fail without retry), and
+the CLI into an exit code. Errors worth a retry (API down, DB locked) are raised, not returned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+# chart_sync_execution.status
+SUCCESS, FAILED, SKIPPED = "success", "failed", "skipped"
+EXECUTION_STATUSES = (SUCCESS, FAILED, SKIPPED)
+
+
+@dataclass(frozen=True)
+class RunRef:
+    """Which try of which run an execution row belongs to (Airflow's task try, or a CLI call)."""
+
+    chart_id: int
+    dag_id: str
+    run_id: str
+    try_number: int = 1
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    """What one stored period changed."""
+
+    period: date
+    rankings_created: int = 0
+    rankings_updated: int = 0
+    entries_written: int = 0
+    tracks_created: int = 0
+    tracks_updated: int = 0
+    api_requests: int = 0
+    new_track_ids: tuple[int, ...] = ()
+    execution_id: int | None = None  # the chart_sync_execution row, once recorded
+
+    def summary(self) -> str:
+        return (
+            f"period {self.period}: rankings created={self.rankings_created} updated={self.rankings_updated}, "
+            f"entries written={self.entries_written}, tracks created={self.tracks_created} "
+            f"updated={self.tracks_updated}, API requests={self.api_requests}"
+        )
+
+    def as_dict(self) -> dict:
+        return {"period": self.period.isoformat(), "status": SUCCESS, "rankings_created": self.rankings_created,
+                "rankings_updated": self.rankings_updated, "tracks_created": self.tracks_created,
+                "tracks_updated": self.tracks_updated, "entries_written": self.entries_written,
+                "api_requests": self.api_requests, "new_track_ids": list(self.new_track_ids),
+                "execution_id": self.execution_id}
+
+
+@dataclass(frozen=True)
+class Synced:
+    """The period is stored; ``results`` also holds the newest period when it was pulled forward."""
+
+    result: SyncResult
+    results: tuple[SyncResult, ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class NotPublishedYet:
+    """The API has not published the period: ask again at ``retry_at`` (never later than ``until``)."""
+
+    period: date
+    retry_at: datetime
+    until: datetime
+    results: tuple[SyncResult, ...] = ()  # periods synced before the wait (sync_immediately)
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """The API skipped the period (later ones are published): recorded, nothing to wait for."""
+
+    period: date
+    message: str
+    results: tuple[SyncResult, ...] = ()
+
+
+@dataclass(frozen=True)
+class Failed:
+    """A failure a retry cannot mend (nothing published at all, or the wait ran out)."""
+
+    message: str
+    results: tuple[SyncResult, ...] = ()
+
+
+SyncOutcome = Synced | NotPublishedYet | Skipped | Failed
+
+
+# -- the rankings asset event: what a sync found -------------------------------------------------
+@dataclass(frozen=True)
+class SyncFinding:
+    """One sync execution named by a rankings asset event, with the tracks it created."""
+
+    execution_id: int
+    chart_id: int
+    new_track_ids: tuple[int, ...] = ()
+
+
+def rankings_event_extra(chart_id: int, slug: str, results: Iterable[SyncResult]) -> dict[str, Any]:
+    """The extra a sync task puts on its rankings asset event (``results``: SyncResults it recorded)."""
+    return {
+        "chart_id": chart_id,
+        "slug": slug,
+        "syncs": [{"execution_id": r.execution_id, "period": r.period.isoformat(),
+                   "new_track_ids": list(r.new_track_ids)}
+                  for r in results if r.execution_id is not None],
+    }
+
+
+def findings_from_extras(extras: Iterable[Mapping[str, Any] | None]) -> list[SyncFinding]:
+    """Findings named by asset event extras; events without our keys (e.g. created by hand) add none."""
+    findings = []
+    for extra in extras:
+        if not isinstance(extra, Mapping) or not isinstance(extra.get("chart_id"), int):
+            continue
+        for sync in extra.get("syncs") or []:
+            if isinstance(sync, Mapping) and isinstance(sync.get("execution_id"), int):
+                ids = tuple(int(i) for i in sync.get("new_track_ids") or [])
+                findings.append(SyncFinding(sync["execution_id"], extra["chart_id"], ids))
+    return findings

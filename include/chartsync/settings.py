@@ -1,0 +1,104 @@
+"""Every knob of chart-sync in one place: names Airflow knows us by, environment variables,
+Airflow Variables, freshness ages and task defaults.
+
+Pure: no Airflow, no database. What a knob *means* for a frequency (publication waits,
+deadlines, overdue graces) lives beside the calendar in ``chartsync.core.calendar``; where a
+value is read at run time (Variables, ``airflow.cfg``) is ``chartsync.seam.config``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+# -- what Airflow knows us by ------------------------------------------------------------------------
+OWNER = "chart-sync"
+TAG = "chart-sync"
+DAG_ID_PREFIX = "chart_sync__"  # + the chart's slug: one DAG per scheduled chart
+TRACK_METADATA_DAG_ID = "chart_sync_track_metadata"
+AUDIENCE_DAG_ID = "chart_sync_audience"
+GAP_AUDIT_DAG_ID = "chart_sync_gap_audit"
+DIGEST_DAG_ID = "chart_sync_alert_digest"
+RETENTION_DAG_ID = "chart_sync_retention"
+RANKINGS_ASSET_URI = "chartsync://rankings"  # every sync emits it; the track metadata DAG consumes it
+ASSET_GROUP = "chart-sync"
+
+# -- connections and the pool --------------------------------------------------------------------------
+CHART_DB_CONN_ID = "chart_db"
+SOUNDCHARTS_CONN_ID = "soundcharts_default"
+SOUNDCHARTS_POOL = "soundcharts_api"  # sized to the API plan (airflow_settings.yaml)
+SOUNDCHARTS_URL = "https://customer.api.soundcharts.com"
+
+# -- Airflow Variables -----------------------------------------------------------------------------------
+ALERT_CHANNELS_VARIABLE = "chartsync_alert_channels"  # comma-separated subset of webhook,slack,email
+ALERT_CONN_ID_VARIABLES = {  # channel -> (Variable naming its connection, default connection id)
+    "webhook": ("chartsync_alert_webhook_conn_id", "chartsync_alert_webhook"),
+    "slack": ("chartsync_alert_slack_conn_id", "chartsync_alert_slack"),
+    "email": ("chartsync_alert_smtp_conn_id", "chartsync_alert_smtp"),
+}
+ALERT_EMAIL_TO_VARIABLE = "chartsync_alert_email_to"
+ALERT_EMAIL_FROM_VARIABLE = "chartsync_alert_email_from"
+RETENTION_VARIABLE = "chartsync_retention_days"
+DEFAULT_RETENTION_DAYS = 180
+
+# -- environment variables --------------------------------------------------------------------------------
+RETRY_DELAY_ENV = "CHARTSYNC_RETRY_DELAY_SECONDS"  # first retry wait (tests use 1 s); default 30
+DEADLINE_ALERTS_ENV = "CHARTSYNC_DEADLINE_ALERTS"  # "off": chart DAGs without Deadline Alerts
+SNAPSHOT_ENV = "CHARTSYNC_SCHEDULE_SNAPSHOT"  # where the last-known-good schedule snapshot lives
+SOUNDCHARTS_APP_ID_ENV, SOUNDCHARTS_API_KEY_ENV, SOUNDCHARTS_URL_ENV = (
+    "SOUNDCHARTS_APP_ID", "SOUNDCHARTS_API_KEY", "SOUNDCHARTS_URL")
+
+# -- task defaults (every chart-sync DAG starts from these; builders.defaults layers them) -------------------
+RETRIES = 3
+RETRY_EXPONENTIAL_BACKOFF = 2.0
+MAX_RETRY_DELAY = timedelta(minutes=30)
+EXECUTION_TIMEOUT = timedelta(minutes=30)
+CHART_DAG_MAX_ACTIVE_RUNS = 4
+
+# -- freshness and batching ----------------------------------------------------------------------------------
+TRACK_METADATA_MAX_AGE = timedelta(days=30)
+TRACK_METADATA_BATCH_SIZE = 50
+TRACK_METADATA_MAX_PER_RUN = 5000  # one try stays well inside the execution timeout
+AUDIENCE_MAX_AGE = timedelta(days=7)
+AUDIENCE_WINDOW_DAYS = 90  # the API serves at most 90 days a call: one call per platform
+
+
+def retry_delay() -> timedelta:
+    return timedelta(seconds=float(os.environ.get(RETRY_DELAY_ENV, "30")))
+
+
+def airflow_home() -> Path:
+    return Path(os.environ.get("AIRFLOW_HOME", "~/airflow")).expanduser()
+
+
+def snapshot_path() -> Path:
+    """The last-known-good copy of the schedule rows (per machine: each dag-processor keeps its own)."""
+    return Path(os.environ.get(SNAPSHOT_ENV, airflow_home() / "chartsync" / "schedules.json"))
+
+
+def deadline_alerts_enabled(argv: list[str] | None = None) -> bool:
+    """False under ``airflow dags test`` and with CHARTSYNC_DEADLINE_ALERTS=off.
+
+    Airflow 3.3.2's ``dag.test()`` ends a successful run of a DAG that has ``deadline=`` with
+    ``AttributeError: 'dict' object has no attribute 'hex'`` (``DagRun.update_state`` looks the
+    deadline alerts up by id, but the test copy of the DAG holds their definitions). A test run
+    has no scheduler to watch deadlines anyway, so that process builds chart DAGs without them.
+    Its sync of the DAG to the metadata DB then stores a version without deadlines until the
+    dag-processor parses the file again (seconds to ``min_file_process_interval``).
+    """
+    if os.environ.get(DEADLINE_ALERTS_ENV, "").strip().lower() in ("off", "false", "0", "no"):
+        return False
+    argv = sys.argv if argv is None else argv
+    # argv[0]: .../bin/airflow, or .../airflow/__main__.py under `python -m airflow`
+    return not (len(argv) >= 3 and "airflow" in argv[0] and argv[1:3] == ["dags", "test"])
+
+
+def soundcharts_credentials() -> dict | None:
+    """The real API's connection when SOUNDCHARTS_APP_ID and SOUNDCHARTS_API_KEY are set, else None."""
+    app_id, key = os.environ.get(SOUNDCHARTS_APP_ID_ENV), os.environ.get(SOUNDCHARTS_API_KEY_ENV)
+    if not (app_id and key):
+        return None
+    return {"conn_type": "http", "host": os.environ.get(SOUNDCHARTS_URL_ENV, SOUNDCHARTS_URL),
+            "login": app_id, "password": key}
