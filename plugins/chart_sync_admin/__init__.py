@@ -24,6 +24,7 @@ class DeferredApp:
 
     async def __call__(self, scope, receive, send) -> None:
         if self._app is None:
+            # deferred: every Airflow process imports plugins; only the API server builds and serves the app
             from chart_sync_admin.app import create_app
 
             self._app = create_app()
@@ -33,7 +34,7 @@ class DeferredApp:
 class ChartSyncAdminPlugin(AirflowPlugin):
     name = "chart_sync_admin"
     fastapi_apps: ClassVar[list[dict]] = [{"app": DeferredApp(), "url_prefix": URL_PREFIX, "name": "chart-sync REST API"}]
-    # The admin pages (views.py), in the Airflow UI's navigation: each renders inside the UI at /plugin/<url_route>.
+    # The admin pages (ui/), in the Airflow UI's navigation: each renders inside the UI at /plugin/<url_route>.
     external_views: ClassVar[list[dict]] = [
         {"name": name, "href": f"{URL_PREFIX}/ui/{page}", "url_route": f"chart-sync-{page}", "category": "Chart sync",
          "destination": "nav", "icon": f"{URL_PREFIX}/ui/static/icon.svg"}

@@ -1,272 +1,22 @@
-"""The chart-sync REST API: a FastAPI app the Airflow API server mounts under ``/chart-sync``.
+"""The chart-sync app the Airflow API server mounts under ``/chart-sync``: the REST API and the pages.
 
-Thin by design: each endpoint checks access through Airflow's auth manager, validates input
-with the models, calls one ``chartsync`` service function and maps its exceptions to HTTP
-statuses (once, in ``_ERRORS``). Reads need DAG read access, writes DAG edit access (and
-DAG-run creation for triggers and backfills).
+Only wiring: the REST API's router (``api``, in the OpenAPI spec), the pages' routers and static
+files (``ui``, not in the spec), and one error table (``errors``) for both: a domain exception is
+answered with the same status through either door, in JSON by the API and as the HTML error page
+by the pages. Built by ``DeferredApp`` on the API server's first request.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, is_dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Literal
-
-from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
-from airflow.api_fastapi.core_api.security import GetUserDep, requires_access_dag
-from chartsync.store import audit
-from chartsync.seam import orchestration
-from chartsync.services import schedules
-from chartsync.store import stats
-from chartsync.services.charts import ChartNotFound
-from chartsync.store.engine import ChartDbConfigError, chart_engine
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request, status
-from fastapi.responses import JSONResponse
-
-from chart_sync_admin import models as m
-
-API_PREFIX = "/api/sync"
-NO_NUL = r"^[^\x00]*$"  # PostgreSQL rejects NUL bytes in text; refuse them as input
-
-
-
-def dag_access(method: str, access_entity: DagAccessEntity | None = None):
-    """Airflow's ``requires_access_dag`` over the DAGs as a whole.
-
-    It narrows the check to one DAG when the request carries a ``dag_id`` path or query
-    parameter; this API has none, so one slipped in (which could let a per-DAG permission pass
-    for every schedule under the FAB auth manager) is refused.
-    """
-    check = requires_access_dag(method, access_entity)
-
-    def inner(request: Request, user: GetUserDep) -> None:
-        if "dag_id" in request.query_params:
-            raise HTTPException(status.HTTP_400_BAD_REQUEST, "dag_id is not a parameter of the chart-sync API")
-        check(request, user)
-
-    return inner
-
-
-can_read = [Depends(dag_access("GET"))]
-can_edit = [Depends(dag_access("PUT"))]
-can_run = [*can_edit, Depends(dag_access("POST", DagAccessEntity.RUN))]
-
-router = APIRouter(prefix=API_PREFIX)
-ScheduleId = Annotated[int, Path(ge=1, le=m.MAX_ID)]
-ChartId = Annotated[int, Path(ge=1, le=m.MAX_ID)]
-
-
-# -- paging ---------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Paging:
-    limit: int
-    offset: int
-
-    def page(self, items: list, total: int) -> dict:
-        return {"items": items, "total": total, "page": self.offset // self.limit + 1, "page_size": self.limit,
-                "limit": self.limit, "offset": self.offset}
-
-
-def paging(
-    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
-    page_size: Annotated[int, Query(ge=1, le=500)] = 50,
-    limit: Annotated[int | None, Query(ge=1, le=500, description="instead of page_size")] = None,
-    offset: Annotated[int | None, Query(ge=0, le=m.MAX_ID, description="instead of page")] = None,
-) -> Paging:
-    """page/page_size, or limit/offset (which win when given)."""
-    if limit is None and offset is None:
-        return Paging(page_size, (page - 1) * page_size)
-    return Paging(limit or page_size, offset or 0)
-
-
-PagingDep = Annotated[Paging, Depends(paging)]
-Platform = Annotated[str | None, Query(max_length=50, pattern=NO_NUL)]
-FrequencyFilter = Annotated[m.FrequencyName | None, Query()]
-
-
-def engine():
-    return chart_engine()
-
-
-def actor(user) -> str:
-    return user.get_name()
-
-
-# -- schedules ------------------------------------------------------------------------------------
-@router.get("/schedules/", response_model=m.Page[m.ScheduleOut], dependencies=can_read,
-            summary="List sync schedules with chart, status and statistics")
-def list_schedules(paging: PagingDep, platform: Platform = None, frequency: FrequencyFilter = None,
-                   active: bool | None = None, overdue: bool | None = None):
-    result = schedules.list_schedules(engine(), platform=platform, frequency=frequency, active=active,
-                                      overdue=overdue, limit=paging.limit, offset=paging.offset)
-    return paging.page(result.items, result.total)
-
-
-@router.post("/schedules/", response_model=m.ScheduleWriteOut, status_code=status.HTTP_201_CREATED,
-             dependencies=can_edit, summary="Schedule a chart (its DAG appears at the next parse)")
-def create_schedule(body: m.ScheduleCreate, user: GetUserDep):
-    settings = body.model_dump(exclude={"chart_id"})
-    change = schedules.create_schedule(engine(), body.chart_id, actor=actor(user), **settings)
-    return _write_result(change)
-
-
-@router.get("/schedules/{schedule_id}/", response_model=m.ScheduleDetailOut, dependencies=can_read,
-            summary="One schedule with its recent execution history")
-def get_schedule(schedule_id: ScheduleId, history: Annotated[int, Query(ge=0, le=500)] = 20):
-    return schedules.schedule_detail(engine(), schedule_id, history)
-
-
-@router.put("/schedules/{schedule_id}/", response_model=m.ScheduleWriteOut, dependencies=can_edit,
-            summary="Replace a schedule's settings (omitted fields take their defaults)")
-def replace_schedule(schedule_id: ScheduleId, body: m.ScheduleReplace, user: GetUserDep):
-    change = schedules.update_schedule(engine(), schedule_id, body.model_dump(), actor=actor(user), replace=True)
-    return _write_result(change)
-
-
-@router.patch("/schedules/{schedule_id}/", response_model=m.ScheduleWriteOut, dependencies=can_edit,
-              summary="Change some of a schedule's settings")
-def patch_schedule(schedule_id: ScheduleId, body: m.SchedulePatch, user: GetUserDep):
-    change = schedules.update_schedule(engine(), schedule_id, body.model_dump(exclude_unset=True),
-                                       actor=actor(user))
-    return _write_result(change)
-
-
-@router.delete("/schedules/{schedule_id}/", response_model=m.ScheduleDeleteOut, dependencies=can_edit,
-               summary="Remove a schedule (its DAG is paused; runs and rankings are kept)")
-def delete_schedule(schedule_id: ScheduleId, user: GetUserDep):
-    change = schedules.delete_schedule(engine(), schedule_id, actor=actor(user))
-    return {"schedule_id": change.schedule_id, "chart_id": change.chart_id, "dag_id": change.dag_id,
-            "message": change.message}
-
-
-@router.post("/schedules/bulk/", response_model=m.BulkOut, dependencies=can_edit,
-             summary="add / remove / activate / deactivate / trigger many charts, reported per chart")
-def bulk(body: m.BulkRequest, request: Request, user: GetUserDep):
-    if body.action == "trigger":
-        dag_access("POST", DagAccessEntity.RUN)(request, user)
-    options = body.options.model_dump() if body.options else None
-    items = schedules.bulk(engine(), body.action, body.chart_ids, actor=actor(user), options=options)
-    summary: dict[str, int] = {}
-    for item in items:
-        summary[item.outcome] = summary.get(item.outcome, 0) + 1
-    return {"action": body.action, "summary": summary, "results": items}
-
-
-def _fields(result) -> dict:
-    """A service result (dataclass or named tuple) as a dict, for the audit log."""
-    return asdict(result) if is_dataclass(result) else dict(result._asdict())
-
-
-def _write_result(change: schedules.ScheduleChange) -> dict:
-    return {"schedule": schedules.describe(engine(), [schedules.get_schedule(engine(), change.schedule_id)])[0],
-            "dag_id": change.dag_id, "dag_in_airflow": change.dag_in_airflow, "changed": change.changed,
-            "message": change.message}
-
-
-# -- runs, status, gaps --------------------------------------------------------------------------
-@router.post("/trigger/", response_model=m.TriggerOut, status_code=status.HTTP_201_CREATED,
-             dependencies=can_run, summary="Create a DAG run of a chart now")
-def trigger(body: m.TriggerRequest, user: GetUserDep):
-    run = schedules.trigger(engine(), body.chart_id, body.period, actor=actor(user))
-    note = "; the DAG is paused, so the run waits until it is unpaused" if run.dag_is_paused else ""
-    return {**asdict(run), "message": f"{run.dag_id}: run {run.run_id} is {run.state}{note}"}
-
-
-@router.get("/status/{chart_id}/", response_model=m.StatusOut, dependencies=can_read,
-            summary="A chart's schedule, latest execution, next run, overdue flag and coverage")
-def chart_status(chart_id: ChartId):
-    return schedules.status(engine(), chart_id)
-
-
-@router.get("/gaps/", response_model=m.GapsOut, dependencies=can_read,
-            summary="Missing periods of scheduled charts, as ranges with the backfill that heals each")
-def list_gaps(chart_id: Annotated[int | None, Query(ge=1, le=m.MAX_ID)] = None):
-    from chartsync.services import gaps
-
-    items = gaps.list_gaps(engine(), chart_id)
-    return {"items": items, "total": len(items)}
-
-
-@router.post("/gaps/heal/", response_model=m.HealOut, dependencies=can_run,
-             summary="Create Airflow backfills for the gaps of some (or all) charts")
-def heal_gaps(body: m.HealRequest, user: GetUserDep):
-    from chartsync.services import gaps
-
-    results = gaps.heal(engine(), body.slugs, actor(user))
-    with engine().begin() as conn:
-        for result in results:
-            if result.status == "created":
-                audit.record(conn, actor=actor(user), action="heal", entity=audit.BACKFILL,
-                             entity_id=result.backfill_id, after=_fields(result))
-    return {"results": results}
-
-
-# -- stats and audit ----------------------------------------------------------------------------
-@router.get("/stats/", response_model=m.StatsOut, dependencies=can_read,
-            summary="Success rate, executions, average duration and freshness: overall and per schedule")
-def get_stats(paging: PagingDep, platform: Platform = None, frequency: FrequencyFilter = None,
-              active: bool | None = None, overdue: bool | None = None,
-              days: Annotated[int | None, Query(ge=1, le=3660, description="only executions of the last N days")]
-              = None):
-    since = datetime.now(UTC) - timedelta(days=days) if days else None
-    page = schedules.list_schedules(engine(), platform=platform, frequency=frequency, active=active,
-                                    overdue=overdue, limit=paging.limit, offset=paging.offset, since=since)
-    return {"overall": stats.overall_stats(engine(), since=since), "schedules": paging.page(page.items, page.total)}
-
-
-@router.get("/audit/", response_model=m.Page[m.AuditOut], dependencies=can_read,
-            summary="Who changed what, newest first")
-def list_audit(paging: PagingDep, entity_id: Annotated[int | None, Query(ge=0, le=m.MAX_ID)] = None,
-               actor: Annotated[str | None, Query(max_length=250, pattern=NO_NUL)] = None,
-               entity: Annotated[str | None, Query(max_length=50, pattern=NO_NUL)] = None,
-               action: Annotated[str | None, Query(max_length=50, pattern=NO_NUL)] = None):
-    result = audit.entries(engine(), entity=entity, entity_id=entity_id, actor=actor, action=action,
-                           limit=paging.limit, offset=paging.offset)
-    return paging.page(result.items, result.total)
-
-
-AlertKind = Literal["deadline", "degradation", "failure", "overdue", "digest"]
-
-
-@router.get("/alerts/", response_model=m.Page[m.AlertOut], dependencies=can_read,
-            summary="The alert feed (deadline, degradation, failure, overdue, digest), newest first")
-def list_alerts(paging: PagingDep, kind: AlertKind | None = None,
-                chart_id: Annotated[int | None, Query(ge=1, le=m.MAX_ID)] = None,
-                days: Annotated[int | None, Query(ge=1, le=3660, description="only alerts of the last N days")]
-                = None):
-    from chartsync.services import alerts
-
-    since = datetime.now(UTC) - timedelta(days=days) if days else None
-    items, total = alerts.list_alerts(engine(), kind=kind, chart_id=chart_id, since=since,
-                                      limit=min(paging.limit, 1000), offset=paging.offset)
-    return paging.page(items, total)
-
-
-# -- errors: translated once, here ----------------------------------------------------------------
-def _field_error(exc: schedules.ScheduleError) -> dict[str, Any]:
-    return {"detail": [{"loc": ["body", exc.field], "msg": exc.message, "type": "value_error"}]}
-
-
-_ERRORS: list[tuple[type[Exception], int, Any]] = [
-    (ChartNotFound, status.HTTP_404_NOT_FOUND, None),
-    (schedules.ScheduleNotFound, status.HTTP_404_NOT_FOUND, None),
-    (schedules.DuplicateSchedule, status.HTTP_409_CONFLICT, None),
-    (schedules.ScheduleError, status.HTTP_422_UNPROCESSABLE_CONTENT, _field_error),
-    (orchestration.DagNotParsedYet, status.HTTP_409_CONFLICT, None),
-    (orchestration.RunAlreadyExists, status.HTTP_409_CONFLICT, None),
-    (orchestration.BackfillAlreadyRunning, status.HTTP_409_CONFLICT, None),
-    (ChartDbConfigError, status.HTTP_503_SERVICE_UNAVAILABLE, None),
-]
-
-
-def _handler(code: int, body):
-    def handle(_request: Request, exc: Exception) -> JSONResponse:
-        if body is not None:
-            return JSONResponse(body(exc), status_code=code)
-        message = exc.message if isinstance(exc, schedules.ScheduleError) else str(exc)
-        return JSONResponse({"detail": message}, status_code=code)
-
-    return handle
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+
+from chart_sync_admin import errors
+from chart_sync_admin.api import routes as api_routes
+from chart_sync_admin.security import LoginRequired
+from chart_sync_admin.ui import alerts, charts, rankings, rendering, schedules, songs, stats
+
+UI_ROUTERS = (charts.router, schedules.router, rankings.router, stats.router, alerts.router, songs.router)
 
 
 def create_app() -> FastAPI:
@@ -277,10 +27,19 @@ def create_app() -> FastAPI:
         "Authenticate like the Airflow REST API: `Authorization: Bearer <JWT from POST /auth/token>` "
         "or the Airflow UI's session cookie.",
     )
-    app.include_router(router)
-    for exc_type, code, body in _ERRORS:
-        app.add_exception_handler(exc_type, _handler(code, body))
-    from chart_sync_admin import views  # the admin pages under /ui (HTML, not in the spec)
-
-    views.install(app)
+    app.include_router(api_routes.router)
+    for router in UI_ROUTERS:
+        app.include_router(router)
+    app.mount(rendering.STATIC_PATH, rendering.static_files(), name="chart_sync_ui_static")
+    for exc_type in errors.ERRORS:
+        app.add_exception_handler(exc_type, _domain_error)
+    app.add_exception_handler(errors.PageError, rendering.error_page)
+    app.add_exception_handler(LoginRequired, rendering.login_page)
     return app
+
+
+def _domain_error(request: Request, exc: Exception) -> Response:
+    """One table, two doors: the HTML error page for a page, JSON for the REST API."""
+    if rendering.is_page(request):
+        return rendering.error_page(request, errors.page_error(exc))
+    return errors.json_response(exc)

@@ -14,6 +14,8 @@ import hashlib
 import hmac
 from urllib.parse import urlsplit
 
+from airflow.api_fastapi.auth.tokens import get_signing_key
+from airflow.configuration import conf
 from fastapi import Request
 from fastapi.security.utils import get_authorization_scheme_param
 from itsdangerous import BadSignature, URLSafeTimedSerializer
@@ -29,8 +31,6 @@ class CsrfRefused(Exception):
 
 
 def _secret() -> bytes:
-    from airflow.api_fastapi.auth.tokens import get_signing_key
-
     return get_signing_key("api", "secret_key").encode()
 
 
@@ -56,8 +56,6 @@ def _origin(url: str) -> tuple[str, str] | None:
 
 
 def _trusted_origins(request: Request) -> set[tuple[str, str]]:
-    from airflow.configuration import conf
-
     trusted = {_origin(str(request.base_url))}
     base_url = conf.get("api", "base_url", fallback="")
     if base_url:

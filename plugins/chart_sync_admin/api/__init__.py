@@ -1,0 +1,1 @@
+"""The REST API under ``/chart-sync/api/sync``: its routes and their request and response schemas."""

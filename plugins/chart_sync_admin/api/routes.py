@@ -1,0 +1,208 @@
+"""The chart-sync REST API: its routes, under ``/chart-sync/api/sync`` (and in the OpenAPI spec).
+
+Thin by design: each endpoint checks access (``security``), validates input with the schemas,
+calls one ``chartsync`` service function and returns its result; the service's exceptions become
+HTTP statuses in one place, the app's error table (``errors``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, is_dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Literal
+
+from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
+from airflow.api_fastapi.core_api.security import GetUserDep
+from chartsync.store import audit
+from chartsync.services import alerts
+from chartsync.services import gaps
+from chartsync.services import schedules
+from chartsync.store import stats
+from chartsync.store.engine import chart_engine
+from fastapi import APIRouter, Depends, Path, Query, Request, status
+
+from chart_sync_admin.api import schemas as m
+from chart_sync_admin.security import actor, can_edit, can_read, can_run, dag_access
+
+API_PREFIX = "/api/sync"
+NO_NUL = r"^[^\x00]*$"  # PostgreSQL rejects NUL bytes in text; refuse them as input
+
+router = APIRouter(prefix=API_PREFIX)
+ScheduleId = Annotated[int, Path(ge=1, le=m.MAX_ID)]
+ChartId = Annotated[int, Path(ge=1, le=m.MAX_ID)]
+
+
+# -- paging ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Paging:
+    limit: int
+    offset: int
+
+    def page(self, items: list, total: int) -> dict:
+        return {"items": items, "total": total, "page": self.offset // self.limit + 1, "page_size": self.limit,
+                "limit": self.limit, "offset": self.offset}
+
+
+def paging(
+    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
+    page_size: Annotated[int, Query(ge=1, le=500)] = 50,
+    limit: Annotated[int | None, Query(ge=1, le=500, description="instead of page_size")] = None,
+    offset: Annotated[int | None, Query(ge=0, le=m.MAX_ID, description="instead of page")] = None,
+) -> Paging:
+    """page/page_size, or limit/offset (which win when given)."""
+    if limit is None and offset is None:
+        return Paging(page_size, (page - 1) * page_size)
+    return Paging(limit or page_size, offset or 0)
+
+
+PagingDep = Annotated[Paging, Depends(paging)]
+Platform = Annotated[str | None, Query(max_length=50, pattern=NO_NUL)]
+FrequencyFilter = Annotated[m.FrequencyName | None, Query()]
+
+
+def engine():
+    return chart_engine()
+
+
+# -- schedules ------------------------------------------------------------------------------------
+@router.get("/schedules/", response_model=m.Page[m.ScheduleOut], dependencies=can_read,
+            summary="List sync schedules with chart, status and statistics")
+def list_schedules(paging: PagingDep, platform: Platform = None, frequency: FrequencyFilter = None,
+                   active: bool | None = None, overdue: bool | None = None):
+    result = schedules.list_schedules(engine(), platform=platform, frequency=frequency, active=active,
+                                      overdue=overdue, limit=paging.limit, offset=paging.offset)
+    return paging.page(result.items, result.total)
+
+
+@router.post("/schedules/", response_model=m.ScheduleWriteOut, status_code=status.HTTP_201_CREATED,
+             dependencies=can_edit, summary="Schedule a chart (its DAG appears at the next parse)")
+def create_schedule(body: m.ScheduleCreate, user: GetUserDep):
+    settings = body.model_dump(exclude={"chart_id"})
+    change = schedules.create_schedule(engine(), body.chart_id, actor=actor(user), **settings)
+    return _write_result(change)
+
+
+@router.get("/schedules/{schedule_id}/", response_model=m.ScheduleDetailOut, dependencies=can_read,
+            summary="One schedule with its recent execution history")
+def get_schedule(schedule_id: ScheduleId, history: Annotated[int, Query(ge=0, le=500)] = 20):
+    return schedules.schedule_detail(engine(), schedule_id, history)
+
+
+@router.put("/schedules/{schedule_id}/", response_model=m.ScheduleWriteOut, dependencies=can_edit,
+            summary="Replace a schedule's settings (omitted fields take their defaults)")
+def replace_schedule(schedule_id: ScheduleId, body: m.ScheduleReplace, user: GetUserDep):
+    change = schedules.update_schedule(engine(), schedule_id, body.model_dump(), actor=actor(user), replace=True)
+    return _write_result(change)
+
+
+@router.patch("/schedules/{schedule_id}/", response_model=m.ScheduleWriteOut, dependencies=can_edit,
+              summary="Change some of a schedule's settings")
+def patch_schedule(schedule_id: ScheduleId, body: m.SchedulePatch, user: GetUserDep):
+    change = schedules.update_schedule(engine(), schedule_id, body.model_dump(exclude_unset=True),
+                                       actor=actor(user))
+    return _write_result(change)
+
+
+@router.delete("/schedules/{schedule_id}/", response_model=m.ScheduleDeleteOut, dependencies=can_edit,
+               summary="Remove a schedule (its DAG is paused; runs and rankings are kept)")
+def delete_schedule(schedule_id: ScheduleId, user: GetUserDep):
+    change = schedules.delete_schedule(engine(), schedule_id, actor=actor(user))
+    return {"schedule_id": change.schedule_id, "chart_id": change.chart_id, "dag_id": change.dag_id,
+            "message": change.message}
+
+
+@router.post("/schedules/bulk/", response_model=m.BulkOut, dependencies=can_edit,
+             summary="add / remove / activate / deactivate / trigger many charts, reported per chart")
+def bulk(body: m.BulkRequest, request: Request, user: GetUserDep):
+    if body.action == "trigger":
+        dag_access("POST", DagAccessEntity.RUN)(request, user)
+    options = body.options.model_dump() if body.options else None
+    items = schedules.bulk(engine(), body.action, body.chart_ids, actor=actor(user), options=options)
+    summary: dict[str, int] = {}
+    for item in items:
+        summary[item.outcome] = summary.get(item.outcome, 0) + 1
+    return {"action": body.action, "summary": summary, "results": items}
+
+
+def _fields(result) -> dict:
+    """A service result (dataclass or named tuple) as a dict, for the audit log."""
+    return asdict(result) if is_dataclass(result) else dict(result._asdict())
+
+
+def _write_result(change: schedules.ScheduleChange) -> dict:
+    return {"schedule": schedules.describe(engine(), [schedules.get_schedule(engine(), change.schedule_id)])[0],
+            "dag_id": change.dag_id, "dag_in_airflow": change.dag_in_airflow, "changed": change.changed,
+            "message": change.message}
+
+
+# -- runs, status, gaps --------------------------------------------------------------------------
+@router.post("/trigger/", response_model=m.TriggerOut, status_code=status.HTTP_201_CREATED,
+             dependencies=can_run, summary="Create a DAG run of a chart now")
+def trigger(body: m.TriggerRequest, user: GetUserDep):
+    run = schedules.trigger(engine(), body.chart_id, body.period, actor=actor(user))
+    note = "; the DAG is paused, so the run waits until it is unpaused" if run.dag_is_paused else ""
+    return {**asdict(run), "message": f"{run.dag_id}: run {run.run_id} is {run.state}{note}"}
+
+
+@router.get("/status/{chart_id}/", response_model=m.StatusOut, dependencies=can_read,
+            summary="A chart's schedule, latest execution, next run, overdue flag and coverage")
+def chart_status(chart_id: ChartId):
+    return schedules.status(engine(), chart_id)
+
+
+@router.get("/gaps/", response_model=m.GapsOut, dependencies=can_read,
+            summary="Missing periods of scheduled charts, as ranges with the backfill that heals each")
+def list_gaps(chart_id: Annotated[int | None, Query(ge=1, le=m.MAX_ID)] = None):
+    items = gaps.list_gaps(engine(), chart_id)
+    return {"items": items, "total": len(items)}
+
+
+@router.post("/gaps/heal/", response_model=m.HealOut, dependencies=can_run,
+             summary="Create Airflow backfills for the gaps of some (or all) charts")
+def heal_gaps(body: m.HealRequest, user: GetUserDep):
+    results = gaps.heal(engine(), body.slugs, actor(user))
+    with engine().begin() as conn:
+        for result in results:
+            if result.status == "created":
+                audit.record(conn, actor=actor(user), action="heal", entity=audit.BACKFILL,
+                             entity_id=result.backfill_id, after=_fields(result))
+    return {"results": results}
+
+
+# -- stats and audit ----------------------------------------------------------------------------
+@router.get("/stats/", response_model=m.StatsOut, dependencies=can_read,
+            summary="Success rate, executions, average duration and freshness: overall and per schedule")
+def get_stats(paging: PagingDep, platform: Platform = None, frequency: FrequencyFilter = None,
+              active: bool | None = None, overdue: bool | None = None,
+              days: Annotated[int | None, Query(ge=1, le=3660, description="only executions of the last N days")]
+              = None):
+    since = datetime.now(UTC) - timedelta(days=days) if days else None
+    page = schedules.list_schedules(engine(), platform=platform, frequency=frequency, active=active,
+                                    overdue=overdue, limit=paging.limit, offset=paging.offset, since=since)
+    return {"overall": stats.overall_stats(engine(), since=since), "schedules": paging.page(page.items, page.total)}
+
+
+@router.get("/audit/", response_model=m.Page[m.AuditOut], dependencies=can_read,
+            summary="Who changed what, newest first")
+def list_audit(paging: PagingDep, entity_id: Annotated[int | None, Query(ge=0, le=m.MAX_ID)] = None,
+               actor: Annotated[str | None, Query(max_length=250, pattern=NO_NUL)] = None,
+               entity: Annotated[str | None, Query(max_length=50, pattern=NO_NUL)] = None,
+               action: Annotated[str | None, Query(max_length=50, pattern=NO_NUL)] = None):
+    result = audit.entries(engine(), entity=entity, entity_id=entity_id, actor=actor, action=action,
+                           limit=paging.limit, offset=paging.offset)
+    return paging.page(result.items, result.total)
+
+
+AlertKind = Literal["deadline", "degradation", "failure", "overdue", "digest"]
+
+
+@router.get("/alerts/", response_model=m.Page[m.AlertOut], dependencies=can_read,
+            summary="The alert feed (deadline, degradation, failure, overdue, digest), newest first")
+def list_alerts(paging: PagingDep, kind: AlertKind | None = None,
+                chart_id: Annotated[int | None, Query(ge=1, le=m.MAX_ID)] = None,
+                days: Annotated[int | None, Query(ge=1, le=3660, description="only alerts of the last N days")]
+                = None):
+    since = datetime.now(UTC) - timedelta(days=days) if days else None
+    items, total = alerts.list_alerts(engine(), kind=kind, chart_id=chart_id, since=since,
+                                      limit=min(paging.limit, 1000), offset=paging.offset)
+    return paging.page(items, total)

@@ -1,0 +1,68 @@
+"""The chart catalogue (``/ui/charts``, also the pages' home) and its bulk actions."""
+
+from __future__ import annotations
+
+from chartsync.store import pages
+from chartsync.services import schedules
+from chartsync.store.engine import chart_engine
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+
+from chart_sync_admin.security import FormDep, ViewerDep, require_run
+from chart_sync_admin.ui.forms import (
+    add_options,
+    back,
+    bulk_message,
+    confirm,
+    form_ids,
+    message,
+    query_choice,
+    query_int,
+    query_text,
+    redirect,
+)
+from chart_sync_admin.ui.rendering import FREQUENCIES, PAGE_SIZE, UI, page_url, render
+
+router = APIRouter(prefix=UI, include_in_schema=False)
+CHART_ACTIONS = {"add": "Add to sync schedule", "remove": "Remove from sync schedule",
+                 "trigger": "Trigger manual sync"}
+
+
+@router.get("/", name="ui_home")
+def home(request: Request, viewer: ViewerDep):
+    return RedirectResponse(page_url(request, "/charts"), status_code=303)
+
+
+@router.get("/charts", response_class=HTMLResponse)
+def charts_page(request: Request, viewer: ViewerDep):
+    filters = {"q": query_text(request, "q"), "platform": query_text(request, "platform", 50),
+               "status": query_choice(request, "status", pages.CHART_STATUSES),
+               "frequency": query_choice(request, "frequency", FREQUENCIES)}
+    result = pages.chart_catalogue(chart_engine(), search=filters["q"], platform=filters["platform"],
+                                   status=filters["status"], frequency=filters["frequency"],
+                                   page=query_int(request, "page", 1), page_size=PAGE_SIZE)
+    return render(request, viewer, "charts.html", title="Charts", nav="charts", result=result, filters=filters,
+                  platforms=pages.platforms(chart_engine()))
+
+
+@router.post("/charts/bulk")
+def charts_bulk(request: Request, viewer: ViewerDep, form: FormDep):
+    action = form.get("action")
+    if action not in CHART_ACTIONS:
+        return redirect(request, back(request, form, "/charts"), [message("error", "Choose an action.")])
+    chart_ids = form_ids(form, "chart_id")
+    if not chart_ids:
+        return redirect(request, back(request, form, "/charts"), [message("error", "Select at least one chart.")])
+    options = None
+    if action == "add":
+        try:
+            options = add_options(form)
+        except ValueError as exc:
+            return redirect(request, back(request, form, "/charts"), [message("error", str(exc))])
+    if action == "trigger":
+        require_run(viewer)
+    if form.get("confirmed") != "1":
+        return confirm(request, viewer, form, CHART_ACTIONS[action], pages.chart_names(chart_engine(), chart_ids),
+                       options)
+    items = schedules.bulk(chart_engine(), action, chart_ids, actor=viewer.name, options=options)
+    return redirect(request, back(request, form, "/charts"), [bulk_message(CHART_ACTIONS[action], items)])

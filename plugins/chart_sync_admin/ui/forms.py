@@ -1,0 +1,145 @@
+"""What a page reads from its request, and what a form POST answers.
+
+Query parameters are read leniently: a bad hand-edited URL falls back to the default. A form POST
+answers POST-redirect-GET: a redirect back to its page with flash messages of what happened (a
+signed cookie the next page shows once), or first, without JavaScript, a confirmation step.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+from chartsync.services import gaps
+from chartsync.services import schedules
+from fastapi import Request
+from fastapi.responses import RedirectResponse, Response
+from starlette.datastructures import FormData
+
+from chart_sync_admin import csrf
+from chart_sync_admin.security import Viewer
+from chart_sync_admin.ui.rendering import FREQUENCIES, UI, app_root, flash_path, page_url, render
+
+
+# -- query parameters ------------------------------------------------------------------------------------
+def query_int(request: Request, name: str, default: int, low: int = 1, high: int = 1_000_000) -> int:
+    try:
+        return min(max(int(request.query_params.get(name, default)), low), high)
+    except ValueError:
+        return default
+
+
+def query_choice(request: Request, name: str, allowed, default=None):
+    value = request.query_params.get(name) or None
+    return value if value in allowed else default
+
+
+def query_text(request: Request, name: str, limit: int = 100) -> str | None:
+    value = (request.query_params.get(name) or "").replace("\x00", "").strip()
+    return value[:limit] or None
+
+
+def iso_date(value: str | None) -> date | None:
+    try:
+        return date.fromisoformat(value) if value else None
+    except ValueError:
+        return None
+
+
+# -- form fields -----------------------------------------------------------------------------------------
+def form_ids(form: FormData, name: str) -> list[int]:
+    ids = []
+    for value in form.getlist(name):
+        try:
+            ids.append(int(value))
+        except (TypeError, ValueError):
+            continue
+    return list(dict.fromkeys(i for i in ids if 0 < i < 2**31))[:500]
+
+
+def form_int(form: FormData, name: str, label: str) -> int | None:
+    value = (form.get(name) or "").strip()
+    if not value:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"{label}: {value[:20]!r} is not a whole number") from None
+
+
+def form_float(form: FormData, name: str, label: str) -> float | None:
+    value = (form.get(name) or "").strip()
+    if not value:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        raise ValueError(f"{label}: {value[:20]!r} is not a number") from None
+
+
+def add_options(form: FormData) -> dict:
+    """The settings of charts added to the sync schedule; ValueError names a bad one."""
+    frequency = form.get("frequency") or None
+    if frequency is not None and frequency not in FREQUENCIES:
+        raise ValueError(f"unknown frequency {frequency!r}")
+    options = {"sync_frequency": frequency, "sync_immediately": form.get("sync_immediately") == "on",
+               "sync_historical_data": form.get("sync_historical_data") == "on"}
+    if frequency == "custom":
+        options["custom_interval_hours"] = form_int(form, "custom_interval_hours", "custom interval (hours)")
+    if frequency == "cron":
+        options["cron_expression"] = (form.get("cron_expression") or "").strip()[:100] or None
+    return options
+
+
+def back(request: Request, form: FormData, default: str) -> str:
+    """Where a POST returns to: the page it came from (``next``), only if it is one of ours."""
+    target = str(form.get("next") or "")
+    mine = f"{app_root(request)}{UI}/"
+    return target if target.startswith(mine) and "//" not in target[len(mine):] else page_url(request, default)
+
+
+# -- answers of a POST -------------------------------------------------------------------------------------
+def confirm(request: Request, viewer: Viewer, form: FormData, label: str, names: list[str],
+            options: dict | None = None, default: str = "/charts") -> Response:
+    """The confirmation step without JavaScript: the same form again, with confirmed=1."""
+    hidden = [(k, v) for k, v in form.multi_items() if k not in (csrf.FIELD, "confirmed")]
+    return render(request, viewer, "confirm.html", title=f"Confirm: {label}", nav=None, label=label, names=names,
+                  hidden=hidden, options=options, action_url=request.url.path,
+                  back=back(request, form, default))
+
+
+def redirect(request: Request, target: str, messages: list[dict]) -> RedirectResponse:
+    response = RedirectResponse(target, status_code=303)
+    if messages:
+        response.set_cookie(csrf.FLASH_COOKIE, csrf.dump_flash(messages), path=flash_path(request),
+                            max_age=csrf.FLASH_MAX_AGE, httponly=True, samesite="lax",
+                            secure=request.url.scheme == "https")
+    return response
+
+
+def message(level: str, text: str, details: list[str] | None = None) -> dict:
+    """One flash message; details are capped so the cookie stays small."""
+    details = details or []
+    shown = [d[:240] for d in details[:12]]
+    if len(details) > len(shown):
+        shown.append(f"... and {len(details) - len(shown)} more")
+    return {"level": level, "text": text[:300], "details": shown}
+
+
+def bulk_message(label: str, items: list[schedules.BulkItem]) -> dict:
+    counts: dict[str, int] = {}
+    for item in items:
+        counts[item.outcome] = counts.get(item.outcome, 0) + 1
+    ok = counts.get("done", 0) + counts.get("unchanged", 0)
+    level = "success" if ok == len(items) else "error" if ok == 0 else "warning"
+    summary = ", ".join(f"{n} {outcome}" for outcome, n in sorted(counts.items()))
+    return message(level, f"{label}: {summary}.", [item.message for item in items])
+
+
+def heal_message(results: list[gaps.HealResult]) -> dict:
+    counts: dict[str, int] = {}
+    for r in results:
+        counts[r.status] = counts.get(r.status, 0) + 1
+    ok = counts.get("created", 0) + counts.get("nothing-to-heal", 0) + counts.get("already-running", 0)
+    level = "success" if ok == len(results) and counts.get("created") else "warning" if ok else "error"
+    summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "no schedule selected"
+    return message(level, f"Heal gaps: {summary}.", [f"{r.dag_id}: {r.message}" for r in results])

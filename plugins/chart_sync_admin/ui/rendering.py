@@ -1,0 +1,99 @@
+"""What a page answers: a rendered template, the error page, or Airflow's login page.
+
+URLs are relative to where Airflow mounted the app (``/chart-sync``, under a ``base_url`` path too).
+The templates and static files live beside the package's modules, in ``templates/`` and ``static/``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import quote, urlencode, urlsplit
+
+from chartsync.store import pages
+from chartsync.core.calendar import Frequency
+from fastapi import Request
+from fastapi.responses import RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+
+from chart_sync_admin import URL_PREFIX, csrf
+from chart_sync_admin.errors import PageError
+from chart_sync_admin.security import LoginRequired, Viewer
+from chart_sync_admin.ui.formatting import FILTERS
+
+PACKAGE_DIR = Path(__file__).parent.parent
+STATIC_DIR = PACKAGE_DIR / "static"
+UI = "/ui"
+STATIC_PATH = f"{UI}/static"
+PAGE_SIZE = 50
+templates = Jinja2Templates(directory=PACKAGE_DIR / "templates")
+templates.env.filters.update(FILTERS)
+STATUS_LABELS = {pages.ACTIVE: "Active", pages.OVERDUE: "Overdue", pages.INACTIVE: "Inactive",
+                 pages.NOT_SCHEDULED: "Not scheduled"}
+FREQUENCIES = [f.value for f in Frequency]
+
+
+# -- URLs: relative to where Airflow mounted us (works under a base_url path too) ------------------------
+def app_root(request: Request) -> str:
+    return request.scope.get("root_path", "").rstrip("/")
+
+
+def airflow_root(request: Request) -> str:
+    root = app_root(request)
+    return root[: -len(URL_PREFIX)] if root.endswith(URL_PREFIX) else ""
+
+
+def page_url(request: Request, path: str, **params) -> str:
+    query = urlencode({k: v for k, v in params.items() if v not in (None, "", False)})
+    return f"{app_root(request)}{UI}{path}" + (f"?{query}" if query else "")
+
+
+def is_page(request: Request) -> bool:
+    """Whether the request is for one of the pages (its errors are answered in HTML, not JSON)."""
+    return request.url.path.startswith(f"{app_root(request)}{UI}/")
+
+
+def static_files() -> StaticFiles:
+    return StaticFiles(directory=STATIC_DIR)
+
+
+def flash_path(request: Request) -> str:
+    """The path of the flash-message cookie: every page."""
+    return f"{app_root(request)}{UI}"
+
+
+# -- answers ---------------------------------------------------------------------------------------------
+def render(request: Request, viewer: Viewer, template: str, status: int = 200, **context) -> Response:
+    messages = csrf.load_flash(request.cookies.get(csrf.FLASH_COOKIE))
+    airflow = airflow_root(request)
+    response = templates.TemplateResponse(request, template, status_code=status, context={
+        "viewer": viewer, "messages": messages, "csrf_field": csrf.FIELD,
+        "url": lambda path, **params: page_url(request, path, **params),
+        "static": lambda name: f"{app_root(request)}{STATIC_PATH}/{name}",
+        "airflow": lambda path: f"{airflow}{path}",
+        "dag_url": lambda dag_id: f"{airflow}/dags/{quote(dag_id, safe='')}",
+        "here": request.url.path + (f"?{request.url.query}" if request.url.query else ""),
+        "status_labels": STATUS_LABELS, "frequencies": FREQUENCIES, **context,
+    })
+    if messages:
+        response.delete_cookie(csrf.FLASH_COOKIE, path=flash_path(request))
+    return response
+
+
+def error_page(request: Request, exc: PageError) -> Response:
+    return templates.TemplateResponse(request, "error.html", status_code=exc.status, context={
+        "title": exc.title, "message": exc.message, "viewer": None, "messages": [],
+        "static": lambda name: f"{app_root(request)}{STATIC_PATH}/{name}",
+        "url": lambda path, **params: page_url(request, path, **params), "nav": None})
+
+
+def login_page(request: Request, _exc: LoginRequired) -> Response:
+    """To Airflow's login page, which comes back to this page (a form's page, for a POST)."""
+    if request.method == "GET":
+        here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    else:
+        referer = urlsplit(request.headers.get("Referer") or "")
+        mine = referer.path.startswith(f"{app_root(request)}{UI}/") and referer.netloc == request.url.netloc
+        here = referer.path if mine else page_url(request, "/charts")
+    target = f"{airflow_root(request)}/auth/login?{urlencode({'next': here})}"
+    return RedirectResponse(target, status_code=303)

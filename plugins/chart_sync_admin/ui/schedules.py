@@ -1,0 +1,142 @@
+"""The sync schedules (``/ui/schedules``), one schedule's page, their actions and its configuration form."""
+
+from __future__ import annotations
+
+from chartsync.services import alerts
+from chartsync.services import coverage
+from chartsync.services import gaps
+from chartsync.store import pages
+from chartsync.services import schedules
+from chartsync.store import stats
+from chartsync.store.engine import chart_engine
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, Response
+from starlette.datastructures import FormData
+
+from chart_sync_admin.security import FormDep, Viewer, ViewerDep, require_run
+from chart_sync_admin.ui.forms import (
+    back,
+    bulk_message,
+    confirm,
+    form_float,
+    form_ids,
+    form_int,
+    heal_message,
+    message,
+    query_choice,
+    query_int,
+    query_text,
+    redirect,
+)
+from chart_sync_admin.ui.rendering import FREQUENCIES, PAGE_SIZE, UI, page_url, render
+
+router = APIRouter(prefix=UI, include_in_schema=False)
+SCHEDULE_ACTIONS = {"activate": "Activate", "deactivate": "Deactivate", "trigger": "Trigger manual sync",
+                    "heal": "Heal gaps"}
+
+
+@router.get("/schedules", response_class=HTMLResponse)
+def schedules_page(request: Request, viewer: ViewerDep):
+    filters = {"q": query_text(request, "q"), "platform": query_text(request, "platform", 50),
+               "status": query_choice(request, "status", pages.SCHEDULE_STATUSES),
+               "frequency": query_choice(request, "frequency", FREQUENCIES),
+               "sort": query_choice(request, "sort", pages.SCHEDULE_SORTS, "chart"),
+               "desc": request.query_params.get("desc") == "1"}
+    result = pages.schedule_table(chart_engine(), search=filters["q"], platform=filters["platform"],
+                                  frequency=filters["frequency"], status=filters["status"], sort=filters["sort"],
+                                  descending=filters["desc"], page=query_int(request, "page", 1),
+                                  page_size=PAGE_SIZE)
+    return render(request, viewer, "schedules.html", title="Sync schedules", nav="schedules", result=result,
+                  filters=filters, platforms=pages.platforms(chart_engine()))
+
+
+@router.post("/schedules/bulk")
+def schedules_bulk(request: Request, viewer: ViewerDep, form: FormDep):
+    single = str(form.get("single") or "")
+    if single:  # a row's own button: "<action>:<schedule id>"
+        action, _, one = single.partition(":")
+        schedule_ids = [int(one)] if one.isdigit() else []
+    else:
+        action, schedule_ids = str(form.get("action") or ""), form_ids(form, "schedule_id")
+    return _schedule_action(request, viewer, form, action, schedule_ids, "/schedules")
+
+
+@router.post("/schedules/{schedule_id}/action")
+def schedule_action(request: Request, viewer: ViewerDep, form: FormDep, schedule_id: int):
+    return _schedule_action(request, viewer, form, str(form.get("action") or ""), [schedule_id],
+                            f"/schedules/{schedule_id}")
+
+
+def _schedule_action(request: Request, viewer: Viewer, form: FormData, action: str, schedule_ids: list[int],
+                     default: str) -> Response:
+    to = back(request, form, default)
+    if action not in SCHEDULE_ACTIONS:
+        return redirect(request, to, [message("error", "Choose an action.")])
+    rows = schedules.rows_by_id(chart_engine(), schedule_ids)
+    if not rows:
+        return redirect(request, to, [message("error", "Select at least one schedule.")])
+    if action in ("trigger", "heal"):
+        require_run(viewer)
+    if form.get("confirmed") != "1":
+        return confirm(request, viewer, form, SCHEDULE_ACTIONS[action], [f"{r.name} ({r.slug})" for r in rows],
+                       default=default)
+    if action == "heal":
+        results = gaps.heal_audited(chart_engine(), [r.slug for r in rows], viewer.name)
+        return redirect(request, to, [heal_message(results)])
+    items = schedules.bulk(chart_engine(), action, [r.chart_id for r in rows], actor=viewer.name)
+    return redirect(request, to, [bulk_message(SCHEDULE_ACTIONS[action], items)])
+
+
+@router.get("/schedules/{schedule_id}", response_class=HTMLResponse)
+def schedule_page(request: Request, viewer: ViewerDep, schedule_id: int):
+    detail = schedules.schedule_detail(chart_engine(), schedule_id, history=0)
+    row = schedules.get_schedule(chart_engine(), schedule_id)
+    try:
+        config = schedules.ScheduleConfig.from_row(row)
+        strip, strip_error = coverage.coverage_strip(chart_engine(), config), None
+    except schedules.ScheduleError as exc:
+        config, strip, strip_error = None, [], str(exc)
+    counts = {status: 0 for status in coverage.STATUSES}
+    for cell in strip:
+        counts[cell.status] += 1
+    history = pages.execution_history(chart_engine(), row.chart_id, page=query_int(request, "page", 1),
+                                      page_size=25)
+    return render(request, viewer, "schedule.html", title=row.name, nav="schedules", s=detail, config=config,
+                  strip=strip, strip_counts=counts, strip_error=strip_error, history=history,
+                  gaps=gaps.list_gaps(chart_engine(), row.chart_id),
+                  coverage_row=stats.coverage(chart_engine(), row.chart_id), deadline=_deadline_text(row))
+
+
+def _deadline_text(row) -> str:
+    try:
+        hours = alerts.deadline_hours(row.sync_frequency, row.deadline_hours, row.custom_interval_hours,
+                                      row.cron_expression)
+    except (ValueError, KeyError):
+        return "—"
+    return f"{hours:g} h after the period ends" + ("" if row.deadline_hours else " (the frequency's default)")
+
+
+@router.post("/schedules/{schedule_id}/config")
+def schedule_config(request: Request, viewer: ViewerDep, form: FormDep, schedule_id: int):
+    to = page_url(request, f"/schedules/{schedule_id}")
+    frequency = str(form.get("sync_frequency") or "")
+    try:
+        changes = {
+            "is_active": form.get("is_active") == "on",
+            "sync_frequency": frequency,
+            "custom_interval_hours": form_int(form, "custom_interval_hours", "custom_interval_hours")
+            if frequency == "custom" else None,
+            "cron_expression": ((form.get("cron_expression") or "").strip()[:100] or None)
+            if frequency == "cron" else None,
+            "sync_immediately": form.get("sync_immediately") == "on",
+            "sync_historical_data": form.get("sync_historical_data") == "on",
+            "fetch_track_metadata": form.get("fetch_track_metadata") == "on",
+            "deadline_hours": form_float(form, "deadline_hours", "deadline_hours"),
+        }
+        change = schedules.update_schedule(chart_engine(), schedule_id, changes, actor=viewer.name)
+    except schedules.ScheduleError as exc:
+        return redirect(request, to, [message("error", f"Nothing saved: {exc.field}: {exc.message}")])
+    except ValueError as exc:
+        return redirect(request, to, [message("error", f"Nothing saved: {exc}")])
+    text = f"Configuration saved. {change.message}." if change.changed else "Nothing changed."
+    return redirect(request, to, [message("success", text)])

@@ -1,0 +1,65 @@
+"""Sync statistics (``/ui/stats``): figures and SVG plots over a window of days."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from chartsync.store import pages
+from chartsync.store import stats
+from chartsync.core import plots
+from chartsync.store.engine import chart_engine
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
+
+from chart_sync_admin.security import ViewerDep
+from chart_sync_admin.ui.forms import query_int
+from chart_sync_admin.ui.rendering import UI, render
+
+router = APIRouter(prefix=UI, include_in_schema=False)
+STATS_WINDOWS = (7, 30, 90, 365)
+
+
+@router.get("/stats", response_class=HTMLResponse)
+def stats_page(request: Request, viewer: ViewerDep):
+    days = query_int(request, "days", 30, 1, 3660)
+    days = days if days in STATS_WINDOWS else 30
+    now = datetime.now(UTC)
+    overall = stats.overall_stats(chart_engine(), since=now - timedelta(days=days), now=now)
+    daily = pages.daily_stats(chart_engine(), days, now=now)
+    stalest = pages.stalest_schedules(chart_engine(), now=now)
+    distribution = pages.freshness_distribution(chart_engine(), now=now)
+    slowest = pages.slowest_charts(chart_engine(), days, now=now)
+
+    first = next((i for i, d in enumerate(daily) if d.executions), len(daily))
+
+    def series(name, value):  # from the first day with an execution, so every plot spans the same days
+        return plots.Series(name, [(d.day, value(d) if i >= first else None) for i, d in enumerate(daily)])
+
+    fresh = [f for f in stalest if f.value is not None]
+    scale, unit = _age_unit(max((f.value for f in fresh), default=0))
+    plots_svg = {
+        "success_rate": plots.line_chart(
+            "Success rate per day", [series("success rate", lambda d: None if d.success_rate is None
+                                            else d.success_rate * 100)], unit="%", y_max=100, y_label="success rate"),
+        "duration": plots.line_chart("Average duration per day",
+                                     [series("average", lambda d: d.average_duration_seconds)], unit=" s",
+                                     y_label="seconds"),
+        "syncs": plots.line_chart("Syncs per day", [series("successful", lambda d: d.successful),
+                                                    series("failed", lambda d: d.failed),
+                                                    series("skipped", lambda d: d.skipped)], y_label="executions"),
+        "freshness": plots.bar_chart(f"Stalest active schedules ({unit} since the last successful sync)",
+                                     [(f.name, f.value / scale) for f in fresh], unit=f" {unit}"),
+        "distribution": plots.bar_chart("Active schedules by freshness", [(k, float(v)) for k, v in distribution]),
+        "slowest": plots.bar_chart(f"Slowest charts (mean duration, last {days} days)",
+                                   [(f.name, f.value or 0.0) for f in slowest], unit=" s"),
+    }
+    return render(request, viewer, "stats.html", title="Sync statistics", nav="stats", days=days,
+                  windows=STATS_WINDOWS, overall=overall, daily=daily, stalest=stalest, distribution=distribution,
+                  slowest=slowest, plots=plots_svg)
+
+
+def _age_unit(seconds: float) -> tuple[float, str]:
+    """A unit that keeps freshness bars readable: minutes, hours or days."""
+    if seconds < 2 * 3600:
+        return 60.0, "min"
+    return (3600.0, "h") if seconds < 3 * 86400 else (86400.0, "days")
