@@ -25,6 +25,7 @@ from chartsync.core import calendar
 from chartsync.core.calendar import Frequency
 from chartsync.core.outcomes import Failed, NotPublishedYet, RunRef, Skipped, SyncOutcome, rankings_event_extra
 from chartsync.core.schedule import ScheduleConfig, ScheduleError, slug_of
+from chartsync.core.timestamps import midnight
 from chartsync.store import snapshot
 from chartsync.store.engine import chart_engine
 from chartsync.store.schedules import load_rows
@@ -81,7 +82,7 @@ def start_date_for(config: ScheduleConfig) -> datetime:
         day = config.history_start
     else:
         day = calendar.align(config.frequency, config.created_on, config.weekday)
-    return datetime.combine(day, datetime.min.time(), tzinfo=UTC)
+    return midnight(day)
 
 
 def build_dag(config: ScheduleConfig) -> DAG:

@@ -4,10 +4,11 @@ it, a gap range and the backfill that heals it. Pure."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date
 
 from chartsync.core import calendar as freqs
 from chartsync.core.schedule import ScheduleConfig, dag_id_for
+from chartsync.core.timestamps import midnight
 
 REPROCESS = "completed"  # a run that succeeded but left no data (rows deleted later) must run again
 BACKFILL_FREQUENCIES = ("daily", "weekly", "monthly")  # where a period maps to one backfill date
@@ -68,7 +69,7 @@ class HealResult:
 def history_window(config: ScheduleConfig, today: date) -> tuple[date, date]:
     """[first, last] period starts a schedule is responsible for, as of ``today``."""
     calendar = config.period_frequency
-    last = freqs.latest_complete_period(calendar, datetime.combine(today, datetime.min.time(), UTC),
+    last = freqs.latest_complete_period(calendar, midnight(today),
                                         config.weekday).start
     first = config.history_start if config.sync_historical_data else freqs.align(
         calendar, config.created_on, config.weekday)

@@ -6,7 +6,7 @@ read back is UTC. The one place that says so.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 
@@ -22,3 +22,8 @@ def parse_utc(value: Any) -> datetime | None:
     if isinstance(value, datetime):
         return as_utc(value)
     return as_utc(datetime.fromisoformat(str(value).replace("Z", "+00:00")))
+
+
+def midnight(day: date) -> datetime:
+    """The start of a day in UTC: where a period (and a data interval) begins."""
+    return datetime.combine(day, datetime.min.time(), tzinfo=UTC)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import sys
 
-from airflow.providers.http.hooks.http import HttpHook
 from airflow.sdk import BaseHook, Variable
 from airflow.sdk.exceptions import AirflowNotFoundException
 
@@ -47,11 +46,3 @@ def get_variable(key: str, default: str | None = None) -> str | None:
         except Exception as exc:  # no metadata DB configured here
             log.debug("chart-sync: variable %s not readable from the metadata DB: %s", key, exc)
     return default if value is None else value
-
-
-class LookupHttpHook(HttpHook):
-    """``HttpHook`` whose connection lookup also works outside tasks (CLI, plugin, tests)."""
-
-    @classmethod
-    def get_connection(cls, conn_id: str):
-        return get_connection(conn_id)

@@ -23,7 +23,8 @@ from typing import Any
 
 from airflow.sdk import BaseNotifier
 
-from chartsync.seam.connections import LookupHttpHook, get_variable
+from chartsync.seam.connections import get_variable
+from chartsync.seam.http import LookupHttpHook
 from chartsync.settings import (
     ALERT_CHANNELS_VARIABLE,
     ALERT_CONN_ID_VARIABLES,
@@ -75,6 +76,7 @@ class WebhookNotifier(BaseNotifier):
 
 
 def _slack(title: str, text: str, payload: Mapping[str, Any]) -> BaseNotifier:
+    # deferred: the slack provider loads only when the channel is on (the alert path runs in every DAG's callbacks)
     from airflow.providers.slack.notifications.slack_webhook import SlackWebhookNotifier
 
     conn_id = get_variable(*ALERT_CONN_ID_VARIABLES[SLACK])
@@ -83,7 +85,7 @@ def _slack(title: str, text: str, payload: Mapping[str, Any]) -> BaseNotifier:
 
 
 def _email(title: str, text: str, payload: Mapping[str, Any]) -> BaseNotifier:
-    from airflow.providers.smtp.notifications.smtp import SmtpNotifier
+    from airflow.providers.smtp.notifications.smtp import SmtpNotifier  # deferred: as the slack provider above
 
     recipients = [r.strip() for r in (get_variable(ALERT_EMAIL_TO_VARIABLE) or "").split(",") if r.strip()]
     if not recipients:

@@ -11,6 +11,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
+from airflow.api.common.trigger_dag import trigger_dag
+from airflow.exceptions import DagNotFound, DagRunAlreadyExists
+from airflow.models import DagModel, DagRun
+from airflow.models.backfill import AlreadyRunningBackfill, Backfill, ReprocessBehavior, _create_backfill
+from airflow.utils.session import create_session
+from airflow.utils.types import DagRunTriggeredByType
+from sqlalchemy import and_, func, select, update
+from sqlalchemy.exc import IntegrityError
+
+from chartsync.core.timestamps import midnight
+
 
 class DagNotParsedYet(LookupError):
     """The chart's DAG is not (yet) in Airflow: the factory builds it at the next parse."""
@@ -39,14 +50,7 @@ class DagState:
     last_run_state: str | None
 
 
-def _midnight(day: date) -> datetime:
-    return datetime.combine(day, datetime.min.time(), tzinfo=UTC)
-
-
 def dag_state(dag_id: str) -> DagState | None:
-    from airflow.models import DagModel, DagRun
-    from airflow.utils.session import create_session
-    from sqlalchemy import select
 
     with create_session() as session:
         model = session.scalar(select(DagModel).where(DagModel.dag_id == dag_id))
@@ -59,9 +63,6 @@ def dag_state(dag_id: str) -> DagState | None:
 
 def set_paused(dag_id: str, paused: bool) -> bool:
     """Pause or unpause; False when the DAG is not parsed yet (the factory's default applies then)."""
-    from airflow.models import DagModel
-    from airflow.utils.session import create_session
-    from sqlalchemy import update
 
     with create_session() as session:
         done = session.execute(update(DagModel).where(DagModel.dag_id == dag_id).values(is_paused=paused))
@@ -70,11 +71,6 @@ def set_paused(dag_id: str, paused: bool) -> bool:
 
 def trigger_run(dag_id: str, period: date | None, user: str, note: str | None = None) -> tuple[str, str]:
     """Create a manual run now (for ``period``, else the latest published one); returns (run_id, state)."""
-    from airflow.api.common.trigger_dag import trigger_dag
-    from airflow.models import DagModel
-    from airflow.utils.session import create_session
-    from airflow.utils.types import DagRunTriggeredByType
-    from sqlalchemy import select
 
     with create_session() as session:
         if session.scalar(select(DagModel.dag_id).where(DagModel.dag_id == dag_id)) is None:
@@ -86,7 +82,7 @@ def trigger_run(dag_id: str, period: date | None, user: str, note: str | None = 
         triggered_by=DagRunTriggeredByType.REST_API,
         triggering_user_name=user,
         run_id=run_id,
-        logical_date=_midnight(period) if period else None,
+        logical_date=midnight(period) if period else None,
         run_after=now,
         conf={},
         note=note,
@@ -97,9 +93,6 @@ def trigger_run(dag_id: str, period: date | None, user: str, note: str | None = 
 
 
 def backfills(dag_id: str, active_only: bool = False) -> list[BackfillInfo]:
-    from airflow.models.backfill import Backfill
-    from airflow.utils.session import create_session
-    from sqlalchemy import select
 
     query = select(Backfill).where(Backfill.dag_id == dag_id).order_by(Backfill.id)
     if active_only:
@@ -116,12 +109,10 @@ def backfills(dag_id: str, active_only: bool = False) -> list[BackfillInfo]:
 def create_backfill(dag_id: str, first: date, last: date, user: str, reprocess: str = "completed",
                     max_active_runs: int = 4) -> BackfillInfo:
     """A backfill over the periods [first, last]; Airflow's scheduler runs it."""
-    from airflow.exceptions import DagNotFound
-    from airflow.models.backfill import AlreadyRunningBackfill, ReprocessBehavior, _create_backfill
 
     try:
         backfill = _create_backfill(
-            dag_id=dag_id, from_date=_midnight(first), to_date=_midnight(last), max_active_runs=max_active_runs,
+            dag_id=dag_id, from_date=midnight(first), to_date=midnight(last), max_active_runs=max_active_runs,
             reverse=False, dag_run_conf=None, triggering_user_name=user,
             reprocess_behavior=ReprocessBehavior(reprocess), run_on_latest_version=True,
         )
@@ -139,8 +130,6 @@ class RunAlreadyExists(RuntimeError):
 
 def trigger(dag_id: str, period: date | None, user: str, note: str | None = None) -> tuple[str, str]:
     """``trigger_run`` with Airflow's refusals named: DagNotParsedYet, RunAlreadyExists."""
-    from airflow.exceptions import DagNotFound, DagRunAlreadyExists
-    from sqlalchemy.exc import IntegrityError
 
     try:
         return trigger_run(dag_id, period, user, note)
@@ -154,9 +143,6 @@ def trigger(dag_id: str, period: date | None, user: str, note: str | None = None
 
 def dag_states(dag_ids: list[str]) -> dict[str, DagState]:
     """``dag_state`` for many DAGs in two queries (DAGs Airflow does not know are left out)."""
-    from airflow.models import DagModel, DagRun
-    from airflow.utils.session import create_session
-    from sqlalchemy import and_, func, select
 
     if not dag_ids:
         return {}
@@ -191,9 +177,6 @@ def _keyed_prefix(key: str) -> str:
 
 def active_keyed_run(dag_id: str, key: str) -> KeyedRun | None:
     """The queued or running run of ``dag_id`` for ``key``, if any."""
-    from airflow.models import DagRun
-    from airflow.utils.session import create_session
-    from sqlalchemy import select
 
     with create_session() as session:
         row = session.execute(
@@ -212,13 +195,6 @@ def trigger_keyed_run(dag_id: str, key: str, conf: dict, user: str, note: str | 
     day), so two requests racing past the check compute the same id and Airflow's unique
     (dag_id, run_id) constraint lets only one of them create it.
     """
-    from airflow.api.common.trigger_dag import trigger_dag
-    from airflow.exceptions import DagNotFound, DagRunAlreadyExists
-    from airflow.models import DagModel, DagRun
-    from airflow.utils.session import create_session
-    from airflow.utils.types import DagRunTriggeredByType
-    from sqlalchemy import select
-    from sqlalchemy.exc import IntegrityError
 
     prefix = _keyed_prefix(key)
     with create_session() as session:

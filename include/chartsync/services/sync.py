@@ -28,6 +28,7 @@ from chartsync.core.outcomes import (
     SyncResult,
 )
 from chartsync.core.schedule import ScheduleConfig
+from chartsync.core.timestamps import midnight
 from chartsync.soundcharts.client import SoundchartsClient
 from chartsync.soundcharts.errors import SoundchartsMalformedResponse, SoundchartsNotFound
 from chartsync.soundcharts.models import Ranking, atom_for
@@ -86,7 +87,7 @@ def _unpublished(engine: Engine, client: SoundchartsClient, config: ScheduleConf
     """The period is not published: wait (bounded), record it as skipped by the API, or give up."""
     if period is None:
         return Failed(f"{config.slug}: no published ranking ({exc})", synced)
-    period_end = datetime.combine(calendar.next_start(config.period_frequency, period), datetime.min.time(), UTC)
+    period_end = midnight(calendar.next_start(config.period_frequency, period))
     until = period_end + calendar.publication_wait(config.period_frequency)
     if now < until:
         retry_at = min(now + calendar.POKE_INTERVAL, until)

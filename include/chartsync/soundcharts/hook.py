@@ -2,12 +2,12 @@
 
 The connection (http) holds the base URL as host, the ``x-app-id`` as login and the ``x-api-key``
 as password. Its lookup works in tasks, the CLI and the api-server plugin alike
-(``seam.connections.LookupHttpHook``).
+(``seam.http.LookupHttpHook``).
 """
 
 from __future__ import annotations
 
-from chartsync.seam.connections import LookupHttpHook
+from chartsync.seam.http import LookupHttpHook
 from chartsync.settings import SOUNDCHARTS_CONN_ID
 
 

@@ -13,9 +13,10 @@ import logging
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL
 
-log = logging.getLogger(__name__)
+from chartsync.seam.connections import get_connection
+from chartsync.settings import CHART_DB_CONN_ID
 
-CHART_DB_CONN_ID = "chart_db"
+log = logging.getLogger(__name__)
 
 
 class ChartDbConfigError(RuntimeError):
@@ -43,8 +44,6 @@ def url_from_connection(conn) -> URL:
 
 
 def chart_db_url(conn_id: str = CHART_DB_CONN_ID) -> URL:
-    from chartsync.seam.connections import get_connection
-
     try:
         conn = get_connection(conn_id)
     except Exception as exc:  # AirflowNotFoundException and friends

@@ -9,6 +9,7 @@ from datetime import date, datetime
 from sqlalchemy import Engine, and_, delete, func, insert, select
 
 from chartsync.core.gaps import GapRange
+from chartsync.core.outcomes import FAILED
 from chartsync.store.tables import (
     chart,
     chart_expected_period,
@@ -134,6 +135,6 @@ def period_facts(engine: Engine, chart_id: int) -> tuple[set[date], list, dict[d
         stored = set(conn.execute(select(r.c.period).where(r.c.chart_id == chart_id)).scalars())
         api_rows = conn.execute(select(e.c.period, e.c.in_api).where(e.c.chart_id == chart_id)).all()
         failures = {row.period: row.error for row in conn.execute(
-            select(x.c.period, x.c.error).where(x.c.chart_id == chart_id, x.c.status == "failed",
+            select(x.c.period, x.c.error).where(x.c.chart_id == chart_id, x.c.status == FAILED,
                                                 x.c.period.is_not(None)).order_by(x.c.started_at))}
     return stored, api_rows, failures

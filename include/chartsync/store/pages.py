@@ -28,7 +28,7 @@ from chartsync.core.rules import (
     success_rate,
 )
 from chartsync.core.schedule import ScheduleError, dag_id_for
-from chartsync.core.timestamps import as_utc
+from chartsync.core.timestamps import as_utc, midnight
 from chartsync.store import stats
 from chartsync.store.tables import (
     chart,
@@ -249,7 +249,7 @@ def daily_stats(engine: Engine, days: int = 30, *, now: datetime | None = None) 
     query = (select(day.label("day"), func.count().label("n"), count(SUCCESS).label("ok"),
                     count(FAILED).label("failed"), count(SKIPPED).label("skipped"),
                     func.avg(e.duration_seconds).label("avg"))
-             .where(e.started_at >= datetime.combine(first, datetime.min.time(), UTC)).group_by(day))
+             .where(e.started_at >= midnight(first)).group_by(day))
     with engine.connect() as conn:
         found = {date.fromisoformat(r.day): r for r in conn.execute(query)}
     result = []

@@ -7,8 +7,10 @@ created and zero updated.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from typing import Protocol
 
 from sqlalchemy import Connection, Engine, asc, bindparam, delete, desc, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -16,7 +18,6 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from chartsync.core.outcomes import SyncResult
 from chartsync.core.trends import TRENDS, trend, weeks_on_chart
-from chartsync.soundcharts.models import Ranking, RankingEntry
 from chartsync.store.tables import chart, chart_ranking, chart_ranking_entry, track
 
 PAGE_SIZE = 100
@@ -125,7 +126,32 @@ def _artists(artists, credit_name: str | None) -> str:
 
 
 # -- write side ------------------------------------------------------------------------------------
-def store_ranking(conn: Connection, chart_id: int, ranking: Ranking, now: datetime) -> SyncResult:
+class FetchedEntry(Protocol):
+    """What the store needs of one fetched entry (``soundcharts.models.RankingEntry`` has it)."""
+
+    song_uuid: str
+    song_name: str
+    credit_name: str | None
+    image_url: str | None
+    position: int
+    previous_position: int | None
+    entry_state: str | None
+    time_on_chart: int | None
+    time_on_chart_unit: str | None
+    metric: int | None
+
+
+class FetchedRanking(Protocol):
+    """What the store needs of one fetched ranking (``soundcharts.models.Ranking`` has it)."""
+
+    ranking_date: str
+    entries: Sequence[FetchedEntry]
+
+    @property
+    def period(self) -> date: ...
+
+
+def store_ranking(conn: Connection, chart_id: int, ranking: FetchedRanking, now: datetime) -> SyncResult:
     """Upsert tracks, the ranking and its entries inside the caller's transaction."""
     track_ids, new_ids, tracks_updated = _upsert_tracks(conn, ranking.entries, now)
     rows = [_entry_row(e, track_ids[e.song_uuid]) for e in sorted(ranking.entries, key=lambda e: e.position)]
@@ -175,7 +201,7 @@ _ENTRY_FIELDS = ("position", "previous_position", "trend", "time_on_chart", "tim
                  "weeks_on_chart", "streams", "track_id")
 
 
-def _entry_row(entry: RankingEntry, track_id: int) -> dict:
+def _entry_row(entry: FetchedEntry, track_id: int) -> dict:
     return {
         "position": entry.position,
         "previous_position": entry.previous_position,
@@ -201,7 +227,7 @@ def _dialect_insert(conn: Connection, table):
 
 
 def _upsert_tracks(
-    conn: Connection, entries: list[RankingEntry], now: datetime
+    conn: Connection, entries: Sequence[FetchedEntry], now: datetime
 ) -> tuple[dict[str, int], set[int], int]:
     """Insert unseen tracks, refresh changed names; returns ids by uuid, new ids, updated count."""
     wanted = {e.song_uuid: e for e in entries}

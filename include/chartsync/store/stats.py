@@ -57,11 +57,17 @@ def grace_seconds(schedule=chart_sync_schedule, cron: dict[str, int] | None = No
     return case(*whens, else_=int(FALLBACK_GRACE.total_seconds()))
 
 
+def _finished_at() -> ColumnElement:
+    """When an execution ended (its start, for a row written before completion was known)."""
+    e = chart_sync_execution.c
+    return func.coalesce(e.completed_at, e.started_at)
+
+
 def last_success_subquery():
     """chart_id -> completion time of its newest successful execution (GROUP BY)."""
     e = chart_sync_execution.c
     return (
-        select(e.chart_id, func.max(func.coalesce(e.completed_at, e.started_at)).label("last_success_at"))
+        select(e.chart_id, func.max(_finished_at()).label("last_success_at"))
         .where(e.status == SUCCESS).group_by(e.chart_id).subquery("last_success")
     )
 
@@ -104,7 +110,7 @@ def _aggregates(since: datetime | None) -> list:
     return [
         count().label("total"), count(SUCCESS).label("ok"), count(FAILED).label("failed"),
         count(SKIPPED).label("skipped"), func.avg(case((in_window, e.duration_seconds))).label("avg_duration"),
-        func.max(case((e.status == SUCCESS, func.coalesce(e.completed_at, e.started_at)))).label("last_ok"),
+        func.max(case((e.status == SUCCESS, _finished_at()))).label("last_ok"),  # last success, as above
         func.max(e.started_at).label("last_started"),
     ]
 
