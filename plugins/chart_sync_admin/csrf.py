@@ -15,7 +15,7 @@ import hmac
 from urllib.parse import urlsplit
 
 from airflow.api_fastapi.auth.tokens import get_signing_key
-from airflow.configuration import conf
+from chartsync.seam.config import ui_base_url
 from fastapi import Request
 from fastapi.security.utils import get_authorization_scheme_param
 from itsdangerous import BadSignature, URLSafeTimedSerializer
@@ -57,7 +57,7 @@ def _origin(url: str) -> tuple[str, str] | None:
 
 def _trusted_origins(request: Request) -> set[tuple[str, str]]:
     trusted = {_origin(str(request.base_url))}
-    base_url = conf.get("api", "base_url", fallback="")
+    base_url = ui_base_url()
     if base_url:
         trusted.add(_origin(base_url))
     return {o for o in trusted if o is not None}

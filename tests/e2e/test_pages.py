@@ -37,7 +37,8 @@ from chartsync.store.tables import (
     chart_sync_schedule,
     track,
 )
-from chartsync.store.executions import RunRef, record_failure
+from chartsync.core.outcomes import RunRef
+from chartsync.store.executions import record_failure
 from chartsync.core.calendar import Frequency, latest_complete_period
 from chartsync.soundcharts.client import SoundchartsClient
 from chartsync.services.sync import sync_period

@@ -122,13 +122,14 @@ def slug_of(dag_id: str | None) -> str | None:
     return None
 
 
-def validate_settings(*, slug: str, chart_frequency: str | None, sync_frequency: str | None,
+def validate_settings(*, slug: str | None, chart_frequency: str | None, sync_frequency: str | None,
                       custom_interval_hours: Any = None, cron_expression: Any = None,
                       deadline_hours: Any = None) -> Frequency:
     """The rules a schedule's settings obey together; the frequency they come to.
 
-    ``sync_frequency`` None means: detect it from the chart's own (else weekly).
-    Raises ScheduleError naming the first bad field.
+    ``sync_frequency`` None means: detect it from the chart's own (else weekly); ``slug`` None
+    checks the settings alone (a form, before the charts are known). Raises ScheduleError
+    naming the first bad field.
     """
     freq = calendar.detect_frequency(chart_frequency) if sync_frequency is None else check_frequency(sync_frequency)
     if freq is Frequency.CUSTOM:
@@ -138,7 +139,8 @@ def validate_settings(*, slug: str, chart_frequency: str | None, sync_frequency:
     if freq is Frequency.CRON:
         check_cron(cron_expression)
     check_deadline_hours(deadline_hours)
-    check_slug(slug)
+    if slug is not None:
+        check_slug(slug)
     return freq
 
 

@@ -7,7 +7,7 @@ HTTP statuses in one place, the app's error table (``errors``).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, is_dataclass
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
@@ -19,6 +19,8 @@ from chartsync.services import gaps
 from chartsync.services import schedules
 from chartsync.store import stats
 from chartsync.store.engine import chart_engine
+from chartsync.core.alerts import KINDS
+from chartsync.core.paging import Page, PageRequest
 from fastapi import APIRouter, Depends, Path, Query, Request, status
 
 from chart_sync_admin.api import schemas as m
@@ -33,14 +35,10 @@ ChartId = Annotated[int, Path(ge=1, le=m.MAX_ID)]
 
 
 # -- paging ---------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Paging:
-    limit: int
-    offset: int
-
-    def page(self, items: list, total: int) -> dict:
-        return {"items": items, "total": total, "page": self.offset // self.limit + 1, "page_size": self.limit,
-                "limit": self.limit, "offset": self.offset}
+def page_out(page: Page) -> dict:
+    """A service's page as the API shows it."""
+    return {"items": page.items, "total": page.total, "page": page.page, "page_size": page.page_size,
+            "limit": page.limit, "offset": page.offset}
 
 
 def paging(
@@ -48,14 +46,14 @@ def paging(
     page_size: Annotated[int, Query(ge=1, le=500)] = 50,
     limit: Annotated[int | None, Query(ge=1, le=500, description="instead of page_size")] = None,
     offset: Annotated[int | None, Query(ge=0, le=m.MAX_ID, description="instead of page")] = None,
-) -> Paging:
+) -> PageRequest:
     """page/page_size, or limit/offset (which win when given)."""
     if limit is None and offset is None:
-        return Paging(page_size, (page - 1) * page_size)
-    return Paging(limit or page_size, offset or 0)
+        return PageRequest.number(page, page_size)
+    return PageRequest(limit or page_size, offset or 0)
 
 
-PagingDep = Annotated[Paging, Depends(paging)]
+PagingDep = Annotated[PageRequest, Depends(paging)]
 Platform = Annotated[str | None, Query(max_length=50, pattern=NO_NUL)]
 FrequencyFilter = Annotated[m.FrequencyName | None, Query()]
 
@@ -69,9 +67,8 @@ def engine():
             summary="List sync schedules with chart, status and statistics")
 def list_schedules(paging: PagingDep, platform: Platform = None, frequency: FrequencyFilter = None,
                    active: bool | None = None, overdue: bool | None = None):
-    result = schedules.list_schedules(engine(), platform=platform, frequency=frequency, active=active,
-                                      overdue=overdue, limit=paging.limit, offset=paging.offset)
-    return paging.page(result.items, result.total)
+    return page_out(schedules.list_schedules(engine(), platform=platform, frequency=frequency, active=active,
+                                             overdue=overdue, paging=paging))
 
 
 @router.post("/schedules/", response_model=m.ScheduleWriteOut, status_code=status.HTTP_201_CREATED,
@@ -124,11 +121,6 @@ def bulk(body: m.BulkRequest, request: Request, user: GetUserDep):
     return {"action": body.action, "summary": summary, "results": items}
 
 
-def _fields(result) -> dict:
-    """A service result (dataclass or named tuple) as a dict, for the audit log."""
-    return asdict(result) if is_dataclass(result) else dict(result._asdict())
-
-
 def _write_result(change: schedules.ScheduleChange) -> dict:
     return {"schedule": schedules.describe(engine(), [schedules.get_schedule(engine(), change.schedule_id)])[0],
             "dag_id": change.dag_id, "dag_in_airflow": change.dag_in_airflow, "changed": change.changed,
@@ -160,13 +152,7 @@ def list_gaps(chart_id: Annotated[int | None, Query(ge=1, le=m.MAX_ID)] = None):
 @router.post("/gaps/heal/", response_model=m.HealOut, dependencies=can_run,
              summary="Create Airflow backfills for the gaps of some (or all) charts")
 def heal_gaps(body: m.HealRequest, user: GetUserDep):
-    results = gaps.heal(engine(), body.slugs, actor(user))
-    with engine().begin() as conn:
-        for result in results:
-            if result.status == "created":
-                audit.record(conn, actor=actor(user), action="heal", entity=audit.BACKFILL,
-                             entity_id=result.backfill_id, after=_fields(result))
-    return {"results": results}
+    return {"results": gaps.heal(engine(), body.slugs, actor=actor(user))}
 
 
 # -- stats and audit ----------------------------------------------------------------------------
@@ -178,8 +164,8 @@ def get_stats(paging: PagingDep, platform: Platform = None, frequency: Frequency
               = None):
     since = datetime.now(UTC) - timedelta(days=days) if days else None
     page = schedules.list_schedules(engine(), platform=platform, frequency=frequency, active=active,
-                                    overdue=overdue, limit=paging.limit, offset=paging.offset, since=since)
-    return {"overall": stats.overall_stats(engine(), since=since), "schedules": paging.page(page.items, page.total)}
+                                    overdue=overdue, paging=paging, since=since)
+    return {"overall": stats.overall_stats(engine(), since=since), "schedules": page_out(page)}
 
 
 @router.get("/audit/", response_model=m.Page[m.AuditOut], dependencies=can_read,
@@ -188,12 +174,11 @@ def list_audit(paging: PagingDep, entity_id: Annotated[int | None, Query(ge=0, l
                actor: Annotated[str | None, Query(max_length=250, pattern=NO_NUL)] = None,
                entity: Annotated[str | None, Query(max_length=50, pattern=NO_NUL)] = None,
                action: Annotated[str | None, Query(max_length=50, pattern=NO_NUL)] = None):
-    result = audit.entries(engine(), entity=entity, entity_id=entity_id, actor=actor, action=action,
-                           limit=paging.limit, offset=paging.offset)
-    return paging.page(result.items, result.total)
+    return page_out(audit.entries(engine(), entity=entity, entity_id=entity_id, actor=actor, action=action,
+                                  paging=paging))
 
 
-AlertKind = Literal["deadline", "degradation", "failure", "overdue", "digest"]
+AlertKind = Literal[KINDS]
 
 
 @router.get("/alerts/", response_model=m.Page[m.AlertOut], dependencies=can_read,
@@ -203,6 +188,4 @@ def list_alerts(paging: PagingDep, kind: AlertKind | None = None,
                 days: Annotated[int | None, Query(ge=1, le=3660, description="only alerts of the last N days")]
                 = None):
     since = datetime.now(UTC) - timedelta(days=days) if days else None
-    items, total = alerts.list_alerts(engine(), kind=kind, chart_id=chart_id, since=since,
-                                      limit=min(paging.limit, 1000), offset=paging.offset)
-    return paging.page(items, total)
+    return page_out(alerts.list_alerts(engine(), kind=kind, chart_id=chart_id, since=since, paging=paging))

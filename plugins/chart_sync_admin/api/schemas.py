@@ -1,26 +1,61 @@
 """Request and response schemas of the chart-sync REST API (pydantic v2).
 
-Requests forbid unknown fields; limits mirror the service layer's rules so bad input is a 422
-naming the field before anything is written.
+Requests forbid unknown fields. A schedule's fields are checked by the one validator
+(``chartsync.core.schedule``): its limits go into the OpenAPI spec, and its messages, naming the
+field by its label, are the 422's ``msg``, word for word what the CLI and the pages say.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, datetime
-from typing import Annotated, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from chartsync.core.calendar import MAX_CUSTOM_HOURS
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator, model_validator
+from chartsync.core import schedule
+from chartsync.core.calendar import Frequency
+from chartsync.core.schedule import MAX_CRON_LENGTH, MAX_CUSTOM_HOURS, MAX_DEADLINE_HOURS, SLUG_PATTERN, ScheduleError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 MAX_ID = 2**31 - 1  # an INTEGER column's range on every dialect
-MAX_DEADLINE_HOURS = 24 * 62
 
-FrequencyName = Literal["daily", "weekly", "monthly", "custom", "cron"]
+
+def checked(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """A core check as a pydantic validator: its ScheduleError becomes the 422 message, unchanged."""
+
+    def validate(value: Any) -> Any:
+        if value is None:
+            return value
+        try:
+            return check(value)
+        except ScheduleError as exc:
+            raise PydanticCustomError("schedule_field", "{message}", {"message": str(exc)}) from None
+
+    return validate
+
+
+FrequencyName = Annotated[str, AfterValidator(checked(lambda value: schedule.check_frequency(value).value)),
+                          Field(json_schema_extra={"enum": [f.value for f in Frequency]})]
 Id = Annotated[StrictInt, Field(ge=1, le=MAX_ID)]
-Hours = Annotated[StrictInt, Field(ge=1, le=MAX_CUSTOM_HOURS, description=f"1 to {MAX_CUSTOM_HOURS} hours")]
-Cron = Annotated[str, Field(min_length=1, max_length=100, examples=["0 6 * * *"])]
-DeadlineHours = Annotated[float, Field(gt=0, le=MAX_DEADLINE_HOURS, allow_inf_nan=False)]
-Slug = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$", examples=["spotify-top-200-global-daily"])]
+Hours = Annotated[StrictInt, AfterValidator(checked(schedule.check_custom_hours)),
+                  Field(json_schema_extra={"minimum": 1, "maximum": MAX_CUSTOM_HOURS},
+                        description=f"1 to {MAX_CUSTOM_HOURS} hours")]
+Cron = Annotated[str, AfterValidator(checked(schedule.check_cron)),
+                 Field(json_schema_extra={"minLength": 1, "maxLength": MAX_CRON_LENGTH}, examples=["0 6 * * *"])]
+# BeforeValidator: NaN, Infinity and 1e999 reach the validator (and its message) instead of pydantic's own
+DeadlineHours = Annotated[float, BeforeValidator(checked(schedule.check_deadline_hours)),
+                          Field(json_schema_extra={"exclusiveMinimum": 0, "maximum": MAX_DEADLINE_HOURS})]
+Slug = Annotated[str, Field(pattern=SLUG_PATTERN, examples=["spotify-top-200-global-daily"])]
 
 
 class Request(BaseModel):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from chartsync.core.paging import PageRequest
+from chartsync.core.rules import CHART_STATUSES
 from chartsync.store import pages
 from chartsync.services import schedules
 from chartsync.store.engine import chart_engine
@@ -36,11 +38,11 @@ def home(request: Request, viewer: ViewerDep):
 @router.get("/charts", response_class=HTMLResponse)
 def charts_page(request: Request, viewer: ViewerDep):
     filters = {"q": query_text(request, "q"), "platform": query_text(request, "platform", 50),
-               "status": query_choice(request, "status", pages.CHART_STATUSES),
+               "status": query_choice(request, "status", CHART_STATUSES),
                "frequency": query_choice(request, "frequency", FREQUENCIES)}
     result = pages.chart_catalogue(chart_engine(), search=filters["q"], platform=filters["platform"],
                                    status=filters["status"], frequency=filters["frequency"],
-                                   page=query_int(request, "page", 1), page_size=PAGE_SIZE)
+                                   paging=PageRequest.number(query_int(request, "page", 1), PAGE_SIZE))
     return render(request, viewer, "charts.html", title="Charts", nav="charts", result=result, filters=filters,
                   platforms=pages.platforms(chart_engine()))
 

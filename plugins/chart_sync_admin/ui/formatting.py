@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from chartsync.store import stats
+from chartsync.core.timestamps import as_utc
 
 
 def fmt_datetime(value: datetime | None) -> str:
-    return stats.aware(value).strftime("%Y-%m-%d %H:%M UTC") if value else "—"
+    return as_utc(value).strftime("%Y-%m-%d %H:%M UTC") if value else "—"
 
 
 def fmt_ago(value: datetime | None) -> str:
     if value is None:
         return "never"
-    seconds = (datetime.now(UTC) - stats.aware(value)).total_seconds()
+    seconds = (datetime.now(UTC) - as_utc(value)).total_seconds()
     return ("in " if seconds < 0 else "") + fmt_age(abs(seconds)) + ("" if seconds < 0 else " ago")
 
 
@@ -55,7 +55,7 @@ def fmt_next_sync(dag) -> str:
         return "paused"
     if dag.next_dagrun is None:
         return "—"
-    return "due now" if stats.aware(dag.next_dagrun) <= datetime.now(UTC) else fmt_ago(dag.next_dagrun)
+    return "due now" if as_utc(dag.next_dagrun) <= datetime.now(UTC) else fmt_ago(dag.next_dagrun)
 
 
 FILTERS = {"datetime": fmt_datetime, "ago": fmt_ago, "age": fmt_age, "duration": fmt_duration,

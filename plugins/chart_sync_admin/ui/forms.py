@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import date
 
+from chartsync.core import schedule
 from chartsync.services import gaps
 from chartsync.services import schedules
 from fastapi import Request
@@ -17,7 +18,7 @@ from starlette.datastructures import FormData
 
 from chart_sync_admin import csrf
 from chart_sync_admin.security import Viewer
-from chart_sync_admin.ui.rendering import FREQUENCIES, UI, app_root, flash_path, page_url, render
+from chart_sync_admin.ui.rendering import UI, app_root, flash_path, page_url, render
 
 
 # -- query parameters ------------------------------------------------------------------------------------
@@ -56,37 +57,36 @@ def form_ids(form: FormData, name: str) -> list[int]:
     return list(dict.fromkeys(i for i in ids if 0 < i < 2**31))[:500]
 
 
-def form_int(form: FormData, name: str, label: str) -> int | None:
-    value = (form.get(name) or "").strip()
-    if not value:
-        return None
+def form_int(form: FormData, name: str) -> int | str | None:
+    """A whole number, or the text as typed (the schedule validator names what is wrong with it)."""
+    value = str(form.get(name) or "").strip()[:50]
     try:
-        return int(value)
+        return int(value) if value else None
     except ValueError:
-        raise ValueError(f"{label}: {value[:20]!r} is not a whole number") from None
+        return value
 
 
-def form_float(form: FormData, name: str, label: str) -> float | None:
-    value = (form.get(name) or "").strip()
-    if not value:
-        return None
+def form_float(form: FormData, name: str) -> float | str | None:
+    """A number, or the text as typed (the schedule validator names what is wrong with it)."""
+    value = str(form.get(name) or "").strip()[:50]
     try:
-        return float(value)
+        return float(value) if value else None
     except ValueError:
-        raise ValueError(f"{label}: {value[:20]!r} is not a number") from None
+        return value
 
 
 def add_options(form: FormData) -> dict:
-    """The settings of charts added to the sync schedule; ValueError names a bad one."""
-    frequency = form.get("frequency") or None
-    if frequency is not None and frequency not in FREQUENCIES:
-        raise ValueError(f"unknown frequency {frequency!r}")
+    """The settings of charts added to the sync schedule (the schedule service validates them)."""
+    frequency = str(form.get("frequency") or "")[:50] or None
     options = {"sync_frequency": frequency, "sync_immediately": form.get("sync_immediately") == "on",
                "sync_historical_data": form.get("sync_historical_data") == "on"}
     if frequency == "custom":
-        options["custom_interval_hours"] = form_int(form, "custom_interval_hours", "custom interval (hours)")
+        options["custom_interval_hours"] = form_int(form, "custom_interval_hours")
     if frequency == "cron":
         options["cron_expression"] = (form.get("cron_expression") or "").strip()[:100] or None
+    schedule.validate_settings(slug=None, chart_frequency=None, sync_frequency=frequency,
+                               custom_interval_hours=options.get("custom_interval_hours"),
+                               cron_expression=options.get("cron_expression"))
     return options
 
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import quote, urlencode, urlsplit
 
-from chartsync.store import pages
 from chartsync.core.calendar import Frequency
+from chartsync.core.rules import ACTIVE, INACTIVE, NOT_SCHEDULED, OVERDUE
 from fastapi import Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -28,8 +28,7 @@ STATIC_PATH = f"{UI}/static"
 PAGE_SIZE = 50
 templates = Jinja2Templates(directory=PACKAGE_DIR / "templates")
 templates.env.filters.update(FILTERS)
-STATUS_LABELS = {pages.ACTIVE: "Active", pages.OVERDUE: "Overdue", pages.INACTIVE: "Inactive",
-                 pages.NOT_SCHEDULED: "Not scheduled"}
+STATUS_LABELS = {ACTIVE: "Active", OVERDUE: "Overdue", INACTIVE: "Inactive", NOT_SCHEDULED: "Not scheduled"}
 FREQUENCIES = [f.value for f in Frequency]
 
 

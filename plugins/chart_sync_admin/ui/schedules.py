@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from chartsync.services import alerts
+from chartsync.core import calendar
+from chartsync.core.paging import PageRequest
+from chartsync.core.rules import SCHEDULE_STATUSES
 from chartsync.services import coverage
 from chartsync.services import gaps
 from chartsync.store import pages
@@ -38,14 +40,14 @@ SCHEDULE_ACTIONS = {"activate": "Activate", "deactivate": "Deactivate", "trigger
 @router.get("/schedules", response_class=HTMLResponse)
 def schedules_page(request: Request, viewer: ViewerDep):
     filters = {"q": query_text(request, "q"), "platform": query_text(request, "platform", 50),
-               "status": query_choice(request, "status", pages.SCHEDULE_STATUSES),
+               "status": query_choice(request, "status", SCHEDULE_STATUSES),
                "frequency": query_choice(request, "frequency", FREQUENCIES),
                "sort": query_choice(request, "sort", pages.SCHEDULE_SORTS, "chart"),
                "desc": request.query_params.get("desc") == "1"}
-    result = pages.schedule_table(chart_engine(), search=filters["q"], platform=filters["platform"],
+    result = schedules.schedule_table(chart_engine(), search=filters["q"], platform=filters["platform"],
                                   frequency=filters["frequency"], status=filters["status"], sort=filters["sort"],
-                                  descending=filters["desc"], page=query_int(request, "page", 1),
-                                  page_size=PAGE_SIZE)
+                                  descending=filters["desc"],
+                                  paging=PageRequest.number(query_int(request, "page", 1), PAGE_SIZE))
     return render(request, viewer, "schedules.html", title="Sync schedules", nav="schedules", result=result,
                   filters=filters, platforms=pages.platforms(chart_engine()))
 
@@ -81,7 +83,7 @@ def _schedule_action(request: Request, viewer: Viewer, form: FormData, action: s
         return confirm(request, viewer, form, SCHEDULE_ACTIONS[action], [f"{r.name} ({r.slug})" for r in rows],
                        default=default)
     if action == "heal":
-        results = gaps.heal_audited(chart_engine(), [r.slug for r in rows], viewer.name)
+        results = gaps.heal(chart_engine(), [r.slug for r in rows], actor=viewer.name)
         return redirect(request, to, [heal_message(results)])
     items = schedules.bulk(chart_engine(), action, [r.chart_id for r in rows], actor=viewer.name)
     return redirect(request, to, [bulk_message(SCHEDULE_ACTIONS[action], items)])
@@ -99,8 +101,8 @@ def schedule_page(request: Request, viewer: ViewerDep, schedule_id: int):
     counts = {status: 0 for status in coverage.STATUSES}
     for cell in strip:
         counts[cell.status] += 1
-    history = pages.execution_history(chart_engine(), row.chart_id, page=query_int(request, "page", 1),
-                                      page_size=25)
+    history = pages.execution_history(chart_engine(), row.chart_id,
+                                      paging=PageRequest.number(query_int(request, "page", 1), 25))
     return render(request, viewer, "schedule.html", title=row.name, nav="schedules", s=detail, config=config,
                   strip=strip, strip_counts=counts, strip_error=strip_error, history=history,
                   gaps=gaps.list_gaps(chart_engine(), row.chart_id),
@@ -109,7 +111,7 @@ def schedule_page(request: Request, viewer: ViewerDep, schedule_id: int):
 
 def _deadline_text(row) -> str:
     try:
-        hours = alerts.deadline_hours(row.sync_frequency, row.deadline_hours, row.custom_interval_hours,
+        hours = calendar.deadline_hours(row.sync_frequency, row.deadline_hours, row.custom_interval_hours,
                                       row.cron_expression)
     except (ValueError, KeyError):
         return "—"
@@ -124,19 +126,17 @@ def schedule_config(request: Request, viewer: ViewerDep, form: FormDep, schedule
         changes = {
             "is_active": form.get("is_active") == "on",
             "sync_frequency": frequency,
-            "custom_interval_hours": form_int(form, "custom_interval_hours", "custom_interval_hours")
+            "custom_interval_hours": form_int(form, "custom_interval_hours")
             if frequency == "custom" else None,
             "cron_expression": ((form.get("cron_expression") or "").strip()[:100] or None)
             if frequency == "cron" else None,
             "sync_immediately": form.get("sync_immediately") == "on",
             "sync_historical_data": form.get("sync_historical_data") == "on",
             "fetch_track_metadata": form.get("fetch_track_metadata") == "on",
-            "deadline_hours": form_float(form, "deadline_hours", "deadline_hours"),
+            "deadline_hours": form_float(form, "deadline_hours"),
         }
         change = schedules.update_schedule(chart_engine(), schedule_id, changes, actor=viewer.name)
     except schedules.ScheduleError as exc:
-        return redirect(request, to, [message("error", f"Nothing saved: {exc.field}: {exc.message}")])
-    except ValueError as exc:
         return redirect(request, to, [message("error", f"Nothing saved: {exc}")])
     text = f"Configuration saved. {change.message}." if change.changed else "Nothing changed."
     return redirect(request, to, [message("success", text)])
