@@ -36,8 +36,11 @@ run: setup
 test: setup
 	$(BIN)/python -m pytest -p no:cacheprovider $(PYTEST_ARGS)
 
+## lint: ruff, and import-linter's contracts (the layers, who may import airflow, a pure core)
 lint: $(VENV)/.installed
-	$(BIN)/uv pip install -q --python $(BIN)/python ruff==0.14.0 && $(BIN)/ruff check include dags plugins tests benchmarks
+	$(BIN)/uv pip install -q --python $(BIN)/python ruff==0.14.0 import-linter==2.16
+	$(BIN)/ruff check include dags plugins tests benchmarks
+	PYTHONPATH=$(CURDIR)/include:$(CURDIR)/plugins $(BIN)/lint-imports --no-cache
 
 bench: setup
 	$(BIN)/python benchmarks/parse.py

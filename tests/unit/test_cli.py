@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import create_engine, func, insert, select
 
 from chartsync import cli
 from chartsync.store.migrate import upgrade
-from chartsync.store.tables import chart, chart_sync_audit, chart_sync_schedule
+from chartsync.store.tables import chart, chart_ranking, chart_sync_audit, chart_sync_execution, chart_sync_schedule
 
 
 @pytest.fixture
@@ -88,3 +88,29 @@ def test_help_lists_every_command(capsys):
     out = capsys.readouterr().out
     for command in ("db", "charts", "schedules", "gaps", "settings"):
         assert command in out
+
+
+def test_sync_runs_the_same_service_as_the_dag_task(engine, capsys, emulator, emulator_admin, monkeypatch):
+    slug = "apple-music-top-100-us-daily"
+    monkeypatch.setenv("AIRFLOW_CONN_SOUNDCHARTS_DEFAULT", json.dumps(
+        {"conn_type": "http", "host": emulator.url, "login": "soundcharts", "password": "soundcharts"}))
+    with engine.begin() as conn:
+        conn.execute(insert(chart).values(slug=slug, name="Apple Music US", platform="apple-music", frequency="daily",
+                                          created_at=datetime.now(UTC)))
+    assert cli.main(["schedules", "add", slug, "--no-metadata"]) == 0
+    period = (datetime.now(UTC) - timedelta(days=3)).date()
+    capsys.readouterr()
+    assert cli.main(["sync", slug, "--period", period.isoformat()]) == 0
+    assert f"period {period}: rankings created=1" in capsys.readouterr().out
+    with engine.connect() as conn:
+        assert conn.execute(select(chart_ranking.c.period)).scalars().all() == [period]
+        execution = conn.execute(select(chart_sync_execution)).one()
+    assert execution.status == "success" and execution.run_id.startswith("cli__")
+    assert cli.main(["sync", slug, "--period", period.isoformat()]) == 0  # a re-sync changes nothing
+    assert "rankings created=0 updated=0" in capsys.readouterr().out
+
+    emulator_admin.fault(kind="unpublished", path_contains=slug)  # nothing published: fails, exit 1
+    assert cli.main(["sync", slug]) == 1
+    assert "no published ranking" in capsys.readouterr().err
+    assert cli.main(["sync", "daily-chart"]) == 2  # no schedule
+    assert "has no active sync schedule" in capsys.readouterr().err
