@@ -34,10 +34,10 @@ from sqlalchemy import create_engine, insert, select  # noqa: E402
 from chartsync.services import audience  # noqa: E402
 from chartsync.store.migrate import upgrade  # noqa: E402
 from chartsync.store.tables import chart, chart_sync_schedule, track  # noqa: E402
-from chartsync.store.executions import RunRef  # noqa: E402
+from chartsync.core.outcomes import RunRef, findings_from_extras, rankings_event_extra  # noqa: E402
 from chartsync.soundcharts.client import SoundchartsClient  # noqa: E402
 from chartsync.services.sync import sync_period  # noqa: E402
-from chartsync.services.track_metadata import findings_from_extras, rankings_event_extra, refresh_metadata  # noqa: E402
+from chartsync.services.track_metadata import refresh_metadata  # noqa: E402
 from soundcharts_emulator.server import start_server  # noqa: E402
 
 

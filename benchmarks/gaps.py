@@ -1,7 +1,7 @@
 """Gap detection at scale on PostgreSQL: the one-statement SQL against a naive per-chart loop.
 
 Seeds N charts (default 1,000) with one year of daily expected periods and stored rankings with
-random holes, then times chartsync.services.gaps' gap query (all charts, one statement) and the naive
+random holes, then times chartsync.store.gaps' gap query (all charts, one statement) and the naive
 way (per chart: read expected and stored periods, diff and merge ranges in Python), checks
 that both find the same ranges, and prints the ratio.
 
@@ -24,6 +24,7 @@ sys.path[:0] = [str(ROOT / "include"), str(ROOT / "tests")]
 from sqlalchemy import create_engine, insert, select, text  # noqa: E402
 
 from chartsync.services import gaps  # noqa: E402
+from chartsync.store import gaps as gap_store  # noqa: E402
 from chartsync.store.migrate import upgrade  # noqa: E402
 from chartsync.store.tables import chart, chart_expected_period, chart_ranking, chart_sync_schedule  # noqa: E402
 from pgcluster import start_postgres  # noqa: E402
@@ -63,7 +64,7 @@ def seed(engine, charts: int, days: int, hole_rate: float) -> None:
 
 def sql_ranges(engine) -> list[tuple]:
     with engine.connect() as conn:
-        return [tuple(r) for r in conn.execute(gaps.gap_query(TODAY))]
+        return [tuple(r) for r in conn.execute(gap_store.gap_query(TODAY))]
 
 
 def naive_ranges(engine) -> list[tuple]:

@@ -13,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from chartsync import settings
+
 DEMO_SCHEDULES = (  # one daily, one weekly, one monthly chart, each with a year of history
     ("spotify-top-200-global-daily", "daily"),
     ("spotify-top-200-global-weekly", "weekly"),
@@ -27,8 +29,7 @@ def _run(*args: str) -> None:
 
 
 def _login() -> dict[str, str]:
-    home = Path(os.environ.get("AIRFLOW_HOME", "~/airflow")).expanduser()
-    file = home / "simple_auth_manager_passwords.json.generated"
+    file = settings.airflow_home() / "simple_auth_manager_passwords.json.generated"
     if file.exists():
         return json.loads(file.read_text())
     passwords = {"admin": secrets.token_urlsafe(9), "viewer": secrets.token_urlsafe(9)}
@@ -47,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["PATH"] = f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"
 
     emulator = None
-    if not (os.environ.get("SOUNDCHARTS_APP_ID") and os.environ.get("SOUNDCHARTS_API_KEY")):
+    if settings.soundcharts_credentials() is None:
         emulator = subprocess.Popen([sys.executable, "-m", "soundcharts_emulator", "--host", "127.0.0.1",
                                      "--port", str(args.emulator_port)], stdout=subprocess.PIPE, text=True)
         print(emulator.stdout.readline().strip(), flush=True)

@@ -23,7 +23,9 @@ import pytest
 import requests
 from sqlalchemy import func, insert, select, update
 
-from chartsync.services import alerts
+from chartsync.core import alerts as alert_values
+from chartsync.settings import AUDIENCE_DAG_ID
+from chartsync.store import alerts as alert_store
 from chartsync.services import audience
 from chartsync.services import charts
 from chartsync.services import coverage
@@ -144,14 +146,14 @@ def _alerts(engine) -> None:
     def alert(kind, slug, summary, period=None):
         row = charts.get_chart(engine, slug=slug)
         sid = schedules.load_rows(engine, slug)[0].id
-        a = alerts.Alert(kind=kind, summary=summary, chart_id=row.id, chart=slug, chart_name=row.name,
+        a = alert_values.Alert(kind=kind, summary=summary, chart_id=row.id, chart=slug, chart_name=row.name,
                          schedule_id=sid, dag_id=f"chart_sync__{slug}", run_id="scheduled__e2e" if period else None,
                          period=period)
-        alerts.record_alert(engine, a, alerts.format_message(a, ""), {"webhook": "sent"})
+        alert_store.record_alert(engine, a, alert_values.format_message(a, ""), {"webhook": "sent"})
 
-    alert(alerts.FAILURE, GLOBAL_DAILY, f"The sync of {FAILED_DAY} failed after 4 tries.", FAILED_DAY)
-    alert(alerts.OVERDUE, DE_WEEKLY, "No successful sync for 40 days.")
-    alert(alerts.DEADLINE, DEEZER_FR, "Not synced within 12 hours of the period's end.", TODAY - timedelta(days=3))
+    alert(alert_values.FAILURE, GLOBAL_DAILY, f"The sync of {FAILED_DAY} failed after 4 tries.", FAILED_DAY)
+    alert(alert_values.OVERDUE, DE_WEEKLY, "No successful sync for 40 days.")
+    alert(alert_values.DEADLINE, DEEZER_FR, "Not synced within 12 hours of the period's end.", TODAY - timedelta(days=3))
 
 
 @pytest.fixture(scope="module")
@@ -169,7 +171,7 @@ def airflow_site(tmp_path_factory, emulator):
         # The dag-processor only has to put the DAGs into Airflow once: stopped then, it cannot
         # hold SQLite's write lock while a page creates runs or backfills.
         processor = start_airflow(af, components=("dag-processor",))
-        wanted = {*CHART_DAGS, audience.AUDIENCE_DAG_ID}
+        wanted = {*CHART_DAGS, AUDIENCE_DAG_ID}
 
         def parsed():
             r = site.api("GET", "/api/v2/dags", params={"limit": 100})
@@ -559,18 +561,18 @@ def test_song_page_refreshes_stale_audience_then_shows_it(airflow_site, new_sess
     uuid = page.url.rsplit("/", 1)[1]
     assert page.locator("h1").inner_text().startswith(name)
     assert page.locator("#refreshing").inner_text().startswith("Refreshing")
-    runs = airflow_site.api("GET", f"/api/v2/dags/{audience.AUDIENCE_DAG_ID}/dagRuns").json()["dag_runs"]
+    runs = airflow_site.api("GET", f"/api/v2/dags/{AUDIENCE_DAG_ID}/dagRuns").json()["dag_runs"]
     mine = [r for r in runs if uuid in r["dag_run_id"]]
     assert len(mine) == 1 and mine[0]["state"] == "queued"
     page.reload()  # still refreshing: no second run
     assert page.locator("#refreshing").count() == 1
-    assert len([r for r in airflow_site.api("GET", f"/api/v2/dags/{audience.AUDIENCE_DAG_ID}/dagRuns")
+    assert len([r for r in airflow_site.api("GET", f"/api/v2/dags/{AUDIENCE_DAG_ID}/dagRuns")
                 .json()["dag_runs"] if uuid in r["dag_run_id"]]) == 1
     session.screenshot("song-refreshing")
     # the run does its work (the DAG task's own function) and finishes
     with mock.patch.dict(os.environ, {"AIRFLOW_CONN_SOUNDCHARTS_DEFAULT": airflow_site.env["AIRFLOW_CONN_SOUNDCHARTS_DEFAULT"]}):
         done = audience.refresh_song(airflow_site.engine, SoundchartsClient(max_attempts=2), uuid)
-    r = airflow_site.api("PATCH", f"/api/v2/dags/{audience.AUDIENCE_DAG_ID}/dagRuns/{mine[0]['dag_run_id']}",
+    r = airflow_site.api("PATCH", f"/api/v2/dags/{AUDIENCE_DAG_ID}/dagRuns/{mine[0]['dag_run_id']}",
                          json={"state": "success"})
     assert r.status_code == 200, r.text
     page.reload()

@@ -10,11 +10,11 @@ from sqlalchemy import Engine
 
 from chartsync.core import calendar as freqs
 from chartsync.core.gaps import history_window
+from chartsync.core.outcomes import FAILED, SKIPPED
 from chartsync.core.schedule import ScheduleConfig
 from chartsync.store import gaps as gap_store
 
-SYNCED, MISSING, FAILED, SKIPPED, NOT_DUE, OUTSIDE = (
-    "synced", "missing", "failed", "skipped", "not-yet-due", "outside-window")
+SYNCED, MISSING, NOT_DUE, OUTSIDE = "synced", "missing", "not-yet-due", "outside-window"  # and FAILED, SKIPPED
 STATUSES = (SYNCED, MISSING, FAILED, SKIPPED, NOT_DUE, OUTSIDE)
 
 

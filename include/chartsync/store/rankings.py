@@ -17,6 +17,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from chartsync.core.outcomes import SyncResult
+from chartsync.core.paging import Page
 from chartsync.core.trends import TRENDS, trend, weeks_on_chart
 from chartsync.store.tables import chart, chart_ranking, chart_ranking_entry, track
 
@@ -64,11 +65,24 @@ class RankingPage:
     previous_period: date | None
     next_period: date | None
     trend_counts: dict[str, int]
-    entries: list[EntryRow]
-    matching: int  # entries after the filter and search
-    page: int
-    pages: int
+    entry_page: Page[EntryRow]  # the entries after the filter and search, one page of them
     filters: dict = field(default_factory=dict)
+
+    @property
+    def entries(self) -> list[EntryRow]:
+        return self.entry_page.items
+
+    @property
+    def matching(self) -> int:
+        return self.entry_page.total
+
+    @property
+    def page(self) -> int:
+        return self.entry_page.page
+
+    @property
+    def pages(self) -> int:
+        return self.entry_page.pages
 
 
 def ranking_page(engine: Engine, chart_id: int, period: date | None = None, *, sort: str = "position",
@@ -113,8 +127,8 @@ def ranking_page(engine: Engine, chart_id: int, period: date | None = None, *, s
     return RankingPage(
         chart_id=chart_id, slug=head.slug, chart_name=head.name, platform=head.platform, period=when,
         fetched_at=ranking.fetched_at, entry_count=ranking.entry_count, previous_period=previous,
-        next_period=following, trend_counts={t: counts.get(t, 0) for t in TRENDS}, entries=entries,
-        matching=matching, page=page, pages=pages,
+        next_period=following, trend_counts={t: counts.get(t, 0) for t in TRENDS},
+        entry_page=Page(entries, matching, page_size, (page - 1) * page_size),
         filters={"sort": sort, "descending": descending, "trend": trend, "search": search},
     )
 
