@@ -30,7 +30,7 @@ class ErrorAnswer:
 
 
 def _field_error(exc: schedules.ScheduleError) -> dict[str, Any]:
-    return {"detail": [{"loc": ["body", exc.field], "msg": exc.message, "type": "value_error"}]}
+    return {"detail": [{"loc": ["body", exc.field], "msg": str(exc), "type": "value_error"}]}
 
 
 ERRORS: dict[type[Exception], ErrorAnswer] = {

@@ -448,10 +448,10 @@ def test_schedule_configuration_is_editable_and_validated(airflow_site, new_sess
     assert row.deadline_hours == 30 and not row.fetch_track_metadata and not row.is_active
     page.get_by_label("Sync frequency").select_option("cron")
     page.get_by_role("button", name="Save configuration").click()
-    assert flash(page) == "Nothing saved: cron_expression: required for the cron frequency"
+    assert flash(page) == "Nothing saved: Cron expression: required for the cron frequency"
     assert airflow_site.schedule(GB_DAILY).sync_frequency == "daily"
     page.get_by_label("Sync frequency").select_option("custom")
-    page.get_by_label("Custom interval").fill("12")
+    page.get_by_label("Interval (hours)").fill("12")
     page.get_by_role("button", name="Save configuration").click()
     assert flash(page).startswith("Configuration saved.")
     row = airflow_site.schedule(GB_DAILY)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import quote, urlencode, urlsplit
 
+from chartsync.core import schedule
 from chartsync.core.calendar import Frequency
 from chartsync.core.rules import ACTIVE, INACTIVE, NOT_SCHEDULED, OVERDUE
 from fastapi import Request
@@ -30,6 +31,10 @@ templates = Jinja2Templates(directory=PACKAGE_DIR / "templates")
 templates.env.filters.update(FILTERS)
 STATUS_LABELS = {ACTIVE: "Active", OVERDUE: "Overdue", INACTIVE: "Inactive", NOT_SCHEDULED: "Not scheduled"}
 FREQUENCIES = [f.value for f in Frequency]
+# The forms take their labels and limits from the one schedule validator (its messages use the same labels).
+FIELD_LABELS = schedule.LABELS
+LIMITS = {"custom_interval_hours": schedule.MAX_CUSTOM_HOURS, "deadline_hours": schedule.MAX_DEADLINE_HOURS,
+          "cron_expression": schedule.MAX_CRON_LENGTH}
 
 
 # -- URLs: relative to where Airflow mounted us (works under a base_url path too) ------------------------
@@ -72,7 +77,8 @@ def render(request: Request, viewer: Viewer, template: str, status: int = 200, *
         "airflow": lambda path: f"{airflow}{path}",
         "dag_url": lambda dag_id: f"{airflow}/dags/{quote(dag_id, safe='')}",
         "here": request.url.path + (f"?{request.url.query}" if request.url.query else ""),
-        "status_labels": STATUS_LABELS, "frequencies": FREQUENCIES, **context,
+        "status_labels": STATUS_LABELS, "frequencies": FREQUENCIES, "field": FIELD_LABELS, "limits": LIMITS,
+        **context,
     })
     if messages:
         response.delete_cookie(csrf.FLASH_COOKIE, path=flash_path(request))
