@@ -140,7 +140,8 @@ def make_airflow_env(base: Path, emulator_url: str, chart_conn: str, chart_db_ur
         "AIRFLOW_CONN_SOUNDCHARTS_DEFAULT": soundcharts_conn(emulator_url),
         "AIRFLOW_CONN_CHART_DB": chart_conn,
         "CHARTSYNC_SCHEDULE_SNAPSHOT": str(base / "schedules.json"),
-        "PYTHONPATH": str(ROOT / "include"),
+        "PYTHONPATH": f"{ROOT / 'include'}{os.pathsep}{ROOT / 'tests'}",  # tests: sqlite_metadata
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS": "sqlite_metadata.CONNECT_ARGS",
     }
     env.pop("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", None)
     (home / "simple_auth_manager_passwords.json.generated").write_text(

@@ -14,6 +14,7 @@ metadata DB and chart DB.
 from __future__ import annotations
 
 import getpass
+import html
 import json
 import re
 from dataclasses import dataclass, field
@@ -214,6 +215,15 @@ class CliDoor:
     def remove(self, chart_):
         self.af.chartsync("schedules", "remove", chart_.slug)
 
+    def refused(self, chart_, bad: dict) -> str:
+        flags = {"sync_frequency": "--frequency", "custom_interval_hours": "--interval-hours",
+                 "cron_expression": "--cron"}
+        args = [a for name, value in bad.items() for a in (flags[name], str(value))]
+        done = self.af.chartsync("schedules", "add", chart_.slug, *args, check=False)
+        assert done.returncode == 2, (done.returncode, done.stdout, done.stderr)
+        [line] = [x for x in done.stderr.splitlines() if x.startswith("chartsync: error: ")]
+        return line.removeprefix("chartsync: error: ")
+
 
 class ApiDoor:
     """The REST API with the admin's bearer token."""
@@ -246,6 +256,11 @@ class ApiDoor:
     def remove(self, chart_):
         self.call("DELETE", f"/schedules/{schedule_id(self.engine, chart_.id)}/")
 
+    def refused(self, chart_, bad: dict) -> str:
+        detail = self.call("POST", "/schedules/", 422, json={"chart_id": chart_.id, **bad})["detail"]
+        assert len(detail) == 1 and detail[0]["loc"][0] == "body", detail
+        return detail[0]["msg"]
+
 
 @dataclass
 class Form:
@@ -256,12 +271,15 @@ class Form:
     boxes: list[tuple[str, str, bool]] = field(default_factory=list)  # checkboxes: name, value, checked
     choices: dict[str, list[str]] = field(default_factory=dict)  # the options of each select
 
-    def data(self, choose: dict[str, str] | None = None, tick: tuple[tuple[str, str], ...] = ()
-             ) -> list[tuple[str, str]]:
-        """The submitted pairs after choosing options and ticking boxes the page offers."""
+    def data(self, choose: dict[str, str] | None = None, tick: tuple[tuple[str, str], ...] = (),
+             fill: dict[str, str] | None = None) -> list[tuple[str, str]]:
+        """The submitted pairs after choosing options, typing into text boxes and ticking boxes the page offers."""
         choose = choose or {}
         for name, value in choose.items():
             assert value in self.choices.get(name, []), f"the form offers no {name}={value!r}: {self.choices}"
+        typed = {name for name, _ in self.fields} - set(self.choices)
+        assert set(fill or {}) <= typed, f"the form has no text box {sorted(set(fill or {}) - typed)}"
+        choose = choose | (fill or {})
         offered = {(name, value) for name, value, _ in self.boxes}
         for box in tick:
             assert box in offered, f"the form has no checkbox {box}: {sorted(offered)}"
@@ -385,6 +403,19 @@ class PagesDoor:
         self.confirmed("/charts", "/charts/bulk", {"action": "remove"}, ("chart_id", str(chart_.id)),
                        q=chart_.slug)
 
+    def refused(self, chart_, bad: dict) -> str:
+        """The charts page's "add" with bad settings: back to the page with one error message."""
+        page = self.page("/charts", q=chart_.slug)
+        form = self.form(page, "/charts/bulk")
+        typed = {name: str(value) for name, value in bad.items() if name != "sync_frequency"}
+        data = form.data({"action": "add", "frequency": bad["sync_frequency"]}, (("chart_id", str(chart_.id)),),
+                         fill=typed)
+        answer = self.submit(page, form, data)
+        assert [r.status_code for r in answer.history] == [303], (answer.status_code, answer.text[:2000])
+        flashes = self.FLASH.findall(answer.text)
+        assert len(flashes) == 1 and flashes[0][0] == "error", flashes or answer.text[:2000]
+        return html.unescape(flashes[0][1])
+
 
 # -- the scenario, through each door ---------------------------------------------------------------------
 @dataclass
@@ -462,3 +493,36 @@ def test_every_door_has_the_same_effects(effects):
         assert effects[name].trail == cli.trail, name
     assert {name: e.actors for name, e in effects.items()} == {
         "cli": {f"cli:{getpass.getuser()}"}, "api": {"admin"}, "pages": {"admin"}}
+
+
+# -- bad input: the same message from every door, naming the field by its label ----------------------------
+BAD_SETTINGS = (  # what a browser can send too (the page's select and number box limit the rest)
+    ({"sync_frequency": "custom", "custom_interval_hours": 0}, "Interval (hours): must be between 1 and 744"),
+    ({"sync_frequency": "custom"}, "Interval (hours): required for the custom frequency"),
+    ({"sync_frequency": "cron", "cron_expression": "61 * * * *"},
+     "Cron expression: '61 * * * *' is not a valid cron expression"),
+    ({"sync_frequency": "cron"}, "Cron expression: required for the cron frequency"),
+)
+
+
+@pytest.fixture(scope="module")
+def refusals() -> dict[str, list[str]]:
+    return {}
+
+
+@pytest.mark.parametrize("door_name", DOORS)
+def test_a_door_refuses_bad_settings_with_the_validators_message(door_name, doors, engine, refusals):
+    door, chart_ = doors[door_name], a_chart(engine, CHARTS[door_name])
+    mark = last_audit_id(engine)
+    said = []
+    for bad, _ in BAD_SETTINGS:
+        said.append(door.refused(chart_, bad))
+        assert schedule_row(engine, chart_.id) is None, f"{door_name} wrote a schedule for {bad}"
+    assert audit_rows_since(engine, mark) == []
+    assert said == [message for _, message in BAD_SETTINGS], said
+    refusals[door_name] = said
+
+
+def test_every_door_says_the_same(refusals):
+    assert list(refusals) == list(DOORS), "a door's refusals did not finish"
+    assert refusals["api"] == refusals["cli"] and refusals["pages"] == refusals["cli"]
