@@ -15,15 +15,19 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy import Engine
 
 from chartsync import settings
 from chartsync.core.timestamps import as_utc
 from chartsync.seam import orchestration
 from chartsync.settings import AUDIENCE_DAG_ID
-from chartsync.store.tables import track, track_audience
+from chartsync.store import tracks
+from chartsync.store.tracks import TrackNotFound
 from chartsync.core.plots import Series, line_chart, nice_ticks, short_number  # noqa: F401 - nice_ticks re-exported
 from chartsync.soundcharts.client import AudiencePoint, SoundchartsClient, SoundchartsNotFound
+
+__all__ = ["AudienceRefresh", "AudienceView", "RefreshRequest", "TrackNotFound", "audience_view", "refresh_song",
+           "request_refresh", "svg_plot"]
 
 log = logging.getLogger(__name__)
 
@@ -32,10 +36,6 @@ PLATFORM_NAMES = {"spotify": "Spotify", "apple-music": "Apple Music", "deezer": 
                   "youtube": "YouTube"}
 MAX_AGE = settings.AUDIENCE_MAX_AGE
 WINDOW_DAYS = settings.AUDIENCE_WINDOW_DAYS
-
-
-class TrackNotFound(LookupError):
-    """No track with this song uuid in the warehouse (only charted songs have a page)."""
 
 
 @dataclass(frozen=True)
@@ -79,26 +79,12 @@ def run_key(song_uuid: str) -> str:
     return f"audience__{song_uuid}"
 
 
-def _track(conn, song_uuid: str):
-    row = conn.execute(select(track.c.id, track.c.name, track.c.credit_name, track.c.audience_fetched_at)
-                       .where(track.c.song_uuid == song_uuid)).first()
-    if row is None:
-        raise TrackNotFound(f"no track with song uuid {song_uuid!r} in the warehouse")
-    return row
-
-
 # -- service functions (plugin, CLI) -------------------------------------------------------------
 def audience_view(engine: Engine, song_uuid: str, *, now: datetime | None = None) -> AudienceView:
     """The stored audience of a song, with its freshness and whether a refresh is under way."""
     now = now or datetime.now(UTC)
-    series: dict[str, list[tuple[date, int]]] = {p: [] for p in PLATFORMS}
-    with engine.connect() as conn:
-        song = _track(conn, song_uuid)
-        rows = conn.execute(select(track_audience.c.platform, track_audience.c.date, track_audience.c.value)
-                            .where(track_audience.c.track_id == song.id, track_audience.c.value.is_not(None))
-                            .order_by(track_audience.c.platform, track_audience.c.date))
-        for platform, day, value in rows:
-            series.setdefault(platform, []).append((day, value))
+    song, stored = tracks.audience_of(engine, song_uuid)
+    series: dict[str, list[tuple[date, int]]] = {p: [] for p in PLATFORMS} | stored
     active = orchestration.active_keyed_run(AUDIENCE_DAG_ID, run_key(song_uuid))
     fetched = as_utc(song.audience_fetched_at) if song.audience_fetched_at else None
     return AudienceView(song_uuid, song.name, song.credit_name, series, fetched, is_stale(fetched, now),
@@ -109,8 +95,7 @@ def request_refresh(engine: Engine, song_uuid: str, user: str, *, force: bool = 
                     now: datetime | None = None) -> RefreshRequest:
     """Trigger one audience run for the song when its data is missing or stale (or ``force``)."""
     now = now or datetime.now(UTC)
-    with engine.connect() as conn:
-        song = _track(conn, song_uuid)
+    song = tracks.song(engine, song_uuid)
     if not force and not is_stale(song.audience_fetched_at, now):
         return RefreshRequest(song_uuid, "fresh")
     run = orchestration.trigger_keyed_run(AUDIENCE_DAG_ID, run_key(song_uuid), {"song_uuid": song_uuid}, user,
@@ -147,34 +132,14 @@ def fetch_audience(client: SoundchartsClient, song_uuid: str, today: date) -> di
     return series
 
 
-def store_audience(engine: Engine, song_uuid: str, series: dict[str, list[AudiencePoint]],
-                   now: datetime) -> dict[str, int]:
-    """Replace the fetched platforms' days and stamp the track, in one transaction."""
-    stored = {}
-    with engine.begin() as conn:
-        track_id = _track(conn, song_uuid).id
-        for platform, points in series.items():
-            days = [p.day for p in points]
-            if days:
-                conn.execute(delete(track_audience).where(
-                    track_audience.c.track_id == track_id, track_audience.c.platform == platform,
-                    track_audience.c.date.between(min(days), max(days))))
-                conn.execute(insert(track_audience), [
-                    {"track_id": track_id, "platform": platform, "date": p.day, "value": p.value, "fetched_at": now}
-                    for p in {p.day: p for p in points}.values()])
-            stored[platform] = len(set(days))
-        conn.execute(update(track).where(track.c.id == track_id).values(audience_fetched_at=now))
-    return stored
-
-
 def refresh_song(engine: Engine, client: SoundchartsClient, song_uuid: str,
                  *, today: date | None = None) -> AudienceRefresh:
-    with engine.connect() as conn:
-        _track(conn, song_uuid)  # fail before spending API calls on a song we do not have
+    tracks.song(engine, song_uuid)  # fail before spending API calls on a song we do not have
     before = client.request_count
     now = datetime.now(UTC)
     series = fetch_audience(client, song_uuid, today or now.date())
-    result = AudienceRefresh(song_uuid, store_audience(engine, song_uuid, series, now),
+    result = AudienceRefresh(song_uuid, tracks.store_audience(
+        engine, song_uuid, {platform: {p.day: p.value for p in points} for platform, points in series.items()}, now),
                              client.request_count - before)
     log.info("audience of %s: %s points stored, %d API requests", song_uuid, result.points, result.api_requests)
     return result
