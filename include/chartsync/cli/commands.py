@@ -1,8 +1,7 @@
-"""``chartsync``: the command line for the chart warehouse (charts, schedules, syncs, gaps, audience).
+"""The ``chartsync`` commands: each parses nothing, calls one service and prints what came back.
 
-A front door: it parses arguments, calls one service and translates what comes back (once, in
-``main``) into output and an exit code. Exit codes: 0 done, 1 the operation failed (API, DB or
-Airflow), 2 bad input (nothing written). Changes are audited as ``cli:<user>``.
+``chartsync.cli.main`` builds the parser and translates the exceptions named here (``BAD_INPUT``,
+``FAILED``) into exit codes, once.
 """
 
 from __future__ import annotations
@@ -11,12 +10,10 @@ import argparse
 import getpass
 import json
 import sys
-from collections.abc import Sequence
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from chartsync import settings
-from chartsync.core.calendar import Frequency
 from chartsync.core.outcomes import Failed, NotPublishedYet, RunRef, Skipped, Synced
 from chartsync.core.schedule import ScheduleError, ScheduleNotFound
 from chartsync.seam.airflow_settings import load as load_airflow_settings
@@ -27,13 +24,15 @@ from chartsync.soundcharts.errors import SoundchartsError
 from chartsync.store.engine import ChartDbConfigError, chart_engine
 from chartsync.store.migrate import current_revision, upgrade
 
-EXIT_FAILED, EXIT_BAD_INPUT = 1, 2
-BAD_INPUT = (ScheduleError, ScheduleNotFound, charts.ChartNotFound, audience.TrackNotFound)
-FAILED = (ChartDbConfigError, SoundchartsError, DagNotParsedYet, RunAlreadyExists, BackfillAlreadyRunning)
+EXIT_FAILED = 1
 
 
 class BadInput(Exception):
     pass
+
+
+BAD_INPUT = (BadInput, ScheduleError, ScheduleNotFound, charts.ChartNotFound, audience.TrackNotFound)
+FAILED = (ChartDbConfigError, SoundchartsError, DagNotParsedYet, RunAlreadyExists, BackfillAlreadyRunning)
 
 
 def _actor() -> str:
@@ -200,132 +199,3 @@ def cmd_audience_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def _whole_number(value: str) -> int | str:
-    """An int when the text is one; else the text itself, so the schedule validator names the problem."""
-    try:
-        return int(value)
-    except ValueError:
-        return value
-
-
-def _number(value: str) -> float | str:
-    try:
-        return float(value)
-    except ValueError:
-        return value
-
-
-def _day(value: str) -> date:
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a date (YYYY-MM-DD)") from None
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="chartsync",
-        description="Manage the chart-sync warehouse: charts, sync schedules (one Airflow DAG each), database.",
-        epilog="Connections: chart_db (sqlite or postgres) and soundcharts_default (http), looked up like "
-        "Airflow does (metadata DB, secrets backend or AIRFLOW_CONN_<ID>).",
-    )
-    groups = parser.add_subparsers(dest="group", required=True,
-                                   metavar="{db,charts,schedules,sync,gaps,settings,audience}")
-
-    db = groups.add_parser("db", help="chart DB schema").add_subparsers(dest="command", required=True)
-    db.add_parser("upgrade", help="apply the Alembic migrations to the DB behind chart_db").set_defaults(
-        func=cmd_db_upgrade)
-
-    charts = groups.add_parser("charts", help="the chart catalogue").add_subparsers(dest="command", required=True)
-    imp = charts.add_parser("import", help="import (or refresh) the song charts of platforms from Soundcharts")
-    imp.add_argument("--platform", action="append", required=True,
-                     help="spotify, apple-music, shazam, deezer, ... (repeatable)")
-    imp.add_argument("--country", help="only charts of this country code")
-    imp.set_defaults(func=cmd_charts_import)
-
-    sched = groups.add_parser("schedules", help="sync schedules (one DAG each)").add_subparsers(
-        dest="command", required=True)
-    add = sched.add_parser("add", help="schedule a chart for syncing",
-                           description="Schedule a chart. Without --frequency it is detected from the chart "
-                           "(else weekly). History: one year back, synced by Airflow's catchup.")
-    add.add_argument("slug", help="chart slug (see chartsync charts import)")
-    add.add_argument("--frequency", metavar="{" + ",".join(f.value for f in Frequency) + "}",
-                     help="sync frequency (default: the chart's own, else weekly)")
-    add.add_argument("--interval-hours", type=_whole_number, help="hours between runs (with --frequency custom)")
-    add.add_argument("--cron", help="cron expression (with --frequency cron)")
-    add.add_argument("--no-history", action="store_true", help="do not sync the past year (catchup off)")
-    add.add_argument("--scheduled", action="store_true",
-                     help="first run at the next period boundary instead of syncing the newest period now")
-    add.add_argument("--no-metadata", action="store_true", help="do not fetch track metadata for this chart")
-    add.add_argument("--inactive", action="store_true", help="create it paused")
-    add.add_argument("--deadline-hours", type=_number,
-                     help="hours after a period ends by which it must be synced (default: by frequency)")
-    add.set_defaults(func=cmd_schedules_add)
-    sched.add_parser("list", help="list sync schedules").set_defaults(func=cmd_schedules_list)
-    rm = sched.add_parser("remove", help="remove a chart's sync schedule (keeps its data)")
-    rm.add_argument("slug")
-    rm.set_defaults(func=cmd_schedules_remove)
-    for verb, what in (("activate", "unpause the chart's DAG and sync on schedule"),
-                       ("deactivate", "pause the chart's DAG (keeps the schedule and its data)")):
-        toggle = sched.add_parser(verb, help=what)
-        toggle.add_argument("slug")
-        toggle.set_defaults(func=cmd_schedules_activate)
-
-    run = groups.add_parser("sync", help="sync one period of a chart now, outside Airflow",
-                            description="The same service the chart DAG's sync_ranking task calls: fetch the "
-                            "period, store it in one transaction with an execution row. Exit 1 when the "
-                            "period is not published yet.")
-    run.add_argument("slug")
-    run.add_argument("--period", type=_day, help="period start date YYYY-MM-DD (default: the newest published)")
-    run.set_defaults(func=cmd_sync)
-    gaps = groups.add_parser("gaps", help="missing periods and healing").add_subparsers(
-        dest="command", required=True)
-    audit = gaps.add_parser("audit", help="refresh expected periods from the API and recompute gaps and coverage")
-    audit.add_argument("slug", nargs="?", help="only this chart (default: every active schedule)")
-    audit.set_defaults(func=cmd_gaps_audit)
-    lst = gaps.add_parser("list", help="gap ranges with the airflow backfill command that closes each")
-    lst.add_argument("slug", nargs="?")
-    lst.set_defaults(func=cmd_gaps_list)
-    heal = gaps.add_parser("heal", help="create the Airflow backfills that close the recorded gaps",
-                           description="One backfill per chart DAG over its gap ranges (reprocess behaviour "
-                           "'completed', so runs that succeeded but left no data are redone). A DAG with a "
-                           "running backfill is skipped: healing twice creates no duplicates.")
-    heal.add_argument("slug", nargs="?")
-    heal.add_argument("--all", action="store_true", help="every chart with gaps")
-    heal.set_defaults(func=cmd_gaps_heal)
-
-    settings = groups.add_parser("settings", help="Airflow settings").add_subparsers(dest="command", required=True)
-    load = settings.add_parser("load", help="load airflow_settings.yaml (connections, pools, variables) into "
-                               "Airflow; SOUNDCHARTS_APP_ID + SOUNDCHARTS_API_KEY point soundcharts_default "
-                               "at the real API")
-    load.add_argument("file", nargs="?", default="airflow_settings.yaml")
-    load.set_defaults(func=cmd_settings_load)
-
-    aud = groups.add_parser("audience", help="a song's audience per platform").add_subparsers(
-        dest="command", required=True)
-    refresh = aud.add_parser("refresh", help="trigger one chart_sync_audience run when the data is missing or "
-                             "older than 7 days (no second run while one is queued or running)")
-    refresh.add_argument("song_uuid")
-    refresh.add_argument("--force", action="store_true", help="refresh even when the data is fresh")
-    refresh.set_defaults(func=cmd_audience_refresh)
-    show = aud.add_parser("show", help="the stored audience, its age and whether a refresh runs")
-    show.add_argument("song_uuid")
-    show.add_argument("--svg", metavar="FILE", help="also write the plot the song page shows")
-    show.set_defaults(func=cmd_audience_show)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except (BadInput, *BAD_INPUT) as exc:  # translated once, at the edge
-        print(f"chartsync: error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except FAILED as exc:
-        print(f"chartsync: failed: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,5 @@
+import sys
+
+from chartsync.cli.main import main
+
+sys.exit(main())
