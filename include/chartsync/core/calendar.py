@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from itertools import pairwise
 
+from croniter import croniter
+
 HISTORY_DAYS = 365
 CRON_WEEKDAYS = ("MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN")
 
@@ -178,8 +180,6 @@ def cron_interval(expression: str) -> timedelta:
 
     ValueError for an expression that does not parse or never fires (e.g. ``0 0 31 2 *``).
     """
-    from croniter import croniter  # deferred: croniter is only needed for cron schedules
-
     try:
         fires = croniter(expression, _CRON_BASE)
         times = [fires.get_next(datetime) for _ in range(_CRON_SAMPLES)]

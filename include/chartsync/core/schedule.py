@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
+from croniter import croniter
+
 from chartsync.core import calendar
 from chartsync.core.calendar import Frequency
 from chartsync.settings import DAG_ID_PREFIX
@@ -89,8 +91,6 @@ def check_cron(expression: Any) -> str:
         raise ScheduleError("cron_expression", "required for the cron frequency")
     if not isinstance(expression, str) or len(expression) > MAX_CRON_LENGTH:
         raise ScheduleError("cron_expression", f"must be text of at most {MAX_CRON_LENGTH} characters")
-    from croniter import croniter  # deferred: croniter is only needed for cron schedules
-
     if not croniter.is_valid(expression):
         raise ScheduleError("cron_expression", f"{expression!r} is not a valid cron expression")
     return expression
