@@ -118,8 +118,10 @@ class AirflowEnv:
 _MIGRATED_TEMPLATE: dict[str, Path] = {}
 
 
-def make_airflow_env(base: Path, emulator_url: str, chart_conn: str, chart_db_url: str) -> AirflowEnv:
-    """A private AIRFLOW_HOME (SQLite metadata DB migrated once per session, then copied)."""
+def make_airflow_env(base: Path, emulator_url: str, chart_conn: str, chart_db_url: str,
+                     metadata_url: str | None = None) -> AirflowEnv:
+    """A private AIRFLOW_HOME: a SQLite metadata DB (migrated once per session, then copied), or the
+    PostgreSQL database ``metadata_url`` (migrated here) where concurrent writers must not collide."""
     home = base / "airflow"
     home.mkdir(parents=True, exist_ok=True)
     api_port = free_port()
@@ -140,14 +142,16 @@ def make_airflow_env(base: Path, emulator_url: str, chart_conn: str, chart_db_ur
         "AIRFLOW_CONN_SOUNDCHARTS_DEFAULT": soundcharts_conn(emulator_url),
         "AIRFLOW_CONN_CHART_DB": chart_conn,
         "CHARTSYNC_SCHEDULE_SNAPSHOT": str(base / "schedules.json"),
-        "PYTHONPATH": f"{ROOT / 'include'}{os.pathsep}{ROOT / 'tests'}",  # tests: sqlite_metadata
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS": "sqlite_metadata.CONNECT_ARGS",
+        "PYTHONPATH": str(ROOT / "include"),
     }
     env.pop("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", None)
     (home / "simple_auth_manager_passwords.json.generated").write_text(
         json.dumps({"admin": "admin", "viewer": "viewer"}))
     template = _MIGRATED_TEMPLATE.get("sqlite")
-    if template is None:
+    if metadata_url is not None:
+        env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = metadata_url
+        subprocess.run([str(BIN / "airflow"), "db", "migrate"], env=env, check=True, capture_output=True)
+    elif template is None:
         subprocess.run([str(BIN / "airflow"), "db", "migrate"], env=env, check=True, capture_output=True)
         template = base / "airflow-template.db"
         shutil.copy(home / "airflow.db", template)

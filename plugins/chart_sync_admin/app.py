@@ -9,6 +9,7 @@ by the pages. Built by ``DeferredApp`` on the API server's first request.
 from __future__ import annotations
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 
 from chart_sync_admin import errors
@@ -33,6 +34,7 @@ def create_app() -> FastAPI:
     app.mount(rendering.STATIC_PATH, rendering.static_files(), name="chart_sync_ui_static")
     for exc_type in errors.ERRORS:
         app.add_exception_handler(exc_type, _domain_error)
+    app.add_exception_handler(RequestValidationError, errors.invalid_request)
     app.add_exception_handler(errors.PageError, rendering.error_page)
     app.add_exception_handler(LoginRequired, rendering.login_page)
     return app

@@ -8,6 +8,8 @@ pages make (no access, a refused form) are ``PageError``.
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +21,8 @@ from chartsync.services.charts import ChartNotFound
 from chartsync.store import rankings
 from chartsync.store.engine import ChartDbConfigError
 from fastapi import status
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 
@@ -60,6 +64,24 @@ def json_response(exc: Exception) -> JSONResponse:
         return JSONResponse(answer.body(exc), status_code=answer.status)
     message = exc.message if isinstance(exc, schedules.ScheduleError) else str(exc)
     return JSONResponse({"detail": message}, status_code=answer.status)
+
+
+def _encodable(value: Any) -> Any:
+    """An echoed input as JSON can carry it: NaN, Infinity and other non-finite numbers become text."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {str(k): _encodable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_encodable(v) for v in value]
+    return value
+
+
+def invalid_request(_request: Any, exc: RequestValidationError) -> JSONResponse:
+    """FastAPI's 422 for a request the schemas refuse, with a body that always encodes (FastAPI's own
+    echoes a NaN or 1e999 input back and fails to encode it: a 500)."""
+    return JSONResponse({"detail": _encodable(jsonable_encoder(exc.errors()))},
+                        status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
 
 
 class PageError(Exception):

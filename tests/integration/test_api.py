@@ -232,6 +232,25 @@ def test_bad_input_is_rejected_naming_the_field_and_writes_nothing(admin, engine
     assert counts(engine) == before
 
 
+def test_non_finite_numbers_are_a_422_whose_body_encodes(admin, engine):
+    us = chart_id(engine, US_DAILY)
+    [fresh] = add_charts(engine, "nonfinite", 1)
+    sid = create(admin, chart_id=fresh)["schedule"]["id"]
+    before = counts(engine)
+    for number in ("NaN", "Infinity", "-Infinity", "1e999"):
+        for method, path, body in (
+                ("POST", "/schedules/", f'{{"chart_id": {us}, "deadline_hours": {number}}}'),
+                ("PATCH", f"/schedules/{sid}/", f'{{"deadline_hours": {number}}}'),
+                ("POST", "/schedules/bulk/",
+                 f'{{"action": "add", "chart_ids": [{us}], "options": {{"deadline_hours": {number}}}}}')):
+            r = admin.request(method, path, data=body)  # no content type: FastAPI reads the body as JSON
+            assert r.status_code == 422, (method, path, number, r.status_code, r.text)
+            [error] = r.json()["detail"]
+            assert error["loc"][-1] == "deadline_hours", error
+            assert error["msg"] == "Deadline (hours): must be a number of hours above 0 and at most 1488"
+    assert counts(engine) == before
+
+
 # -- the schedule lifecycle ----------------------------------------------------------------------------------
 def test_create_detects_the_frequency_and_says_when_the_dag_appears(admin, engine):
     created = create(admin, chart_id=chart_id(engine, GLOBAL_DAILY))

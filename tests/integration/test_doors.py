@@ -43,11 +43,13 @@ SETTINGS = ("sync_frequency", "is_active", "sync_immediately", "sync_historical_
 
 # -- fixtures (as in test_api.py) -----------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def af(tmp_path_factory, emulator) -> AirflowEnv:
+def af(tmp_path_factory, emulator, postgres) -> AirflowEnv:
+    # Airflow's metadata DB on PostgreSQL: creating a backfill's runs while the dag-processor writes
+    # deadlocks SQLite ("database is locked" at once, whatever the busy timeout).
     base = tmp_path_factory.mktemp("doors")
     db = base / "chart.db"
     env = make_airflow_env(base, emulator.url, json.dumps({"conn_type": "sqlite", "host": str(db)}),
-                           f"sqlite:///{db}")
+                           f"sqlite:///{db}", metadata_url=postgres.url(postgres.create_database("doors_airflow")))
     env.chartsync("charts", "import", "--platform", "spotify")
     return env
 

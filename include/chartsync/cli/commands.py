@@ -48,6 +48,8 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 
 
 def cmd_charts_import(args: argparse.Namespace) -> int:
+    if not all(platform.strip() for platform in args.platform):
+        raise BadInput("--platform: name a platform (spotify, apple-music, shazam, deezer, ...)")
     for platform in args.platform:
         created, updated = charts.import_charts(chart_engine(), SoundchartsClient(), platform, args.country)
         print(f"{platform}: {created} charts created, {updated} updated")
