@@ -39,6 +39,7 @@ def schedules(engine) -> list:
     (["schedules", "add", "daily-chart", "--frequency", "cron"], "Cron expression: required for the cron"),
     (["schedules", "add", "daily-chart", "--frequency", "cron", "--cron", "61 * * * *"], "not a valid cron"),
     (["schedules", "remove", "daily-chart"], "has no sync schedule"),
+    (["charts", "import", "--platform", " "], "--platform: name a platform"),
 ])
 def test_bad_input_exits_2_and_writes_nothing(engine, capsys, argv, message):
     assert cli.main(argv) == 2
