@@ -243,7 +243,8 @@ def test_non_finite_numbers_are_a_422_whose_body_encodes(admin, engine):
                 ("PATCH", f"/schedules/{sid}/", f'{{"deadline_hours": {number}}}'),
                 ("POST", "/schedules/bulk/",
                  f'{{"action": "add", "chart_ids": [{us}], "options": {{"deadline_hours": {number}}}}}')):
-            r = admin.request(method, path, data=body)  # no content type: FastAPI reads the body as JSON
+            r = requests.request(method, admin.base + API + path, data=body, cookies=admin.cookies, timeout=60,
+                                 headers={**admin.headers, "Content-Type": "application/json"})
             assert r.status_code == 422, (method, path, number, r.status_code, r.text)
             [error] = r.json()["detail"]
             assert error["loc"][-1] == "deadline_hours", error
