@@ -1,4 +1,4 @@
-"""Command line: ``python -m soundcharts_emulator [--port 8899] [--fault SPEC ...]``."""
+"""Command line: ``python -m soundcharts_emulator [--port 8899] [--fault SPEC ...] [--seed N]``."""
 
 from __future__ import annotations
 
@@ -19,17 +19,38 @@ endpoints (headers x-app-id / x-api-key required):
   GET /api/v2.14/chart/song/{slug}/ranking/{latest|ATOM datetime}?offset=&limit=
   GET /api/v2.25/song/{uuid}
   GET /api/v2/song/{uuid}/audience/{platform}?startDate=&endDate=&offset=&limit=
-admin (no auth): GET|POST|DELETE /__admin/faults, GET /__admin/requests,
-  POST /__admin/reset, GET|POST /__admin/today
+admin (no auth): GET|POST|DELETE /__admin/faults, GET /__admin/requests (counts
+  requests by path and faults injected by kind), POST /__admin/reset,
+  GET|POST /__admin/today, GET|POST /__admin/seed (body {"seed": n})
 
-fault SPEC: kind[:key=value,...] with kind 429|500|slow|malformed|unpublished and
-  keys path_contains, count (times before disarming; default forever),
-  retry_after (429), delay (slow, seconds), variant (malformed:
-  truncated|missing_items), date (unpublished, YYYY-MM-DD; none = newest ranking)
+fault SPEC: kind[:key=value,...] with kind 429|500|slow|hang|malformed|unpublished
+  and keys
+  path_contains  only paths containing this text (default: every path)
+  count          times to fire before disarming (default: forever)
+  rate           hit each matching request with this probability, 0 < rate <= 1
+                 (default: every one); with count, disarms after count hits;
+                 decisions follow --seed: same seed and requests, same hits
+  retry_after    429: seconds in Retry-After / x-ratelimit-reset (default 1)
+  delay          slow: seconds before answering (default 1); hang: seconds to
+                 hold the request before dropping the connection unanswered
+                 (default 60; 0 = drop at once)
+  variant        malformed: truncated (default) | missing_items
+  date           unpublished: YYYY-MM-DD to hide (default: the newest ranking)
+
+a hang past the client timeout: the chart-sync client (SoundchartsClient) waits
+  30 s for an answer, then retries (4 attempts in all, pausing 1, 2, 4 s); the
+  hang default of 60 s outlasts it, and so would slow:delay=45 (an answer that
+  comes after the client gave up)
+
 examples:
   --fault 429:count=2,retry_after=1
   --fault slow:delay=2.5,path_contains=/ranking/
   --fault unpublished:date=2026-11-20,path_contains=spotify-top-200-global-daily
+  a repeatable soak: about 10 % of ranking requests fail (429, 500 or a hang), 1 % malformed
+  --seed 7 --fault 429:rate=0.04,path_contains=/ranking/
+    --fault 500:rate=0.03,path_contains=/ranking/
+    --fault hang:rate=0.03,path_contains=/ranking/
+    --fault malformed:rate=0.01,path_contains=/ranking/
 """
 
 
@@ -63,6 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--fault", type=_fault, action="append", default=[], metavar="SPEC",
         help="arm a fault rule (repeatable), see below",
     )
+    parser.add_argument(
+        "--seed", type=int, default=0,
+        help="seed of the decisions of faults with a rate (default: %(default)s)",
+    )
     parser.add_argument("--latency-ms", type=float, default=0, help="delay added to every API answer")
     parser.add_argument("--log-requests", action="store_true", help="log each request to stderr")
     return parser
@@ -73,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     server = start_server(
         args.host, args.port, args.today, args.fault,
         app_id=args.app_id, api_key=args.api_key,
-        latency_ms=args.latency_ms, log_requests=args.log_requests,
+        latency_ms=args.latency_ms, log_requests=args.log_requests, seed=args.seed,
     )
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     print(f"soundcharts-emulator listening on {server.url}", flush=True)

@@ -3,7 +3,7 @@
 Paths and JSON shapes follow the public ``soundcharts`` SDK (github.com/
 soundcharts/python-sdk, ``src/soundcharts/charts.py`` and ``song.py``) and
 /work/shared/reference/soundcharts-api.md.  Transport, authentication and
-the 429/500/slow/malformed faults live in ``server``; the ``unpublished``
+the 429/500/slow/hang/malformed faults live in ``server``; the ``unpublished``
 fault is applied here because it changes which rankings exist.
 """
 

@@ -1,14 +1,21 @@
-"""Switchable faults: rate limits, server errors, slowness, bad bodies, late rankings.
+"""Switchable faults: rate limits, server errors, slowness, hangs, bad bodies, late rankings.
 
 A rule is a small JSON object (also accepted by ``POST /__admin/faults``)::
 
     {"kind": "429", "path_contains": "/ranking/", "count": 2, "retry_after": 1}
+    {"kind": "500", "path_contains": "/ranking/", "rate": 0.1}
 
-- ``kind``: ``429`` | ``500`` | ``slow`` | ``malformed`` | ``unpublished``;
+- ``kind``: ``429`` | ``500`` | ``slow`` | ``hang`` | ``malformed`` | ``unpublished``;
 - ``path_contains``: only requests whose path contains this text (default: all);
 - ``count``: fire this many times, then disarm (``null`` = forever);
+- ``rate``: hit each matching request with this probability (``0 < rate <= 1``;
+  ``null`` = every one).  With ``count`` too, the rule disarms after ``count``
+  hits.  Not for ``unpublished``, which hides periods rather than requests;
 - ``retry_after``: seconds for ``Retry-After`` / ``x-ratelimit-reset`` (429, default 1);
-- ``delay``: seconds to sleep before answering (slow, default 1.0);
+- ``delay``: seconds to wait before answering (slow, default 1.0), or to hold the
+  request before dropping the connection without any answer (hang, default
+  ``HANG_DELAY`` = 60, twice the chart-sync client's 30 s read timeout, so its
+  request times out and is retried; ``delay=0`` drops the connection at once);
 - ``variant``: ``truncated`` (default: cut JSON text) or ``missing_items``
   (valid JSON without ``items``) for malformed, which only hits 200 answers;
 - ``date``: ``YYYY-MM-DD`` ranking date to hide (unpublished).  Without a date,
@@ -16,20 +23,36 @@ A rule is a small JSON object (also accepted by ``POST /__admin/faults``)::
   ``ranking/latest`` answer 404.
 
 On the command line the same rule reads ``kind[:key=value,...]``, e.g.
-``429:count=2,retry_after=1`` or ``unpublished:date=2026-11-20,path_contains=spotify``
-(values cannot contain commas).
+``429:count=2,retry_after=1``, ``429:rate=0.1,path_contains=/ranking/`` or
+``unpublished:date=2026-11-20,path_contains=spotify`` (values cannot contain commas).
+
+Rate decisions are seeded (``FaultBook(seed=...)``, ``--seed``, ``POST /__admin/seed``)
+and keyed by the request, not drawn from one shared stream: rule *i* hits the
+*n*-th request for a given path and query string that it is asked about when
+``random.Random(f"{seed}/{i}/{path?query}/{n}").random() < rate``.  So the same
+seed, rules and requests give the same hits, even when concurrent clients (a
+scheduler's parallel tasks) interleave their requests differently from run to
+run; a different seed gives different hits.  The per-request counts ``n``
+restart when the seed is set, the rules are cleared or the emulator is reset.
 """
 
 from __future__ import annotations
 
+import datetime
+import random
+import re
 import threading
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-import datetime
 
-KINDS = ("429", "500", "slow", "malformed", "unpublished")
+KINDS = ("429", "500", "slow", "hang", "malformed", "unpublished")
 MALFORMED_VARIANTS = ("truncated", "missing_items")
+SLOW_DELAY = 1.0
+HANG_DELAY = 60.0  # > the chart-sync client's read timeout (SoundchartsClient.timeout, 30 s)
 _FOREVER = {"", "none", "null", "forever", "inf"}
+_FIELDS = {"kind", "path_contains", "count", "rate", "retry_after", "delay", "date", "variant", "fired",
+           "armed"}
 
 
 @dataclass
@@ -38,18 +61,28 @@ class FaultRule:
     path_contains: str | None = None
     count: int | None = None
     retry_after: int = 1
-    delay: float = 1.0
+    delay: float | None = None  # None: the kind's default (SLOW_DELAY, HANG_DELAY)
     date: datetime.date | None = None
     variant: str = "truncated"
     fired: int = 0
+    rate: float | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"fault kind {self.kind!r} is not one of {', '.join(KINDS)}")
         if self.variant not in MALFORMED_VARIANTS:
             raise ValueError(f"fault variant {self.variant!r} is not one of {MALFORMED_VARIANTS}")
+        if self.delay is None:
+            self.delay = HANG_DELAY if self.kind == "hang" else SLOW_DELAY
         if (self.count is not None and self.count < 0) or self.retry_after < 0 or self.delay < 0:
             raise ValueError("fault count, retry_after and delay must not be negative")
+        if self.rate is not None:
+            if isinstance(self.rate, bool) or not isinstance(self.rate, int | float) \
+                    or not 0 < self.rate <= 1:  # refuses NaN too
+                raise ValueError(f"fault rate must be a number with 0 < rate <= 1, not {self.rate!r}")
+            if self.kind == "unpublished":
+                raise ValueError("fault rate does not apply to unpublished rules (they hide periods, "
+                                 "not requests); use it with 429, 500, slow, hang or malformed")
 
     @property
     def armed(self) -> bool:
@@ -63,6 +96,7 @@ class FaultRule:
             "kind": self.kind,
             "path_contains": self.path_contains,
             "count": self.count,
+            "rate": self.rate,
             "retry_after": self.retry_after,
             "delay": self.delay,
             "date": self.date.isoformat() if self.date else None,
@@ -72,13 +106,24 @@ class FaultRule:
         }
 
 
+def _rate(value: object) -> float:
+    """A rate from JSON or command-line text; ``FaultRule`` checks its range."""
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        return float(str(value))
+    except ValueError:
+        raise ValueError(f"fault rate must be a number with 0 < rate <= 1, not {value!r}") from None
+
+
 def rule_from_json(data: Mapping[str, object]) -> FaultRule:
     """A rule from its JSON form; raises ValueError naming the bad field."""
-    unknown = set(data) - {"kind", "path_contains", "count", "retry_after", "delay", "date",
-                           "variant", "fired", "armed"}
+    unknown = set(data) - _FIELDS
     if unknown:
         raise ValueError(f"unknown fault field(s): {', '.join(sorted(unknown))}")
     fields: dict[str, object] = {"kind": str(data.get("kind", ""))}
+    if data.get("rate") is not None:
+        fields["rate"] = _rate(data["rate"])  # its own message: no need to repeat the whole rule
     try:
         if data.get("path_contains"):
             fields["path_contains"] = str(data["path_contains"])
@@ -118,12 +163,37 @@ def to_rule(value: FaultRule | Mapping[str, object] | str) -> FaultRule:
     return rule_from_json(value)
 
 
-class FaultBook:
-    """The rules of one server, safe to use from its request threads."""
+def parse_seed(value: object) -> int:
+    """A seed: an integer (JSON number or decimal text); raises ValueError otherwise."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and re.fullmatch(r"\s*[-+]?\d+\s*", value):
+        return int(value)
+    raise ValueError(f"seed must be an integer, not {value!r}")
 
-    def __init__(self, rules: Iterable[FaultRule] = ()) -> None:
+
+class FaultBook:
+    """The rules of one server, safe to use from its request threads.
+
+    It also holds the seed of the rate decisions and counts the faults injected per kind.
+    """
+
+    def __init__(self, rules: Iterable[FaultRule] = (), seed: int = 0) -> None:
         self._lock = threading.Lock()
         self._rules = list(rules)
+        self._seed = seed
+        self._asked: Counter[tuple[int, str]] = Counter()  # (rule index, request) -> times asked
+        self._injected: Counter[str] = Counter()
+
+    @property
+    def seed(self) -> int:
+        return self._seed
+
+    def reseed(self, seed: int) -> None:
+        """Set the seed; the rate decisions start over."""
+        with self._lock:
+            self._seed = seed
+            self._asked.clear()
 
     def add(self, rule: FaultRule) -> None:
         with self._lock:
@@ -132,10 +202,23 @@ class FaultBook:
     def clear(self) -> None:
         with self._lock:
             self._rules.clear()
+            self._asked.clear()
+
+    def reset(self) -> None:
+        """Clear the rules and the injected-fault counters (the seed stays)."""
+        with self._lock:
+            self._rules.clear()
+            self._asked.clear()
+            self._injected.clear()
 
     def to_json(self) -> list[dict[str, object]]:
         with self._lock:
             return [rule.to_json() for rule in self._rules]
+
+    def injected_json(self) -> dict[str, int]:
+        """Faults injected per kind since the last reset (every kind, 0 when none)."""
+        with self._lock:
+            return {kind: self._injected[kind] for kind in KINDS}
 
     def active(self, kind: str, path: str) -> list[FaultRule]:
         """Armed rules of ``kind`` matching ``path``, without firing them."""
@@ -145,14 +228,34 @@ class FaultBook:
     def fire(self, rule: FaultRule) -> bool:
         """Count one firing of ``rule``; False when it disarmed meanwhile."""
         with self._lock:
-            if not rule.armed:
-                return False
-            rule.fired += 1
-            return True
+            return self._fire(rule)
 
-    def take(self, kind: str, path: str) -> FaultRule | None:
-        """Fire and return the first armed rule of ``kind`` matching ``path``."""
-        for rule in self.active(kind, path):
-            if self.fire(rule):
-                return rule
+    def take(self, kind: str, path: str, query: str = "") -> FaultRule | None:
+        """Fire and return the first armed rule of ``kind`` matching ``path`` that hits this request.
+
+        A rule without a rate always hits; one with a rate hits as its seeded decision
+        for this request (``path`` and ``query``) says.
+        """
+        request = f"{path}?{query}" if query else path
+        with self._lock:
+            for index, rule in enumerate(self._rules):
+                if rule.kind != kind or not rule.applies_to(path):
+                    continue
+                if rule.rate is not None and not self._draw(index, request, rule.rate):
+                    continue
+                if self._fire(rule):
+                    return rule
         return None
+
+    def _draw(self, index: int, request: str, rate: float) -> bool:
+        """The seeded decision of rule ``index`` for the next time it is asked about ``request``."""
+        n = self._asked[index, request]
+        self._asked[index, request] = n + 1
+        return random.Random(f"{self._seed}/{index}/{request}/{n}").random() < rate
+
+    def _fire(self, rule: FaultRule) -> bool:
+        if not rule.armed:
+            return False
+        rule.fired += 1
+        self._injected[rule.kind] += 1
+        return True

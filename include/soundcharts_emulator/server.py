@@ -10,10 +10,16 @@ not counted:
 
 - ``GET|POST|DELETE /__admin/faults``: list, append (a rule or a list of
   rules, see ``faults``), clear the fault rules;
-- ``GET /__admin/requests``: ``{"total": n, "by_path": {path: n}}``;
-- ``POST /__admin/reset``: clear faults and request counters;
+- ``GET /__admin/requests``: ``{"total": n, "by_path": {path: n},
+  "faults_injected": {kind: n}}`` (every fault kind, 0 when none injected);
+- ``POST /__admin/reset``: clear faults and all counters (the clock and seed stay);
 - ``GET|POST /__admin/today``: read or move the clock, body
-  ``{"today": "YYYY-MM-DD"}`` (``null`` = follow the real UTC date).
+  ``{"today": "YYYY-MM-DD"}`` (``null`` = follow the real UTC date);
+- ``GET|POST /__admin/seed``: read or set the seed of the ``rate`` decisions,
+  body ``{"seed": n}``; setting it starts the decisions over (see ``faults``).
+
+A ``hang`` fault holds its request for its delay, then drops the connection
+without an answer; ``shutdown()`` releases hanging requests at once.
 """
 
 from __future__ import annotations
@@ -29,9 +35,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs
 
 from soundcharts_emulator import api
-from soundcharts_emulator.faults import FaultBook, FaultRule, to_rule
+from soundcharts_emulator.faults import FaultBook, FaultRule, parse_seed, to_rule
 
 QUOTA_START = 1_000_000
+NO_ANSWER = 0  # the status of a reply that drops the connection without answering (hang)
 Reply = tuple[int, dict[str, object] | list[object] | bytes, dict[str, str]]
 
 
@@ -50,11 +57,13 @@ class EmulatorState:
         today: date | None = None,
         faults: Iterable[FaultRule] = (),
         latency_ms: float = 0,
+        seed: int = 0,
     ) -> None:
         self.app_id, self.api_key = app_id, api_key
         self.latency = latency_ms / 1000
-        self.faults = FaultBook(faults)
+        self.faults = FaultBook(faults, seed)
         self.today_override = today
+        self.stopping = threading.Event()  # set by shutdown: ends slow and hanging waits
         self._lock = threading.Lock()
         self._by_path: Counter[str] = Counter()
         self._quota = QUOTA_START
@@ -76,10 +85,13 @@ class EmulatorState:
 
     def requests_json(self) -> dict[str, object]:
         with self._lock:
-            return {"total": sum(self._by_path.values()), "by_path": dict(sorted(self._by_path.items()))}
+            counts: dict[str, object] = {
+                "total": sum(self._by_path.values()), "by_path": dict(sorted(self._by_path.items())),
+            }
+        return {**counts, "faults_injected": self.faults.injected_json()}
 
     def reset(self) -> None:
-        self.faults.clear()
+        self.faults.reset()
         with self._lock:
             self._by_path.clear()
 
@@ -108,13 +120,16 @@ def api_reply(state: EmulatorState, method: str, path: str, query: str, headers:
     if method != "GET":
         return _error(405, f"Method {method} not allowed")
 
-    if rule := state.faults.take("slow", path):
-        time.sleep(rule.delay)
-    if rule := state.faults.take("429", path):
+    if rule := state.faults.take("hang", path, query):
+        state.stopping.wait(rule.delay)
+        return NO_ANSWER, b"", {}
+    if rule := state.faults.take("slow", path, query):
+        state.stopping.wait(rule.delay)
+    if rule := state.faults.take("429", path, query):
         wait = str(rule.retry_after)
         message = f"Too many requests: maximum request count reached, retry in {wait} s"
         return _error(429, message, "quota", {"Retry-After": wait, "x-ratelimit-reset": wait})
-    if state.faults.take("500", path):
+    if state.faults.take("500", path, query):
         return _error(500, "Internal server error (emulated fault)", "server")
 
     params = {name: values[0] for name, values in parse_qs(query, keep_blank_values=True).items()}
@@ -123,7 +138,7 @@ def api_reply(state: EmulatorState, method: str, path: str, query: str, headers:
         payload = api.handle(request)
     except api.ApiError as exc:
         return exc.status, exc.payload(), {}
-    if rule := state.faults.take("malformed", path):
+    if rule := state.faults.take("malformed", path, query):
         return 200, _corrupt(payload, rule.variant), {}
     return 200, payload, {}
 
@@ -155,6 +170,15 @@ def admin_reply(state: EmulatorState, method: str, path: str, body: bytes) -> Re
     if route == ("POST", "/__admin/reset"):
         state.reset()
         return 200, {"faults": [], **state.requests_json()}, {}
+    if route == ("POST", "/__admin/seed"):
+        try:
+            if not isinstance(data, dict) or "seed" not in data:
+                raise ValueError("no seed")
+            state.faults.reseed(parse_seed(data["seed"]))
+        except ValueError:
+            return _error(400, 'Body must be {"seed": n} with an integer n')
+    if route in {("GET", "/__admin/seed"), ("POST", "/__admin/seed")}:
+        return 200, {"seed": state.faults.seed}, {}
     if route == ("POST", "/__admin/today"):
         raw = (data or {}).get("today") if isinstance(data, dict) else None
         try:
@@ -213,6 +237,9 @@ class _Handler(BaseHTTPRequestHandler):
             headers = {name.lower(): value for name, value in self.headers.items()}
             reply = api_reply(state, method, path, query, headers)
         status, payload, headers = reply
+        if status == NO_ANSWER:  # a hang: the connection closes without a byte sent
+            self.close_connection = True
+            return
         data = payload if isinstance(payload, bytes) else _dumps(payload)
         try:
             self.send_response(status)
@@ -256,6 +283,7 @@ class EmulatorServer:
             self._thread.join(0.5)
 
     def shutdown(self) -> None:
+        self.state.stopping.set()
         self._httpd.shutdown()
         self._httpd.server_close()
         self._thread.join(5)
@@ -277,14 +305,17 @@ def start_server(
     api_key: str = "soundcharts",
     latency_ms: float = 0,
     log_requests: bool = False,
+    seed: int = 0,
 ) -> EmulatorServer:
     """Start an emulator in a daemon thread; ``port=0`` picks a free port.
 
     ``today`` fixes the clock (default: the real UTC date); ``faults`` are
-    rules, their JSON dicts or their command-line strings.
+    rules, their JSON dicts or their command-line strings; ``seed`` seeds the
+    decisions of rules with a ``rate``.
     """
     if isinstance(today, str):
         today = date.fromisoformat(today)
     rules = [to_rule(rule) for rule in faults or ()]
-    state = EmulatorState(app_id=app_id, api_key=api_key, today=today, faults=rules, latency_ms=latency_ms)
+    state = EmulatorState(app_id=app_id, api_key=api_key, today=today, faults=rules, latency_ms=latency_ms,
+                          seed=seed)
     return EmulatorServer(_HTTPServer((host, port), state, log_requests), host)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import select
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from datetime import date, timedelta
@@ -16,7 +18,8 @@ import httpx
 import pytest
 
 from soundcharts_emulator import catalog, rankings
-from soundcharts_emulator.faults import parse_fault_spec
+from soundcharts_emulator.__main__ import build_parser
+from soundcharts_emulator.faults import HANG_DELAY, KINDS, parse_fault_spec
 from soundcharts_emulator.server import EmulatorServer, start_server
 
 TODAY = date(2026, 11, 24)  # a Tuesday
@@ -53,6 +56,7 @@ def clean_faults(http: httpx.Client) -> Iterator[None]:
     yield
     http.post("/__admin/reset")
     http.post("/__admin/today", json={"today": TODAY.isoformat()})
+    http.post("/__admin/seed", json={"seed": 0})
 
 
 def get_all(http: httpx.Client, path: str) -> tuple[list, int]:
@@ -409,7 +413,165 @@ def test_request_counters(http: httpx.Client) -> None:
     http.get(f"/api/v2/chart/song/{DAILY}/available-rankings")
     counts = http.get("/__admin/requests").json()
     assert counts == {"total": 3, "by_path": {"/api/v2/chart/song/platforms": 2,
-                                              f"/api/v2/chart/song/{DAILY}/available-rankings": 1}}
+                                              f"/api/v2/chart/song/{DAILY}/available-rankings": 1},
+                      "faults_injected": dict.fromkeys(KINDS, 0)}
+
+
+def test_faults_injected_are_counted_by_kind(http: httpx.Client) -> None:
+    add_fault(http, kind="429", count=2)
+    add_fault(http, kind="500", count=1)
+    add_fault(http, kind="malformed", count=1)
+    add_fault(http, kind="unpublished", path_contains=WEEKLY)
+    statuses = [http.get("/api/v2/chart/song/platforms").status_code for _ in range(5)]
+    assert statuses == [429, 429, 500, 200, 200]  # the first 200 was the malformed one
+    assert http.get(ranking_path(WEEKLY, "latest")).status_code == 404
+    injected = http.get("/__admin/requests").json()["faults_injected"]
+    assert injected == {**dict.fromkeys(KINDS, 0), "429": 2, "500": 1, "malformed": 1, "unpublished": 1}
+    assert sum(rule["fired"] for rule in http.get("/__admin/faults").json()["faults"]) == 5
+    http.delete("/__admin/faults")  # clearing the rules keeps the counts, a reset clears them
+    assert http.get("/__admin/requests").json()["faults_injected"]["429"] == 2
+    http.post("/__admin/reset")
+    assert http.get("/__admin/requests").json()["faults_injected"] == dict.fromkeys(KINDS, 0)
+
+
+# -- probabilistic faults ---------------------------------------------------------------
+
+
+def hit_numbers(http: httpx.Client, seed: int, requests: int = 1000, **rule: object) -> list[int]:
+    """Reset, seed, arm ``rule`` (429 or 500) and send ``requests`` requests; the numbers of those it hit."""
+    http.post("/__admin/reset")
+    assert http.post("/__admin/seed", json={"seed": seed}).json() == {"seed": seed}
+    add_fault(http, **rule)
+    return [n for n in range(requests) if http.get("/api/v2/chart/song/platforms").status_code != 200]
+
+
+def test_rate_hits_a_seeded_share_of_requests(http: httpx.Client) -> None:
+    first = hit_numbers(http, 2026, kind="429", rate=0.3)
+    assert 240 <= len(first) <= 360  # 1,000 draws at 0.3: mean 300, sd 14.5
+    injected = http.get("/__admin/requests").json()["faults_injected"]
+    assert injected == {**dict.fromkeys(KINDS, 0), "429": len(first)}
+    (rule,) = http.get("/__admin/faults").json()["faults"]
+    assert (rule["rate"], rule["fired"], rule["armed"]) == (0.3, len(first), True)
+    again = hit_numbers(http, 2026, kind="429", rate=0.3)
+    assert again == first  # the same seed hits exactly the same requests
+    other = hit_numbers(http, 2027, kind="429", rate=0.3)
+    assert other != first and 240 <= len(other) <= 360
+    assert len(set(other) & set(first)) < len(first) * 0.5  # about 0.3 of them, by chance
+
+
+def test_rate_with_count_stops_after_count_hits(http: httpx.Client) -> None:
+    unlimited = hit_numbers(http, 5, requests=100, kind="500", rate=0.2)
+    capped = hit_numbers(http, 5, requests=100, kind="500", rate=0.2, count=4)
+    assert len(unlimited) > 4 and capped == unlimited[:4]
+    (rule,) = http.get("/__admin/faults").json()["faults"]
+    assert (rule["fired"], rule["armed"]) == (4, False)
+    assert http.get("/__admin/requests").json()["faults_injected"]["500"] == 4
+
+
+def test_rate_decisions_follow_each_request_not_the_interleaving() -> None:
+    """Two emulators with one seed hit the same requests, whatever order concurrent clients send them in."""
+    paths = ["/api/v2/chart/song/platforms", f"/api/v2/chart/song/{DAILY}/available-rankings?limit=1",
+             f"/api/v2/chart/song/{WEEKLY}/available-rankings?limit=1"]
+    orders = [[path for _ in range(60) for path in paths], [path for path in paths for _ in range(60)]]
+    outcomes = []
+    for order in orders:
+        with start_server(port=0, today=TODAY, seed=99, faults=["500:rate=0.25"]) as srv, \
+                httpx.Client(base_url=srv.url, headers=AUTH, timeout=10) as client:
+            statuses = {path: [] for path in paths}
+            for path in order:
+                statuses[path].append(client.get(path).status_code)
+            outcomes.append(statuses)
+    assert outcomes[0] == outcomes[1]
+    assert all(500 in codes and 200 in codes for codes in outcomes[0].values())
+
+
+@pytest.mark.parametrize("rate", [0, -0.1, 1.5, "abc", "", "nan", "inf", True])
+def test_bad_rates_are_refused_by_the_admin_api(http: httpx.Client, rate: object) -> None:
+    response = http.post("/__admin/faults", json={"kind": "429", "rate": rate})
+    assert response.status_code == 400
+    assert "fault rate must be a number with 0 < rate <= 1" in response.json()["errors"][0]["message"]
+    assert http.get("/__admin/faults").json()["faults"] == []
+
+
+@pytest.mark.parametrize("spec", ["429:rate=0", "500:rate=-1", "slow:rate=1.01", "hang:rate=often",
+                                  "malformed:rate=", "429:rate=nan"])
+def test_bad_rates_are_refused_on_the_command_line(spec: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        build_parser().parse_args(["--fault", spec])
+    assert exited.value.code == 2
+    assert "fault rate must be a number with 0 < rate <= 1" in capsys.readouterr().err
+
+
+def test_rate_rules_parse_and_unpublished_takes_none(http: httpx.Client) -> None:
+    args = build_parser().parse_args(["--seed", "7", "--fault", "429:rate=0.1,count=3,path_contains=/ranking/",
+                                      "--fault", "500:rate=1"])
+    assert args.seed == 7
+    assert [(r.kind, r.rate, r.count, r.path_contains) for r in args.fault] == \
+        [("429", 0.1, 3, "/ranking/"), ("500", 1.0, None, None)]
+    with pytest.raises(ValueError, match="does not apply to unpublished"):
+        parse_fault_spec("unpublished:rate=0.5")
+    assert http.post("/__admin/faults", json={"kind": "unpublished", "rate": 0.5}).status_code == 400
+    with pytest.raises(SystemExit) as exited:
+        build_parser().parse_args(["--seed", "x"])
+    assert exited.value.code == 2
+
+
+def test_seed_admin_route(http: httpx.Client) -> None:
+    assert http.get("/__admin/seed").json() == {"seed": 0}
+    assert http.post("/__admin/seed", json={"seed": 42}).json() == {"seed": 42}
+    http.post("/__admin/reset")  # a reset keeps the seed
+    assert http.get("/__admin/seed").json() == {"seed": 42}
+    for body in ({"seed": "abc"}, {"seed": 1.5}, {"seed": True}, {"seed": None}, {}, [3]):
+        response = http.post("/__admin/seed", json=body)
+        assert response.status_code == 400, body
+        assert response.json()["errors"][0]["message"] == 'Body must be {"seed": n} with an integer n'
+    assert http.get("/__admin/seed").json() == {"seed": 42}
+
+
+# -- hangs ------------------------------------------------------------------------------
+
+
+def test_hang_outlasts_the_client_timeout_then_drops_the_connection(http: httpx.Client) -> None:
+    add_fault(http, kind="hang", delay=1, count=1)
+    started = time.perf_counter()
+    with pytest.raises(httpx.ReadTimeout):
+        http.get("/api/v2/chart/song/platforms", timeout=0.3)
+    assert 0.3 <= time.perf_counter() - started < 1
+    assert http.get("/api/v2/chart/song/platforms").status_code == 200
+    add_fault(http, kind="hang", delay=0.2, count=1)  # a client that waits longer gets no answer either
+    with pytest.raises(httpx.RemoteProtocolError):
+        http.get("/api/v2/chart/song/platforms", timeout=5)
+    assert http.get("/__admin/requests").json()["faults_injected"]["hang"] == 2
+
+
+def test_hang_default_is_past_the_chartsync_client_timeout() -> None:
+    from chartsync.soundcharts.client import SoundchartsClient
+
+    (timeout,) = (f.default for f in dataclasses.fields(SoundchartsClient) if f.name == "timeout")
+    assert parse_fault_spec("hang").delay == HANG_DELAY > timeout
+    assert parse_fault_spec("slow").delay == 1.0
+
+
+def test_shutdown_releases_hanging_requests() -> None:
+    srv = start_server(port=0, today=TODAY, faults=["hang"])
+    errors: list[Exception] = []
+
+    def call() -> None:
+        try:
+            httpx.get(f"{srv.url}/api/v2/chart/song/platforms", headers=AUTH, timeout=30)
+        except httpx.HTTPError as exc:
+            errors.append(exc)
+
+    client = threading.Thread(target=call)
+    client.start()
+    deadline = time.monotonic() + 5
+    while srv.state.faults.injected_json()["hang"] == 0 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    started = time.perf_counter()
+    srv.shutdown()
+    client.join(5)
+    assert not client.is_alive() and time.perf_counter() - started < 3
+    assert len(errors) == 1
 
 
 # -- command line -----------------------------------------------------------------------
