@@ -3,7 +3,8 @@
 Mounted at ``/chart-sync`` (the spec at ``/chart-sync/openapi.json``; the HTML pages under
 ``/chart-sync/ui/``, listed in the Airflow UI's navigation as external views). Every Airflow process
 imports plugins, task runs included, but only the API server serves this app, so the FastAPI
-app (and Airflow's API security module) is imported and built on its first request.
+app (and Airflow's API security module) is imported and built on its first request. The plugin's
+listeners (``listeners.py``) show chart-sync every failed try of a chart DAG.
 ``.airflowignore`` keeps Airflow from importing the package's other modules as plugins.
 """
 
@@ -12,6 +13,8 @@ from __future__ import annotations
 from typing import ClassVar
 
 from airflow.plugins_manager import AirflowPlugin
+
+from chart_sync_admin import listeners
 
 URL_PREFIX = "/chart-sync"
 
@@ -33,6 +36,8 @@ class DeferredApp:
 
 class ChartSyncAdminPlugin(AirflowPlugin):
     name = "chart_sync_admin"
+    # Every failed try of a chart DAG reaches chart-sync (task process, scheduler, api-server): listeners.py
+    listeners: ClassVar[list] = [listeners]
     fastapi_apps: ClassVar[list[dict]] = [{"app": DeferredApp(), "url_prefix": URL_PREFIX, "name": "chart-sync REST API"}]
     # The admin pages (ui/), in the Airflow UI's navigation: each renders inside the UI at /plugin/<url_route>.
     external_views: ClassVar[list[dict]] = [

@@ -13,7 +13,9 @@ from airflow.sdk import AsyncCallback, DeadlineAlert, DeadlineReference
 
 from chartsync.core import calendar
 from chartsync.core.alerts import DEADLINE, DEGRADATION
-from chartsync.core.schedule import ScheduleConfig
+from chartsync.core.schedule import ScheduleConfig, slug_of
+from chartsync.seam.task_failures import from_context
+from chartsync.store.engine import chart_engine
 from chartsync.settings import deadline_alerts_enabled
 
 log = logging.getLogger(__name__)
@@ -81,12 +83,29 @@ def on_task_failure(context: Mapping[str, Any]) -> None:
     Airflow calls it only when the task instance has failed for good: its retries are used up,
     or the failure must not be retried (``AirflowFailException``). A try that will be retried
     goes to ``on_retry_callback`` instead, so stakeholders hear of a failure once, at the end.
-    """
-    from chartsync.services import alerts  # deferred: parse-time cost (alerting loads the channels' providers)
+    It runs in the task process, or in the dag-processor for a task killed from outside.
 
+    ``services.failures`` records the try and raises its alert once: the plugin's listeners and
+    the reconciliation with Airflow's state report the same failure, and whichever comes first
+    raises it. When the chart DB is down, a chart DAG's failure waits for the reconciliation;
+    another DAG's alert is sent at once (nothing else would report it), unrecorded.
+    """
+    from chartsync.services import alerts, failures  # deferred: parse-time cost (alerting loads the channels' providers)
+
+    failed = from_context(context, seen_by="failure callback")
+    if failed is None or not failed.final:
+        return
     try:
-        alert = alerts.failure_alert(context)
-        if alert is not None:
-            alerts.raise_alert(alert)
-    except Exception:  # an alert problem must never hide the task's own failure
-        log.exception("chart-sync: the failure alert could not be raised")
+        failures.record_airflow_failure(chart_engine(), failed)
+    except Exception as exc:  # an alert problem must never hide the task's own failure
+        if slug_of(failed.dag_id) is not None:
+            log.warning("chart-sync: chart DB unavailable (%s); the failure of %s %s try %s is recorded, and "
+                        "its alert raised, by the next reconciliation with Airflow", exc, failed.dag_id,
+                        failed.run_id, failed.try_number)
+            return
+        try:
+            alert = alerts.failure_alert(context)
+            if alert is not None:
+                alerts.raise_alert(alert)
+        except Exception:
+            log.exception("chart-sync: the failure alert could not be raised")

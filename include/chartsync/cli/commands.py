@@ -10,7 +10,7 @@ import argparse
 import getpass
 import json
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from chartsync import settings
@@ -18,7 +18,7 @@ from chartsync.core.outcomes import Failed, NotPublishedYet, RunRef, Skipped, Sy
 from chartsync.core.schedule import ScheduleError, ScheduleNotFound
 from chartsync.seam.airflow_settings import load as load_airflow_settings
 from chartsync.seam.orchestration import BackfillAlreadyRunning, DagNotParsedYet, RunAlreadyExists
-from chartsync.services import audience, charts, gaps, schedules, sync
+from chartsync.services import audience, charts, failures, gaps, schedules, sync
 from chartsync.soundcharts.client import SoundchartsClient
 from chartsync.soundcharts.errors import SoundchartsError
 from chartsync.store.engine import ChartDbConfigError, chart_engine
@@ -124,6 +124,13 @@ def cmd_sync(args: argparse.Namespace) -> int:
     assert isinstance(outcome, Failed)
     print(f"chartsync: failed: {outcome.message}", file=sys.stderr)
     return EXIT_FAILED
+
+
+def cmd_executions_reconcile(args: argparse.Namespace) -> int:
+    result = failures.reconcile_from_airflow(chart_engine(), since=datetime.now(UTC) - timedelta(days=args.days))
+    print(f"{result.checked} failed tries in Airflow in the last {args.days:g} days: {result.rows_written} "
+          f"recorded now, {result.alerts_raised} failure alerts raised now")
+    return 0
 
 
 def cmd_gaps_audit(args: argparse.Namespace) -> int:

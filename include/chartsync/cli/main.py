@@ -40,6 +40,16 @@ def _day(value: str) -> date:
         raise argparse.ArgumentTypeError(f"{value!r} is not a date (YYYY-MM-DD)") from None
 
 
+def _positive_days(value: str) -> float:
+    try:
+        days = float(value)
+    except ValueError:
+        days = float("nan")
+    if not 0 < days <= 3650:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of days between 0 and 3650")
+    return days
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="chartsync",
@@ -118,6 +128,13 @@ def build_parser() -> argparse.ArgumentParser:
                                "at the real API")
     load.add_argument("file", nargs="?", default="airflow_settings.yaml")
     load.set_defaults(run="settings_load")
+
+    ex = groups.add_parser("executions", help="the execution log").add_subparsers(dest="command", required=True)
+    rec = ex.add_parser("reconcile", help="record every try of a chart DAG that Airflow failed and chart-sync has "
+                        "not seen (killed, marked failed by hand, or failed while the chart DB was down), and "
+                        "raise each final failure's alert once (the scheduler does this every minute)")
+    rec.add_argument("--days", type=_positive_days, default=3, help="how far back to look in Airflow (default 3)")
+    rec.set_defaults(run="executions_reconcile")
 
     aud = groups.add_parser("audience", help="a song's audience per platform").add_subparsers(
         dest="command", required=True)

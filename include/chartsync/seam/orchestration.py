@@ -1,9 +1,10 @@
-"""What chart-sync asks of Airflow itself: trigger a run, pause a DAG, create backfills.
+"""What chart-sync asks of Airflow itself: trigger a run, pause a DAG, create backfills, and which
+tries of the chart DAGs Airflow failed (``failed_tries``, for ``services.failures``).
 
 Goes through the same functions Airflow's own CLI and REST API call (``trigger_dag``,
 ``_create_backfill``), so it works wherever the metadata DB is reachable: the ``chartsync``
-CLI and the plugin inside the api-server. Task code never calls this (Airflow 3 tasks have
-no metadata DB access).
+CLI, the plugin inside the api-server, and the plugin's listeners in the scheduler. Task code
+never calls this (Airflow 3 tasks have no metadata DB access).
 """
 
 from __future__ import annotations
@@ -13,14 +14,17 @@ from datetime import UTC, date, datetime
 
 from airflow.api.common.trigger_dag import trigger_dag
 from airflow.exceptions import DagNotFound, DagRunAlreadyExists
-from airflow.models import DagModel, DagRun
+from airflow.models import DagModel, DagRun, TaskInstance
 from airflow.models.backfill import AlreadyRunningBackfill, Backfill, ReprocessBehavior, _create_backfill
+from airflow.models.taskinstancehistory import TaskInstanceHistory
 from airflow.utils.session import create_session
 from airflow.utils.types import DagRunTriggeredByType
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from chartsync.core.timestamps import midnight
+from chartsync.seam.task_failures import FAILED_STATES, FINAL_STATES, FailedTry, state_name
+from chartsync.settings import DAG_ID_PREFIX
 
 
 class DagNotParsedYet(LookupError):
@@ -221,3 +225,72 @@ def trigger_keyed_run(dag_id: str, key: str, conf: dict, user: str, note: str | 
     except (DagRunAlreadyExists, IntegrityError):  # a concurrent request created this very run: share it
         return active_keyed_run(dag_id, key) or KeyedRun(run_id, "queued", created=False, dag_paused=bool(paused))
     return KeyedRun(run.run_id, str(run.state), created=True, dag_paused=bool(paused))
+
+
+# -- what Airflow says failed (reconciliation: services.failures) -----------------------------------
+def failed_tries(since: datetime, limit: int = 500, *, dag_id: str | None = None,
+                 run_id: str | None = None) -> list[FailedTry]:
+    """Tries of chart DAGs that Airflow ended failed, up_for_retry or upstream_failed since ``since``.
+
+    Current task instances in those states, then earlier tries from ``task_instance_history``
+    (a retried try is archived there as failed; a cleared final failure and a try cleared while it
+    ran too), then failed runs whose task instance is not failed (the run was marked failed while
+    its task waited: Airflow skips it). Only a current task instance can be a final failure.
+    Newest first, at most ``limit`` of each kind.
+    """
+    found: dict[tuple, FailedTry] = {}
+    for model, current in ((TaskInstance, True), (TaskInstanceHistory, False)):
+        ended = func.coalesce(model.end_date, model.start_date, model.updated_at)
+        conditions = [model.state.in_(FAILED_STATES), ended >= since,
+                      model.dag_id.startswith(DAG_ID_PREFIX, autoescape=True)]
+        if dag_id is not None:
+            conditions.append(model.dag_id == dag_id)
+        if run_id is not None:
+            conditions.append(model.run_id == run_id)
+        query = (select(model.dag_id, model.run_id, model.task_id, model.try_number, model.state, model.start_date,
+                        model.end_date, DagRun.logical_date, DagRun.data_interval_end)
+                 .join(DagRun, and_(DagRun.dag_id == model.dag_id, DagRun.run_id == model.run_id))
+                 .where(*conditions).order_by(ended.desc()).limit(limit))
+        with create_session(scoped=False) as session:  # never the caller's session (a listener in the scheduler)
+            rows = session.execute(query).all()
+        for r in rows:
+            state = state_name(r.state)
+            key = (r.dag_id, r.run_id, r.task_id, int(r.try_number or 0))
+            found.setdefault(key, FailedTry(
+                dag_id=r.dag_id, run_id=r.run_id, task_id=r.task_id, try_number=key[3], state=state,
+                final=current and state in FINAL_STATES, logical_date=r.logical_date,
+                data_interval_end=r.data_interval_end, started_at=r.start_date, ended_at=r.end_date,
+                seen_by="reconciliation"))
+    # a run failed while its task was not (marked failed by hand while queued or waiting for a
+    # retry: Airflow skips the task): the run's failure, against the task's latest try
+    ended = func.coalesce(DagRun.end_date, DagRun.updated_at)
+    conditions = [DagRun.state == "failed", ended >= since, DagRun.dag_id.startswith(DAG_ID_PREFIX, autoescape=True),
+                  or_(TaskInstance.state.is_(None), TaskInstance.state.not_in(FAILED_STATES))]
+    if dag_id is not None:
+        conditions.append(DagRun.dag_id == dag_id)
+    if run_id is not None:
+        conditions.append(DagRun.run_id == run_id)
+    query = (select(TaskInstance.dag_id, TaskInstance.run_id, TaskInstance.task_id, TaskInstance.try_number,
+                    TaskInstance.state, TaskInstance.start_date, DagRun.end_date, DagRun.logical_date,
+                    DagRun.data_interval_end)
+             .join(DagRun, and_(DagRun.dag_id == TaskInstance.dag_id, DagRun.run_id == TaskInstance.run_id))
+             .where(*conditions).order_by(ended.desc()).limit(limit))
+    with create_session(scoped=False) as session:
+        rows = session.execute(query).all()
+    for r in rows:
+        key = (r.dag_id, r.run_id, r.task_id, int(r.try_number or 0))
+        found.setdefault(key, FailedTry(
+            dag_id=r.dag_id, run_id=r.run_id, task_id=r.task_id, try_number=key[3], state="failed", final=True,
+            logical_date=r.logical_date, data_interval_end=r.data_interval_end, started_at=r.start_date,
+            ended_at=r.end_date, error=f"the DAG run failed while {r.task_id} was {state_name(r.state) or 'not started'}",
+            seen_by="reconciliation"))
+    return list(found.values())
+
+
+def run_dates(dag_id: str, run_id: str) -> tuple[datetime | None, datetime | None]:
+    """A run's logical date and data interval end (None, None when Airflow does not know the run)."""
+
+    with create_session(scoped=False) as session:
+        row = session.execute(select(DagRun.logical_date, DagRun.data_interval_end)
+                              .where(DagRun.dag_id == dag_id, DagRun.run_id == run_id)).first()
+    return (row.logical_date, row.data_interval_end) if row else (None, None)

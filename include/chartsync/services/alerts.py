@@ -11,7 +11,10 @@ Where the code runs (the callbacks themselves are in ``builders.callbacks``):
   Variable lookups (``chart_db``, the channels' connections, ``chartsync_alert_*``) are answered
   by the triggerer's supervisor. The callback runs this blocking work (SQL, HTTP, SMTP) in a worker
   thread so the triggerer's event loop never stalls.
-- ``failure_alert`` runs in the task's own process after the last try, with the task's context.
+- A task's final failure becomes an alert through ``services.failures`` (from the task's failure
+  callback, the plugin's listeners in the task, the scheduler and the api-server, and the
+  reconciliation with Airflow's state); ``raise_alert_once`` records it before sending, so the
+  first of them raises it and the others find it recorded.
 - The digest runs as a task of ``chart_sync_alert_digest``.
 """
 
@@ -19,7 +22,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine
@@ -73,6 +76,36 @@ def raise_alert(alert: Alert, engine: Engine | None = None, *, now: datetime | N
     return outcome
 
 
+def raise_alert_once(alert: Alert, engine: Engine, *, task_id: str, try_number: int, now: datetime | None = None,
+                     channels: list[str] | None = None) -> dict[str, str] | None:
+    """Raise the alert about one task try unless that try has had it: None then.
+
+    The alert is recorded first (``store.alerts.claim_alert``: one per kind and try, whichever
+    process gets there first), then delivered, then its channels' outcomes are stored. An
+    unreachable chart DB raises before anything is sent, so the caller can try again later
+    without ever sending twice.
+    """
+    now = now or datetime.now(UTC)
+    base_url = ui_base_url()
+    text = format_message(alert, base_url)
+    alert_id = alert_store.claim_alert(engine, alert, text, task_id=task_id, try_number=try_number, now=now)
+    if alert_id is None:
+        log.info("chart-sync: the %s alert for %s %s try %s was raised already", alert.kind, alert.dag_id,
+                 alert.run_id, try_number)
+        return None
+    log.warning("chart-sync alert: %s", text.replace("\n", " | "))
+    try:
+        outcome = notifiers.deliver(alert.title, text, payload(alert, text, base_url, now), channels)
+    except Exception as exc:  # reading the channel settings failed
+        log.exception("chart-sync: alert channels unavailable")
+        outcome = {"error": f"{type(exc).__name__}: {exc}"[:500]}
+    try:
+        alert_store.record_delivery(engine, alert_id, outcome)
+    except Exception:
+        log.exception("chart-sync: could not store the channels' outcome of alert %s", alert_id)
+    return outcome
+
+
 def handle_deadline_miss(kind: str, context: Mapping[str, Any], *, schedule_id: int, chart_id: int,
                          chart: str, chart_name: str, frequency: str, allowed_hours: float,
                          engine: Engine | None = None) -> Alert | None:
@@ -117,13 +150,13 @@ def handle_deadline_miss(kind: str, context: Mapping[str, Any], *, schedule_id: 
 
 
 def failure_alert(context: Mapping[str, Any], engine: Engine | None = None) -> Alert | None:
+    """The failure alert of a failure callback's context; None while a retry is left."""
     ti = context.get("ti") or context.get("task_instance")
     state = str(getattr(ti, "state", "") or "")
     if state.endswith("up_for_retry"):
         return None
     dag_id = getattr(ti, "dag_id", None) or getattr(context.get("dag"), "dag_id", None)
     run_id = getattr(ti, "run_id", None)
-    tries = int(getattr(ti, "try_number", 0) or 0)
     error = str(context.get("exception") or context.get("reason") or "unknown error")
     chart_row, execution = None, None
     try:
@@ -134,16 +167,24 @@ def failure_alert(context: Mapping[str, Any], engine: Engine | None = None) -> A
     start = context.get("logical_date") or context.get("data_interval_start")
     period = execution.period if execution is not None and execution.period else (
         start.date() if isinstance(start, datetime) else None)
-    what = f"{getattr(ti, 'task_id', 'task')} failed" + (f" after {tries} {'try' if tries == 1 else 'tries'}"
-                                                         if tries else "")
+    return task_failure_alert(dag_id=dag_id, run_id=run_id, task_id=getattr(ti, "task_id", None) or "task",
+                              try_number=int(getattr(ti, "try_number", 0) or 0), error=error, period=period,
+                              chart_row=chart_row, last_error=execution.error if execution is not None else None)
+
+
+def task_failure_alert(*, dag_id: str | None, run_id: str | None, task_id: str, try_number: int, error: str,
+                       period: date | None, chart_row: Any = None, last_error: str | None = None,
+                       state: str = "failed") -> Alert:
+    """The failure alert of a task instance that failed for good (``chart_row``: its chart, if any)."""
+    what = f"{task_id} {'failed' if state == 'failed' else state}" + (
+        f" after {try_number} {'try' if try_number == 1 else 'tries'}" if try_number else "")
     return Alert(
         kind=FAILURE, summary=f"{what}, no retries left: {error[:500]}",
         chart_id=chart_row.id if chart_row else None, chart=chart_row.slug if chart_row else None,
         chart_name=chart_row.name if chart_row else None,
         schedule_id=chart_row.schedule_id if chart_row else None,
         dag_id=dag_id, run_id=run_id, period=period,
-        details=((f"last recorded error: {execution.error[:500]}",)
-                 if execution is not None and execution.error else ()),
+        details=(f"last recorded error: {last_error[:500]}",) if last_error and last_error != error else (),
     )
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import UTC, date, datetime
 
-from sqlalchemy import Connection, Engine, delete, func, insert, select
+from sqlalchemy import Connection, Engine, and_, delete, false, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from chartsync.core.alerts import KINDS, OVERDUE, Alert, links
+from chartsync.core.alerts import FAILURE, KINDS, OVERDUE, Alert, links
 from chartsync.core.outcomes import FAILED
 from chartsync.core.paging import Page, PageRequest
 from chartsync.core.schedule import slug_of
@@ -38,6 +38,75 @@ def record_alert(engine: Engine, alert: Alert, message: str, channels: Mapping[s
     with engine.begin() as conn:
         inserted = conn.execute(insert(chart_sync_alert).values(**values | {"chart_id": None}))
         return inserted.inserted_primary_key[0]
+
+
+def claim_alert(engine: Engine, alert: Alert, message: str, *, task_id: str, try_number: int,
+                now: datetime | None = None) -> int | None:
+    """Record the alert about one task try before it is sent; None when that try has its alert already.
+
+    The unique index ``uq_chart_sync_alert_task_try`` makes the first writer win, across processes.
+    The channels' outcomes follow with ``record_delivery``.
+    """
+    values = {"kind": alert.kind, "chart_id": alert.chart_id, "dag_id": alert.dag_id, "run_id": alert.run_id,
+              "task_id": task_id, "try_number": try_number, "period": alert.period, "message": message,
+              "channels": {}, "created_at": now or datetime.now(UTC)}
+    for attempt in (values, values | {"chart_id": None}):  # then: the chart was deleted meanwhile
+        try:
+            with engine.begin() as conn:
+                return conn.execute(insert(chart_sync_alert).values(**attempt)).inserted_primary_key[0]
+        except IntegrityError:
+            if try_alerted(engine, alert.kind, alert.dag_id, alert.run_id, task_id, try_number):
+                return None
+            if attempt["chart_id"] is None:
+                raise
+    return None  # not reached
+
+
+def record_delivery(engine: Engine, alert_id: int, channels: Mapping[str, str]) -> None:
+    with engine.begin() as conn:
+        conn.execute(update(chart_sync_alert).where(chart_sync_alert.c.id == alert_id).values(channels=dict(channels)))
+
+
+def try_alerted(engine: Engine, kind: str, dag_id: str | None, run_id: str | None, task_id: str,
+                try_number: int) -> bool:
+    """Has this task try had its ``kind`` alert? A failure alert recorded before alerts named their try
+    (``try_number`` NULL) counts for every try of its run."""
+    a = chart_sync_alert.c
+    legacy = and_(a.kind == FAILURE, a.try_number.is_(None)) if kind == FAILURE else false()
+    with engine.connect() as conn:
+        return conn.execute(select(a.id).where(
+            a.kind == kind, a.dag_id == dag_id, a.run_id == run_id,
+            or_(and_(a.task_id == task_id, a.try_number == try_number), legacy)).limit(1)).first() is not None
+
+
+def failure_alerted_tries(engine: Engine, runs: set[tuple[str, str]]) -> tuple[set[tuple], set[tuple]]:
+    """Of these (dag_id, run_id) pairs: the (dag_id, run_id, task_id, try_number) with a failure alert, and
+    the (dag_id, run_id) with a failure alert from before alerts named their try."""
+    tries, legacy = set(), set()
+    runs_list = sorted(runs)
+    a = chart_sync_alert.c
+    with engine.connect() as conn:
+        for start in range(0, len(runs_list), 200):
+            batch = runs_list[start:start + 200]
+            for r in conn.execute(select(a.dag_id, a.run_id, a.task_id, a.try_number).where(
+                    a.kind == FAILURE, or_(*(and_(a.dag_id == d, a.run_id == r) for d, r in batch)))):
+                if r.try_number is None:
+                    legacy.add((r.dag_id, r.run_id))
+                else:
+                    tries.add((r.dag_id, r.run_id, r.task_id, r.try_number))
+    return tries, legacy
+
+
+def chart_of_dag(engine: Engine, dag_id: str | None):
+    """The chart a chart DAG syncs (id, slug, name, schedule_id), or None."""
+    slug = slug_of(dag_id)
+    if slug is None:
+        return None
+    with engine.connect() as conn:
+        return conn.execute(
+            select(chart.c.id, chart.c.slug, chart.c.name, chart_sync_schedule.c.id.label("schedule_id"))
+            .outerjoin(chart_sync_schedule, chart_sync_schedule.c.chart_id == chart.c.id)
+            .where(chart.c.slug == slug)).first()
 
 
 def list_alerts(engine: Engine, kind: str | None = None, chart_id: int | None = None,
@@ -112,14 +181,10 @@ def ranking_stored(engine: Engine, chart_id: int, period: date) -> bool:
 
 def chart_and_execution(engine: Engine, dag_id: str | None, run_id: str | None):
     """The chart (with its schedule id) a chart DAG syncs, and the run's newest execution row."""
-    slug = slug_of(dag_id)
-    if slug is None:
+    if slug_of(dag_id) is None:
         return None, None
+    chart_row = chart_of_dag(engine, dag_id)
     with engine.connect() as conn:
-        chart_row = conn.execute(
-            select(chart.c.id, chart.c.slug, chart.c.name, chart_sync_schedule.c.id.label("schedule_id"))
-            .outerjoin(chart_sync_schedule, chart_sync_schedule.c.chart_id == chart.c.id)
-            .where(chart.c.slug == slug)).first()
         execution = conn.execute(
             select(chart_sync_execution.c.period, chart_sync_execution.c.error)
             .where(chart_sync_execution.c.dag_id == dag_id, chart_sync_execution.c.run_id == run_id)

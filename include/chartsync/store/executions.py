@@ -1,10 +1,18 @@
-"""The execution log: one ``chart_sync_execution`` row per sync task try that got an answer."""
+"""The execution log: one ``chart_sync_execution`` row per sync task try that got an answer, and one
+``failed`` row for every try Airflow ended failed (or up_for_retry), however it ended.
+
+A failed try may be noticed by several writers (the task body, a listener in the task, the scheduler
+or the api-server, the reconciliation with Airflow's state); the unique index
+``uq_chart_sync_execution_failed_try`` lets the first one win and the others find its row.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, date, datetime
 
-from sqlalchemy import Connection, Engine, delete, insert
+from sqlalchemy import Connection, Engine, and_, delete, insert, or_, select
+from sqlalchemy.exc import IntegrityError
 
 from chartsync.core.outcomes import FAILED, SUCCESS, RunRef, SyncResult
 from chartsync.store.tables import chart_sync_execution
@@ -29,16 +37,67 @@ def record_success(conn: Connection, run: RunRef, result: SyncResult, started: d
 
 def record_failure(engine: Engine, run: RunRef, period: date | None, started: datetime, error: str,
                    *, status: str = FAILED, api_requests: int = 0) -> None:
-    """A try that wrote no data: failed (with the error) or skipped (the API never published it)."""
-    completed = datetime.now(UTC)
-    with engine.begin() as conn:
-        conn.execute(
-            insert(chart_sync_execution).values(
-                **_run_values(run), period=period, status=status, started_at=started,
-                completed_at=completed, duration_seconds=(completed - started).total_seconds(),
-                api_requests=api_requests, error=error[:4000],
-            )
-        )
+    """A try that wrote no data: failed (with the error) or skipped (the API never published it).
+
+    A try has one failed row: when another writer recorded this try's failure first (Airflow
+    marked it failed while the body was still running), that row stands."""
+    insert_failure(engine, run, period, started, datetime.now(UTC), error, status=status,
+                   api_requests=api_requests)
+
+
+def insert_failure(engine: Engine, run: RunRef, period: date | None, started: datetime, completed: datetime,
+                   error: str, *, status: str = FAILED, api_requests: int = 0) -> bool:
+    """Insert a failed (or skipped) row for the try; False when the try's failed row exists already."""
+    values = dict(**_run_values(run), period=period, status=status, started_at=started, completed_at=completed,
+                  duration_seconds=max((completed - started).total_seconds(), 0.0), api_requests=api_requests,
+                  error=error[:4000])
+    try:
+        with engine.begin() as conn:
+            conn.execute(insert(chart_sync_execution).values(**values))
+        return True
+    except IntegrityError:
+        if status == FAILED and failed_row_exists(engine, run.dag_id, run.run_id, run.try_number):
+            return False
+        raise
+
+
+def failed_row_exists(engine: Engine, dag_id: str, run_id: str, try_number: int) -> bool:
+    e = chart_sync_execution.c
+    with engine.connect() as conn:
+        return conn.execute(select(e.id).where(e.dag_id == dag_id, e.run_id == run_id, e.try_number == try_number,
+                                               e.status == FAILED)).first() is not None
+
+
+def rows_of_try(engine: Engine, dag_id: str, run_id: str, try_number: int) -> list:
+    """The execution rows of one task try (status, period, started_at, error), oldest first."""
+    e = chart_sync_execution.c
+    with engine.connect() as conn:
+        return conn.execute(
+            select(e.id, e.status, e.period, e.started_at, e.error)
+            .where(e.dag_id == dag_id, e.run_id == run_id, e.try_number == try_number)
+            .order_by(e.started_at, e.id)).all()
+
+
+def run_period(engine: Engine, dag_id: str, run_id: str):
+    """The period the run's newest row with a period synced (None when no row names one)."""
+    e = chart_sync_execution.c
+    with engine.connect() as conn:
+        return conn.execute(select(e.period).where(e.dag_id == dag_id, e.run_id == run_id, e.period.is_not(None))
+                            .order_by(e.started_at.desc(), e.id.desc()).limit(1)).scalar()
+
+
+def failed_tries_recorded(engine: Engine, runs: Iterable[tuple[str, str]]) -> set[tuple[str, str, int]]:
+    """Of these (dag_id, run_id) pairs, the (dag_id, run_id, try_number) that have their failed row."""
+    runs = sorted(set(runs))
+    found: set[tuple[str, str, int]] = set()
+    e = chart_sync_execution.c
+    with engine.connect() as conn:
+        for start in range(0, len(runs), 200):  # bounded statements
+            batch = runs[start:start + 200]
+            found.update(tuple(r) for r in conn.execute(
+                select(e.dag_id, e.run_id, e.try_number).where(
+                    e.status == FAILED, or_(*(and_(e.dag_id == d, e.run_id == r) for d, r in batch)))))
+    return found
 
 
 def _run_values(run: RunRef) -> dict:

@@ -18,6 +18,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 metadata = MetaData()
@@ -143,6 +144,10 @@ chart_sync_execution = Table(
     Column("error", Text),
     Index("ix_chart_sync_execution_chart_started", "chart_id", "started_at"),
     Index("ix_chart_sync_execution_started", "started_at"),
+    # One failed row per task try, whoever notices the failure first (the task body, a listener,
+    # reconciliation with Airflow's state): ``store.executions.insert_failure``.
+    Index("uq_chart_sync_execution_failed_try", "dag_id", "run_id", "try_number", unique=True,
+          sqlite_where=text("status = 'failed'"), postgresql_where=text("status = 'failed'")),
 )
 
 chart_expected_period = Table(
@@ -192,10 +197,15 @@ chart_sync_alert = Table(
     Column("chart_id", Integer, ForeignKey("chart.id", ondelete="SET NULL")),
     Column("dag_id", String(250)),
     Column("run_id", String(250)),
+    # The task try a failure alert is about: at most one alert per (kind, dag_id, run_id, task_id,
+    # try_number); NULL for alerts about no try (deadline, overdue, digest), which the index ignores.
+    Column("task_id", String(250)),
+    Column("try_number", Integer),
     Column("period", Date),
     Column("message", Text, nullable=False),
     Column("channels", JSON),
     Column("created_at", DateTime(timezone=True), nullable=False, index=True),
+    Index("uq_chart_sync_alert_task_try", "kind", "dag_id", "run_id", "task_id", "try_number", unique=True),
 )
 
 chart_sync_audit = Table(
