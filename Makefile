@@ -28,9 +28,15 @@ setup: $(VENV)/.installed
 	$(BIN)/chartsync settings load airflow_settings.yaml
 	$(BIN)/chartsync db upgrade
 
-## run: setup, emulator, demo charts and schedules, then Airflow on http://localhost:8080
-run: setup
-	$(BIN)/python -m chartsync.demo --emulator-port $(EMULATOR_PORT)
+## run: setup (quiet: its output goes to $(AIRFLOW_HOME)/logs/setup.log), then the product: emulator, demo charts
+## and schedules, Airflow on http://127.0.0.1:8080, a banner with the logins; Ctrl-C stops it all
+## (sizing, host, logs: python -m chartsync.demo --help)
+run:
+	@mkdir -p $(AIRFLOW_HOME)/logs
+	@echo "chart-sync: setting up and starting (a minute or two; logs in $(AIRFLOW_HOME)/logs/)"
+	@$(MAKE) --no-print-directory setup > $(AIRFLOW_HOME)/logs/setup.log 2>&1 \
+		|| { tail -25 $(AIRFLOW_HOME)/logs/setup.log; echo "chart-sync: make setup failed, see $(AIRFLOW_HOME)/logs/setup.log"; exit 1; }
+	@$(BIN)/python -m chartsync.demo --emulator-port $(EMULATOR_PORT)
 
 ## test: setup, then the whole suite (starts and stops its own servers)
 test: setup

@@ -1,6 +1,13 @@
-"""``make run``: the local product. Starts the Soundcharts emulator (unless real credentials are
-set), imports the charts, seeds three demo schedules, then runs ``airflow standalone``
-(api-server, scheduler, dag-processor, triggerer) on http://localhost:8080.
+"""``make run``: the local product, started and stopped as one.
+
+Starts the Soundcharts emulator (unless SOUNDCHARTS_APP_ID and SOUNDCHARTS_API_KEY are set), imports
+its charts, seeds three demo schedules (once: a second start adds nothing), then runs Airflow's
+components (api-server, scheduler, dag-processor, triggerer; LocalExecutor) and prints a short
+banner: the URL, each user with their password, and where the logs are. Component output goes to
+files under $AIRFLOW_HOME/logs/; the console shows only the banner and warnings.
+
+Ctrl-C or SIGTERM stops everything it started within 20 s: the scheduler first (running tasks
+get a few seconds to finish and report), then the rest; whatever is left at the deadline is killed.
 """
 
 from __future__ import annotations
@@ -8,10 +15,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import secrets
+import signal
+import socket
 import subprocess
 import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+
+import psutil
 
 from chartsync import settings
 
@@ -21,56 +35,465 @@ DEMO_SCHEDULES = (  # one daily, one weekly, one monthly chart, each with a year
     ("apple-music-top-200-us-monthly", "monthly"),
 )
 PLATFORMS = ("spotify", "apple-music", "shazam", "deezer")
+DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8080
+MAX_SLOTS = 8  # the default parallelism's ceiling, however many cores
+START_TIMEOUT = 300.0  # seconds for every component to report healthy (2 shared cores: be patient)
+STOP_GRACE = 10.0  # seconds the tasks running at a stop get to finish and report
+TRIGGERER_GRACE = 2.0  # seconds before the triggerer is told a second time (Airflow's "force")
+STOP_DEADLINE = 16.0  # seconds after the stop signal when whatever is left gets SIGKILL (promise: 20)
+RUN_LOG = "chartsync-run.log"  # the seeding commands' output and the start/stop events
+EPILOG = f"""\
+sizing: [core] parallelism (= the LocalExecutor's worker processes, each running one task at a
+  time) is one per CPU core, at least 2, at most {MAX_SLOTS}; override with {settings.PARALLELISM_ENV}=N, or set
+  AIRFLOW__CORE__PARALLELISM, which wins. The dag-processor parses with one process
+  (AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES overrides). On 2 cores that is 11 processes
+  (12 with make) at most.
+network: the api-server binds {DEFAULT_HOST} (set {settings.HOST_ENV}=0.0.0.0, or AIRFLOW__API__HOST, to
+  listen elsewhere) on AIRFLOW__API__PORT (default {DEFAULT_PORT}). The scheduler's and triggerer's log
+  servers are not started: the api-server reads task logs from $AIRFLOW_HOME/logs directly.
+logs: $AIRFLOW_HOME/logs/api-server.log, scheduler.log, dag-processor.log, triggerer.log,
+  {RUN_LOG}; task logs under $AIRFLOW_HOME/logs/dag_id=*/.
+users: [core] simple_auth_manager_users (make sets admin:admin,viewer:viewer, i.e. user:role); the
+  passwords are in $AIRFLOW_HOME/simple_auth_manager_passwords.json.generated.
+Expects a migrated metadata DB and chart DB (make setup)."""
 
 
-def _run(*args: str) -> None:
-    print("+", " ".join(args), flush=True)
-    subprocess.run(args, check=True)
+class _Stopped(Exception):
+    """A stop signal (Ctrl-C, SIGTERM, SIGHUP) arrived."""
 
 
-def _login() -> dict[str, str]:
-    file = settings.airflow_home() / "simple_auth_manager_passwords.json.generated"
-    if file.exists():
+class _Signals:
+    """Counts SIGINT/SIGTERM instead of raising where they land; the loops below look at it."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.first_at: float | None = None  # time.monotonic() of the first one: the stop's clock starts there
+
+    def install(self) -> None:
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # SIGHUP: the terminal closed
+            signal.signal(signum, self._on_signal)
+
+    def _on_signal(self, signum, frame) -> None:
+        self.count += 1
+        if self.first_at is None:
+            self.first_at = time.monotonic()
+
+    def check(self) -> None:
+        if self.count:
+            raise _Stopped
+
+
+# -- sizing and addresses ------------------------------------------------------------------------------
+def cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def parallelism(cores: int, env: dict[str, str]) -> int:
+    """Task slots: CHARTSYNC_PARALLELISM, else one per core, at least 2 and at most ``MAX_SLOTS``.
+
+    Each slot costs two processes while it runs a task (the LocalExecutor's worker, which Airflow
+    3.3.2 forks once per slot when the scheduler starts, and the task the worker forks) and about
+    0.3 GiB; two slots keep a 2-core machine at 11 processes and under 2 GiB. More than
+    ``MAX_SLOTS`` buys nothing here: the soundcharts_api pool runs 4 syncs at a time.
+    """
+    text = env.get(settings.PARALLELISM_ENV, "").strip()
+    if not text:
+        return min(max(2, cores), MAX_SLOTS)
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"{settings.PARALLELISM_ENV} must be a whole number of task slots, at least 1; "
+                         f"not {text!r}")
+    return int(text)
+
+
+def _loopback(host: str) -> str:
+    """Where this machine reaches a server bound to ``host``."""
+    return "127.0.0.1" if host in ("", "0.0.0.0", "localhost") else "::1" if host in ("::", "[::]") else host
+
+
+def _url(host: str, port: int) -> str:
+    host = _loopback(host)
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def airflow_env(env: dict[str, str], cores: int) -> dict[str, str]:
+    """The environment of Airflow's components: sized, bound, and pointed at one another.
+
+    A setting the user already made in the environment wins; ``airflow.cfg``'s parallelism does not
+    (the generated file always says 32).
+    """
+    env = dict(env)
+    host = env.get(settings.HOST_ENV) or env.get("AIRFLOW__API__HOST") or DEFAULT_HOST
+    env["AIRFLOW__API__HOST"] = host
+    env.setdefault("AIRFLOW__API__PORT", str(DEFAULT_PORT))
+    if not env.get("AIRFLOW__API__BASE_URL"):  # else Airflow derives it from the base URL
+        env.setdefault("AIRFLOW__CORE__EXECUTION_API_SERVER_URL",
+                       f"{_url(host, int(env['AIRFLOW__API__PORT']))}/execution/")
+    env.setdefault("AIRFLOW__CORE__PARALLELISM", str(parallelism(cores, env)))
+    env.setdefault("AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES", "1")
+    env.setdefault("AIRFLOW__API__WORKERS", "1")
+    env.setdefault("AIRFLOW__CORE__EXECUTOR", "LocalExecutor")  # what `airflow standalone` forces
+    return env
+
+
+def components(env: dict[str, str]) -> dict[str, list[str]]:
+    return {
+        "api-server": ["api-server", "--host", env["AIRFLOW__API__HOST"], "--port", env["AIRFLOW__API__PORT"]],
+        "scheduler": ["scheduler", "--skip-serve-logs"],  # its log server would bind every interface
+        "dag-processor": ["dag-processor"],
+        "triggerer": ["triggerer", "--skip-serve-logs"],
+    }
+
+
+# -- the banner ------------------------------------------------------------------------------------------
+def users(env: dict[str, str], passwords: dict[str, str]) -> list[tuple[str, str, str]]:
+    """(user, role, password) of each configured user; the password file names the rest."""
+    configured = [u.strip().split(":") for u in env.get("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", "").split(",")
+                  if u.strip()]
+    found = [(u[0], u[1] if len(u) > 1 else "", passwords.get(u[0], "?")) for u in configured]
+    names = {u for u, _, _ in found}
+    return found + [(name, "", pw) for name, pw in passwords.items() if name not in names]
+
+
+def banner(url: str, host: str, logins: Sequence[tuple[str, str, str]], logs: Path, slots: str,
+           names: Iterable[str], emulator_url: str | None) -> str:
+    width = max([len(u) for u, _, _ in logins] + [5])
+    lines = ["", f"chart-sync is running: {url}" + ("" if _loopback(host) == host else f"  (listening on {host})")]
+    for i, (user, role, password) in enumerate(logins):
+        about = f"  ({role}{', read-only' if role == 'viewer' else ''})" if role else ""
+        lines.append(f"  {'login' if i == 0 else '':<7} {user:<{width}}  password {password}{about}")
+    if not logins:
+        lines.append("  login   none needed (simple_auth_manager_all_admins)")
+    lines.append(f"  logs    {logs}/  ({', '.join(f'{n}.log' for n in names)}, {RUN_LOG}; tasks: dag_id=*/)")
+    lines.append(f"  Airflow LocalExecutor, {slots} task slots"
+                 + (f"; Soundcharts emulator on {emulator_url}" if emulator_url else "; the real Soundcharts API"))
+    lines.append("  stop    Ctrl-C")
+    return "\n".join(lines) + "\n"
+
+
+def _passwords(env: dict[str, str]) -> dict[str, str]:
+    file = Path(env.get("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE")
+                or settings.airflow_home() / "simple_auth_manager_passwords.json.generated")
+    try:
         return json.loads(file.read_text())
-    passwords = {"admin": secrets.token_urlsafe(9), "viewer": secrets.token_urlsafe(9)}
-    file.write_text(json.dumps(passwords) + "\n")
-    return passwords
+    except (OSError, ValueError):
+        return {}
+
+
+def _all_admins(env: dict[str, str]) -> bool:
+    return env.get("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS", "").strip().lower() == "true"
+
+
+# -- processes -------------------------------------------------------------------------------------------
+def _tail(file: Path, lines: int = 15) -> str:
+    try:
+        text = file.read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    return "\n".join("    " + line for line in text[-lines:])
+
+
+def _warn(message: str) -> None:
+    print(f"chart-sync: {message}", file=sys.stderr, flush=True)
+
+
+def _stamp(log, message: str) -> None:
+    log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n".encode())
+    log.flush()
+
+
+class Run:
+    """The processes of one ``make run``: each Airflow component in its own session (so a Ctrl-C at
+    the terminal reaches only this process, which stops them in order)."""
+
+    def __init__(self, bin_dir: Path, env: dict[str, str], logs: Path, signals: _Signals) -> None:
+        self.bin_dir, self.env, self.logs, self.signals = bin_dir, env, logs, signals
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.run_log = open(logs / RUN_LOG, "ab")  # noqa: SIM115 (open for the whole run)
+
+    def call(self, *args: str) -> str:
+        """Run a chartsync command to the end (its output to the run log); stop on a signal."""
+        _stamp(self.run_log, " ".join(args))
+        with tempfile.TemporaryFile() as out:
+            proc = subprocess.Popen([str(self.bin_dir / args[0]), *args[1:]], env=self.env, stdout=out,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+            try:
+                while proc.poll() is None:
+                    self.signals.check()
+                    time.sleep(0.1)
+            finally:
+                if proc.poll() is None:
+                    proc.terminate()
+                    try:
+                        proc.wait(5)
+                    except subprocess.TimeoutExpired:
+                        proc.kill()
+                        proc.wait()
+            out.seek(0)
+            output = out.read()
+        self.run_log.write(output)
+        self.run_log.flush()
+        if proc.returncode != 0:
+            raise RuntimeError(f"`{' '.join(args)}` exited {proc.returncode}:\n"
+                               + "\n".join("    " + line for line in output.decode(errors="replace").splitlines()[-15:]))
+        return output.decode(errors="replace")
+
+    def start(self, commands: dict[str, list[str]]) -> None:
+        for name, args in commands.items():
+            with open(self.logs / f"{name}.log", "ab") as log:
+                _stamp(log, f"airflow {' '.join(args)}")
+                self.procs[name] = subprocess.Popen([str(self.bin_dir / "airflow"), *args], env=self.env,
+                                                    stdin=subprocess.DEVNULL, stdout=log,
+                                                    stderr=subprocess.STDOUT, start_new_session=True)
+        _stamp(self.run_log, "started " + ", ".join(f"{n} (pid {p.pid})" for n, p in self.procs.items()))
+
+    def exited(self) -> str | None:
+        """The first component that is no longer running, if any."""
+        return next((name for name, proc in self.procs.items() if proc.poll() is not None), None)
+
+    def report_exit(self, name: str, when: str) -> None:
+        log = self.logs / f"{name}.log"
+        _warn(f"the {name} exited (code {self.procs[name].returncode}) {when}; the end of {log}:\n{_tail(log)}")
+
+    def healthy(self, url: str) -> bool:
+        """The api-server answers and reports the scheduler, dag-processor and triggerer healthy."""
+        try:
+            with urllib.request.urlopen(f"{url}/api/v2/monitor/health", timeout=2) as answer:
+                health = json.load(answer)
+        except (OSError, ValueError):
+            return False
+        return all((health.get(part) or {}).get("status") == "healthy"
+                   for part in ("metadatabase", "scheduler", "dag_processor", "triggerer"))
+
+    def tree(self) -> list[psutil.Process]:
+        try:
+            return psutil.Process().children(recursive=True)
+        except psutil.Error:
+            return []
+
+    def _signal_group(self, proc: subprocess.Popen, signum: int) -> None:
+        if proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signum)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+    def stop(self, started: float) -> float:
+        """Stop every process started here by ``started + STOP_DEADLINE`` (a second signal: at once).
+
+        The scheduler goes first: on SIGTERM it stops scheduling and its LocalExecutor waits for the
+        tasks already running, which still need the api-server to report. Its workers would go on
+        with the tasks already queued to them, so an idle worker, or one that starts a new task, is
+        killed (those tasks are still queued or just started: the next scheduler resets them). The
+        dag-processor and the triggerer stop meanwhile (the triggerer is told twice if it lingers).
+        Once the scheduler is gone, or after ``STOP_GRACE``, every component's process group gets
+        SIGTERM (the task supervisors pass it on to their tasks), and at the deadline whatever is
+        left of the whole tree gets SIGKILL (tasks and trigger runners run in their own process
+        groups, so the tree is tracked, not only the groups).
+        """
+        _stamp(self.run_log, "stopping")
+        seen: dict[int, psutil.Process] = {}
+
+        def alive() -> list[psutil.Process]:
+            seen.update((p.pid, p) for p in self.tree())
+            return [p for p in seen.values() if _alive(p)]
+
+        def interrupted() -> bool:
+            return self.signals.count > signals_at_stop
+
+        signals_at_stop = self.signals.count
+        forced: set[str] = set()  # components told twice already (a third time would restart their wait)
+        alive()
+        scheduler = self.procs.get("scheduler")
+        if scheduler is not None and scheduler.poll() is None:
+            running = {task.pid for worker in _children(scheduler.pid) for task in _children(worker.pid)}
+            scheduler.send_signal(signal.SIGTERM)
+            for name in ("dag-processor", "triggerer"):  # and their subprocesses (own process groups)
+                if name in self.procs:
+                    for p in _with_children(self.procs[name].pid):
+                        _send(p, signal.SIGTERM)
+            triggerer = self.procs.get("triggerer")
+            while scheduler.poll() is None and time.monotonic() < started + STOP_GRACE and not interrupted():
+                if triggerer is not None and time.monotonic() > started + TRIGGERER_GRACE:
+                    # its trigger runner sometimes waits for the escalation; a second signal is
+                    # Airflow's own "force": it kills the runner and exits
+                    if triggerer.poll() is None:
+                        triggerer.send_signal(signal.SIGTERM)
+                        forced.add("triggerer")
+                    triggerer = None
+                for worker in _children(scheduler.pid):
+                    tasks = _children(worker.pid)
+                    if any(task.pid in running for task in tasks):
+                        continue  # let the task it ran at the stop finish
+                    if tasks or "<idle>" in " ".join(_cmdline(worker)):
+                        for p in (worker, *tasks):
+                            _send(p, signal.SIGKILL)
+                alive()
+                time.sleep(0.1)
+            _stamp(self.run_log, f"scheduler {'stopped' if scheduler.poll() is not None else 'still running'} "
+                   f"after {time.monotonic() - started:.1f} s")
+        for name, proc in self.procs.items():
+            if name not in forced:
+                self._signal_group(proc, signal.SIGTERM)
+        while alive() and time.monotonic() < started + STOP_DEADLINE and not interrupted():
+            for proc in self.procs.values():
+                proc.poll()  # reap
+            time.sleep(0.1)
+        left = alive()
+        for p in left:
+            _send(p, signal.SIGKILL)
+        for proc in self.procs.values():
+            try:
+                proc.wait(3)
+            except subprocess.TimeoutExpired:
+                pass
+        psutil.wait_procs(left, timeout=3)
+        took = time.monotonic() - started
+        _stamp(self.run_log, f"stopped in {took:.1f} s"
+               + (f" ({len(left)} killed at the deadline: {', '.join(str(p.pid) for p in left)})" if left else ""))
+        self.run_log.close()
+        return took
+
+
+def _children(pid: int) -> list[psutil.Process]:
+    try:
+        return psutil.Process(pid).children()
+    except psutil.Error:
+        return []
+
+
+def _with_children(pid: int) -> list[psutil.Process]:
+    try:
+        process = psutil.Process(pid)
+        return [process, *process.children()]
+    except psutil.Error:
+        return []
+
+
+def _cmdline(p: psutil.Process) -> list[str]:
+    try:
+        return p.cmdline()
+    except psutil.Error:
+        return []
+
+
+def _alive(p: psutil.Process) -> bool:
+    try:
+        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def _send(p: psutil.Process, signum: int) -> None:
+    try:
+        p.send_signal(signum)
+    except psutil.Error:
+        pass
+
+
+def _listed_slugs(listing: str) -> set[str]:
+    """The chart slugs of `chartsync schedules list` (the second column of its table)."""
+    rows = [line.split() for line in listing.splitlines()]
+    return {row[1] for row in rows if len(row) > 1 and row[0].isdigit()}
+
+
+# -- main ------------------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m chartsync.demo", description=__doc__, epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--emulator-port", type=int, default=8899,
+                        help="the Soundcharts emulator's port on 127.0.0.1 (default: %(default)s)")
+    parser.add_argument("--no-seed", action="store_true", help="do not import charts or add demo schedules")
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m chartsync.demo", description=__doc__)
-    parser.add_argument("--emulator-port", type=int, default=8899)
-    parser.add_argument("--no-seed", action="store_true", help="do not import charts or add demo schedules")
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     bin_dir = Path(sys.executable).parent
-    chartsync, airflow = str(bin_dir / "chartsync"), str(bin_dir / "airflow")
-    # `airflow standalone` starts its components as `airflow ...` from PATH
-    os.environ["PATH"] = f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"
+    cores = cpu_count()
+    try:
+        env = airflow_env({**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}, cores)
+    except ValueError as exc:
+        _warn(str(exc))
+        return 2
+    port = int(env["AIRFLOW__API__PORT"])
+    url = _url(env["AIRFLOW__API__HOST"], port)
+    logs = settings.airflow_home() / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    if _port_taken(_loopback(env["AIRFLOW__API__HOST"]), port):
+        _warn(f"port {port} is in use (another Airflow?); stop it or choose one with AIRFLOW__API__PORT=...")
+        return 1
 
+    signals = _Signals()
+    signals.install()
     emulator = None
     if settings.soundcharts_credentials() is None:
-        emulator = subprocess.Popen([sys.executable, "-m", "soundcharts_emulator", "--host", "127.0.0.1",
-                                     "--port", str(args.emulator_port)], stdout=subprocess.PIPE, text=True)
-        print(emulator.stdout.readline().strip(), flush=True)
-        os.environ["AIRFLOW_CONN_SOUNDCHARTS_DEFAULT"] = json.dumps(
-            {"conn_type": "http", "host": f"http://127.0.0.1:{args.emulator_port}",
-             "login": "soundcharts", "password": "soundcharts"})
+        # deferred: start-up cost, paid only by a run without real credentials. The emulator is
+        # served from a thread of this process: one process fewer than a separate emulator
+        from soundcharts_emulator.server import start_server
+
+        try:
+            emulator = start_server("127.0.0.1", args.emulator_port)
+        except OSError as exc:
+            _warn(f"cannot start the Soundcharts emulator on 127.0.0.1:{args.emulator_port} ({exc}); "
+                  "choose another port: make run EMULATOR_PORT=...")
+            return 1
+        env["AIRFLOW_CONN_SOUNDCHARTS_DEFAULT"] = json.dumps(
+            {"conn_type": "http", "host": emulator.url, "login": "soundcharts", "password": "soundcharts"})
+    else:
+        env["AIRFLOW_CONN_SOUNDCHARTS_DEFAULT"] = json.dumps(settings.soundcharts_credentials())
+
+    run = Run(bin_dir, env, logs, signals)
+    commands = components(env)
+    stop_started = None
     try:
         if not args.no_seed:
-            _run(chartsync, "charts", "import", *[a for p in PLATFORMS for a in ("--platform", p)])
-            existing = subprocess.run([chartsync, "schedules", "list"], capture_output=True, text=True).stdout
+            run.call("chartsync", "charts", "import", *[a for p in PLATFORMS for a in ("--platform", p)])
+            existing = _listed_slugs(run.call("chartsync", "schedules", "list"))
             for slug, frequency in DEMO_SCHEDULES:
-                if f" {slug} " not in existing:
-                    _run(chartsync, "schedules", "add", slug, "--frequency", frequency)
-        login = _login()
-        print("\nchart-sync is starting: http://localhost:8080  login admin / "
-              f"{login.get('admin')}  (read-only: viewer / {login.get('viewer')})\n", flush=True)
-        return subprocess.call([airflow, "standalone"])
-    except KeyboardInterrupt:
+                if slug not in existing:  # a second start resumes: no duplicate schedule
+                    run.call("chartsync", "schedules", "add", slug, "--frequency", frequency)
+        run.start(commands)
+        deadline = time.monotonic() + START_TIMEOUT
+        while not run.healthy(url):
+            signals.check()
+            if (name := run.exited()) is not None:
+                run.report_exit(name, "during start-up")
+                return 1
+            if time.monotonic() > deadline:
+                _warn(f"Airflow did not become healthy in {START_TIMEOUT:.0f} s; see the logs in {logs}/")
+                return 1
+            time.sleep(1)
+        logins = [] if _all_admins(env) else users(env, _passwords(env))
+        print(banner(url, env["AIRFLOW__API__HOST"], logins, logs, env["AIRFLOW__CORE__PARALLELISM"], commands,
+                     emulator.url if emulator else None), flush=True)
+        while True:
+            signals.check()
+            if (name := run.exited()) is not None:
+                run.report_exit(name, "unexpectedly; stopping the rest")
+                return 1
+            time.sleep(0.5)
+    except _Stopped:
+        stop_started = signals.first_at or time.monotonic()
+        print("chart-sync: stopping (Ctrl-C again to stop at once)", file=sys.stderr, flush=True)
         return 0
+    except RuntimeError as exc:
+        _warn(str(exc))
+        return 1
     finally:
+        took = run.stop(stop_started or time.monotonic())
         if emulator is not None:
-            emulator.terminate()
+            emulator.shutdown()
+        if stop_started is not None:
+            print(f"chart-sync: stopped in {took:.1f} s", file=sys.stderr, flush=True)
+
+
+def _port_taken(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.settimeout(1)
+        return s.connect_ex((host, port)) == 0
 
 
 if __name__ == "__main__":

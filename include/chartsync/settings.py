@@ -49,6 +49,8 @@ DEADLINE_ALERTS_ENV = "CHARTSYNC_DEADLINE_ALERTS"  # "off": chart DAGs without D
 SNAPSHOT_ENV = "CHARTSYNC_SCHEDULE_SNAPSHOT"  # where the last-known-good schedule snapshot lives
 SOUNDCHARTS_APP_ID_ENV, SOUNDCHARTS_API_KEY_ENV, SOUNDCHARTS_URL_ENV = (
     "SOUNDCHARTS_APP_ID", "SOUNDCHARTS_API_KEY", "SOUNDCHARTS_URL")
+PARALLELISM_ENV = "CHARTSYNC_PARALLELISM"  # make run: task slots (default one per core, 2 to 8)
+HOST_ENV = "CHARTSYNC_HOST"  # make run: the api-server's interface (default 127.0.0.1)
 
 # -- task defaults (every chart-sync DAG starts from these; builders.defaults layers them) -------------------
 RETRIES = 3

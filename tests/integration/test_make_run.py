@@ -1,0 +1,285 @@
+"""``make run`` as a user meets it: the banner, loopback only, a bounded process tree, a clean stop on
+SIGTERM and on Ctrl-C (SIGINT), and a second start that resumes without duplicating the demo."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import requests
+
+from chartsync import settings
+from chartsync.demo import DEMO_SCHEDULES, _listed_slugs, airflow_env, parallelism
+from conftest import BIN, ROOT, free_port, wait_for
+
+pytestmark = pytest.mark.integration
+
+START_TIMEOUT = 360  # two shared cores, other suites running: be generous
+STOP_PROMISE = 20  # seconds: every process started by make run is gone
+MAX_PROCESSES = 12  # PostgreSQL's aside
+MAX_RSS = 3 * 2**30
+SAMPLE_SECONDS = 25  # the tree is sampled while the demo's catchup runs
+
+
+class Product:
+    """One ``python -m chartsync.demo`` (what ``make run`` runs), its output and its process tree."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.out: list[str] = []
+        self.err: list[str] = []
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "chartsync.demo", "--emulator-port", str(free_port())], env=env, cwd=ROOT,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.root = psutil.Process(self.proc.pid)
+        self.seen: dict[int, psutil.Process] = {}
+        for stream, lines in ((self.proc.stdout, self.out), (self.proc.stderr, self.err)):
+            threading.Thread(target=lambda s=stream, ls=lines: ls.extend(iter(s.readline, "")), daemon=True).start()
+
+    def banner(self) -> str:
+        def shown():
+            if self.proc.poll() is not None:
+                raise AssertionError(f"make run exited {self.proc.returncode} before its banner:\n"
+                                     f"{''.join(self.out)}\n{''.join(self.err)}")
+            text = "".join(self.out)
+            return text if "\n  stop" in text else None
+
+        return wait_for(shown, START_TIMEOUT, "the make run banner", interval=1)
+
+    def tree(self) -> list[psutil.Process]:
+        """The product's processes (the demo itself included), PostgreSQL's aside."""
+        try:
+            procs = [self.root, *self.root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return []
+        self.seen.update((p.pid, p) for p in procs)
+        return [p for p in procs if "postgres" not in _name(p)]
+
+    def stop(self, signum: int) -> float:
+        """Send ``signum``; the seconds until every process of the tree (as ever seen) is gone."""
+        self.tree()
+        started = time.monotonic()
+        self.proc.send_signal(signum)
+        try:
+            self.proc.wait(STOP_PROMISE + 10)
+        except subprocess.TimeoutExpired:
+            pass
+        _, alive = psutil.wait_procs(list(self.seen.values()), timeout=max(0.1, started + STOP_PROMISE
+                                                                             - time.monotonic()))
+        took = time.monotonic() - started
+        assert not alive, f"still running {took:.1f} s after {signal.Signals(signum).name}: " + ", ".join(
+            f"{p.pid} {' '.join(_cmdline(p))[:80]}" for p in alive)
+        return took
+
+    def kill(self) -> None:
+        for p in [*self.tree(), *self.seen.values()]:
+            try:
+                p.kill()
+            except psutil.Error:
+                pass
+
+
+def _name(p: psutil.Process) -> str:
+    try:
+        return " ".join(p.cmdline()) or p.name()
+    except psutil.Error:
+        return ""
+
+
+def _cmdline(p: psutil.Process) -> list[str]:
+    try:
+        return p.cmdline()
+    except psutil.Error:
+        return []
+
+
+def _listening(procs: list[psutil.Process]) -> set[tuple[str, int]]:
+    found = set()
+    for p in procs:
+        try:
+            found |= {(c.laddr.ip, c.laddr.port) for c in p.net_connections(kind="inet")
+                      if c.status == psutil.CONN_LISTEN}
+        except psutil.Error:
+            pass
+    return found
+
+
+def _outside_addresses() -> list[str]:
+    return [a.address for addrs in psutil.net_if_addrs().values() for a in addrs
+            if a.family == socket.AF_INET and not a.address.startswith("127.")]
+
+
+def _answers(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(2)
+        return s.connect_ex((host, port)) == 0
+
+
+def _rankings(home: Path) -> int:
+    with sqlite3.connect(home / "chart.db", timeout=30) as db:
+        return db.execute("select count(*) from chart_ranking").fetchone()[0]
+
+
+def _leftovers(home: Path) -> list[str]:
+    """Processes anywhere on the machine that still run with this AIRFLOW_HOME (orphans included)."""
+    left = []
+    for p in psutil.process_iter():
+        try:
+            if p.environ().get("AIRFLOW_HOME") == str(home) and p.pid != os.getpid():
+                left.append(f"{p.pid} {' '.join(p.cmdline())[:80]}")
+        except psutil.Error:
+            pass
+    return left
+
+
+@pytest.fixture
+def make_run_env(tmp_path) -> dict[str, str]:
+    """The environment the Makefile gives ``make run``, a private AIRFLOW_HOME, ``make setup`` done."""
+    home = tmp_path / "airflow"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("AIRFLOW__", "AIRFLOW_CONN_", "AIRFLOW_VAR_", "CHARTSYNC_", "SOUNDCHARTS_"))}
+    env.update({
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin,viewer:viewer",
+        "AIRFLOW__API__PORT": str(free_port()),
+        "PYTHONPATH": str(ROOT / "include"),
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+    })
+    for args in (["airflow", "db", "migrate"], ["chartsync", "settings", "load", "airflow_settings.yaml"],
+                 ["chartsync", "db", "upgrade"]):
+        done = subprocess.run([str(BIN / args[0]), *args[1:]], env=env, cwd=ROOT, capture_output=True, text=True,
+                              timeout=600)
+        assert done.returncode == 0, f"{' '.join(args)}:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
+    return env
+
+
+def test_make_run_banner_bounded_tree_clean_stop_and_resume(make_run_env):
+    env = make_run_env
+    home, port = Path(env["AIRFLOW_HOME"]), int(env["AIRFLOW__API__PORT"])
+    products: list[Product] = []
+    try:
+        # -- first start: the banner and nothing else on the console ----------------------------------------
+        t0 = time.monotonic()
+        first = Product(env)
+        products.append(first)
+        banner = first.banner()
+        started_in = time.monotonic() - t0
+        passwords = json.loads((home / "simple_auth_manager_passwords.json.generated").read_text())
+        assert f"http://127.0.0.1:{port}" in banner
+        for user in ("admin", "viewer"):
+            assert user in banner and passwords[user] in banner, banner
+        assert str(home / "logs") in banner
+        assert banner.lstrip().startswith("chart-sync is running"), f"console output before the banner:\n{banner}"
+        assert len(banner.strip().splitlines()) <= 10, banner
+        assert not "".join(first.err).strip(), f"warnings on a clean start: {''.join(first.err)}"
+        for name in ("api-server", "scheduler", "dag-processor", "triggerer"):
+            assert (home / "logs" / f"{name}.log").stat().st_size > 0, f"no {name}.log"
+
+        # -- loopback only --------------------------------------------------------------------------------
+        health = requests.get(f"http://127.0.0.1:{port}/api/v2/monitor/health", timeout=10)
+        assert health.status_code == 200 and health.json()["scheduler"]["status"] == "healthy"
+        listening = _listening(first.tree())
+        assert ("127.0.0.1", port) in listening
+        assert {ip for ip, _ in listening} == {"127.0.0.1"}, listening
+        for address in _outside_addresses():
+            assert not _answers(address, port), f"the api-server answers on {address}"
+
+        # -- sized for the machine, while the demo's catchup runs ----------------------------------------------
+        most, most_rss, at_most = 0, 0, []
+        deadline = time.monotonic() + SAMPLE_SECONDS
+        while time.monotonic() < deadline:
+            procs, rss = first.tree(), 0
+            for p in procs:
+                try:
+                    rss += p.memory_info().rss
+                except psutil.Error:
+                    pass
+            if len(procs) > most:
+                most, at_most = len(procs), [" ".join(_cmdline(p))[:70] for p in procs]
+            most_rss = max(most_rss, rss)
+            time.sleep(0.5)
+        print(f"\nmake run: banner after {started_in:.0f} s; at most {most} processes, "
+              f"{most_rss / 2**30:.2f} GiB resident", flush=True)
+        assert most <= MAX_PROCESSES, "\n".join(at_most)
+        assert most_rss <= MAX_RSS
+        assert wait_for(lambda: _rankings(home) > 0, 120, "the demo's first rankings", interval=2)
+
+        # -- SIGTERM stops everything within 20 s ----------------------------------------------------------
+        took = first.stop(signal.SIGTERM)
+        print(f"make run: stopped {took:.1f} s after SIGTERM", flush=True)
+        assert first.proc.returncode == 0, "".join(first.err)
+        assert not _leftovers(home)
+        stored = _rankings(home)
+
+        # -- a second start resumes: no duplicate demo schedule, the catchup goes on ------------------------
+        second = Product(env)
+        products.append(second)
+        assert f"http://127.0.0.1:{port}" in second.banner()
+        listing = subprocess.run([str(BIN / "chartsync"), "schedules", "list"], env=env, capture_output=True,
+                                 text=True, timeout=120).stdout
+        rows = [line.split() for line in listing.splitlines()]
+        slugs = [row[1] for row in rows if len(row) > 1 and row[0].isdigit()]
+        for slug, _ in DEMO_SCHEDULES:
+            assert slugs.count(slug) == 1, listing
+        assert len(slugs) == len(DEMO_SCHEDULES), listing
+        wait_for(lambda: _rankings(home) > stored, 180, "the catchup to go on after the restart", interval=2)
+
+        # -- Ctrl-C (SIGINT) stops everything within 20 s too -------------------------------------------------
+        took = second.stop(signal.SIGINT)
+        print(f"make run: stopped {took:.1f} s after SIGINT", flush=True)
+        assert second.proc.returncode == 0, "".join(second.err)
+        assert not _leftovers(home)
+    finally:
+        for product in products:
+            product.kill()
+
+
+# -- the pieces, without starting anything ----------------------------------------------------------------
+def test_parallelism_follows_the_cores_unless_told():
+    assert [parallelism(cores, {}) for cores in (1, 2, 4, 64)] == [2, 2, 4, 8]
+    assert parallelism(2, {settings.PARALLELISM_ENV: "5"}) == 5
+    for bad in ("0", "-1", "two", "1.5"):
+        with pytest.raises(ValueError, match=settings.PARALLELISM_ENV):
+            parallelism(2, {settings.PARALLELISM_ENV: bad})
+
+
+def test_airflow_env_binds_loopback_and_lets_the_user_decide():
+    env = airflow_env({"AIRFLOW__API__PORT": "9090"}, cores=2)
+    assert env["AIRFLOW__API__HOST"] == "127.0.0.1"
+    assert env["AIRFLOW__CORE__PARALLELISM"] == "2"
+    assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://127.0.0.1:9090/execution/"
+    assert env["AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES"] == "1"
+    mine = airflow_env({settings.HOST_ENV: "0.0.0.0", "AIRFLOW__CORE__PARALLELISM": "7",
+                        settings.PARALLELISM_ENV: "3"}, cores=2)
+    assert mine["AIRFLOW__API__HOST"] == "0.0.0.0"
+    assert mine["AIRFLOW__CORE__PARALLELISM"] == "7"  # Airflow's own variable wins
+    assert mine["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://127.0.0.1:8080/execution/"
+    assert airflow_env({settings.PARALLELISM_ENV: "3"}, cores=2)["AIRFLOW__CORE__PARALLELISM"] == "3"
+
+
+def test_listed_slugs_reads_the_schedule_table():
+    listing = ("  id  chart                                         platform     frequency  active history_start\n"
+               "   1  spotify-top-200-global-daily                  spotify      daily      yes    2025-11-26\n")
+    assert _listed_slugs(listing) == {"spotify-top-200-global-daily"}
+    assert _listed_slugs("no sync schedules (add one: chartsync schedules add SLUG)\n") == set()
+
+
+def test_help_names_the_knobs():
+    done = subprocess.run([sys.executable, "-m", "chartsync.demo", "--help"], capture_output=True, text=True,
+                          timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT / "include")})
+    assert done.returncode == 0
+    for knob in (settings.PARALLELISM_ENV, settings.HOST_ENV, "AIRFLOW__API__PORT", "--emulator-port", "logs"):
+        assert knob in done.stdout
