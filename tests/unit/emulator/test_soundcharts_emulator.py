@@ -578,7 +578,7 @@ def test_shutdown_releases_hanging_requests() -> None:
 
 
 def test_cli_starts_and_prints_its_url() -> None:
-    include = Path(__file__).resolve().parents[2] / "include"
+    include = Path(__file__).resolve().parents[3] / "include"
     env = {**os.environ, "PYTHONPATH": str(include)}
     command = [sys.executable, "-m", "soundcharts_emulator", "--port", "0", "--today", "2026-11-24",
                "--fault", "429:count=1,retry_after=2"]
