@@ -19,6 +19,8 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip uv
 	$(BIN)/uv pip install -q --python $(BIN)/python -r requirements.txt -e .
+	# the plugin importable by name (as Airflow does), for import-linter's contracts over it
+	echo "$(CURDIR)/plugins" > "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/chart_sync_plugins.pth"
 	touch $@
 
 ## setup: venv + packages, Airflow metadata DB, chart DB, airflow_settings.yaml loaded (idempotent, no server)
