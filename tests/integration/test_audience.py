@@ -49,7 +49,7 @@ def test_refresh_triggers_one_run_per_song_and_stores_every_platform(airflow_sql
                                       headers={"Authorization": f"Bearer {token}"}).status_code == 200,
                  120, "the audience DAG to be parsed")
         emulator_admin.reset()
-        emulator_admin.fault(kind="slow", path_contains="/audience/", delay=2, count=5)  # the run takes >= 10 s
+        emulator_admin.fault(kind="slow", path_contains="/audience/", delay=8, count=5)  # the run takes >= 40 s: longer than the three CLI calls below
         # two requests at the same moment: one run, shared
         both = [subprocess.Popen([str(BIN / "chartsync"), "audience", "refresh", uuid], env=af.env, text=True,
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
