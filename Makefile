@@ -13,7 +13,7 @@ export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS ?= admin:admin,viewer:viewer
 export PATH := $(BIN):$(PATH)
 export PYTHONPATH := $(CURDIR)/include$(if $(PYTHONPATH),:$(PYTHONPATH))
 
-.PHONY: setup run test lint bench clean
+.PHONY: setup databases env run test lint bench clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,12 +23,22 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	echo "$(CURDIR)/plugins" > "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/chart_sync_plugins.pth"
 	touch $@
 
-## setup: venv + packages, Airflow metadata DB, chart DB, airflow_settings.yaml loaded (idempotent, no server)
+## setup: venv + packages, then on the project's PostgreSQL ($(AIRFLOW_HOME)/postgres, started for this and
+## stopped after; see python -m chartsync.localdb --help): Airflow's metadata DB, the chart DB,
+## airflow_settings.yaml loaded. Idempotent.
 setup: $(VENV)/.installed
 	mkdir -p $(AIRFLOW_HOME)
+	$(BIN)/python -m chartsync.localdb exec -- $(MAKE) --no-print-directory databases
+
+databases:
 	$(BIN)/airflow db migrate > $(AIRFLOW_HOME)/db-migrate.log 2>&1 || (tail -20 $(AIRFLOW_HOME)/db-migrate.log; exit 1)
 	$(BIN)/chartsync settings load airflow_settings.yaml
 	$(BIN)/chartsync db upgrade
+
+## shell: the variables that point airflow and chartsync commands at make run's databases:
+## eval "$$(make -s env)"
+env: $(VENV)/.installed
+	@$(BIN)/python -m chartsync.localdb env
 
 ## run: setup (quiet: its output goes to $(AIRFLOW_HOME)/logs/setup.log), then the product: emulator, demo charts
 ## and schedules, Airflow on http://127.0.0.1:8080, a banner with the logins; Ctrl-C stops it all
@@ -40,8 +50,8 @@ run:
 		|| { tail -25 $(AIRFLOW_HOME)/logs/setup.log; echo "chart-sync: make setup failed, see $(AIRFLOW_HOME)/logs/setup.log"; exit 1; }
 	@$(BIN)/python -m chartsync.demo --emulator-port $(EMULATOR_PORT)
 
-## test: setup, then the whole suite (starts and stops its own servers)
-test: setup
+## test: the whole suite (starts and stops its own servers: PostgreSQL, the emulator, Airflow)
+test: $(VENV)/.installed
 	$(BIN)/python -m pytest -p no:cacheprovider $(PYTEST_ARGS)
 
 ## lint: ruff, and import-linter's contracts (the layers, who may import airflow, a pure core)

