@@ -298,28 +298,42 @@ def chartsync_tries(engine, charts: list[Chart]) -> dict[tuple[str, str], dict[i
     return tries
 
 
+def count_runs(airflow: AirflowApi, charts: list[Chart], report: Report) -> dict[str, list[dict]]:
+    """Airflow's runs of each chart DAG, and their final states counted (cheap: a page per 100 runs)."""
+    runs = {c.dag_id: airflow.runs(c.dag_id) for c in charts}
+    report.runs = Counter(run["state"] for dag_runs in runs.values() for run in dag_runs)
+    return runs
+
+
 def compare_runs(airflow: AirflowApi, engine, charts: list[Chart], report: Report) -> None:
     """Run by run: Airflow's final state and its tries against the rows chart-sync wrote."""
+    runs = count_runs(airflow, charts, report)
     recorded = chartsync_tries(engine, charts)
-    report.runs = Counter()
     report.disagreements = []
     report.tries_failed_airflow = report.tries_failed_chartsync = 0
     report.runs_failed_airflow = report.runs_failed_chartsync = 0
-    for c in charts:
-        for run in airflow.runs(c.dag_id):
-            report.runs[run["state"]] += 1
+    for dag_id, dag_runs in runs.items():
+        for run in dag_runs:
             if run["state"] not in ENDED_RUN_STATES:
                 continue
-            seen = airflow.tries(c.dag_id, run["dag_run_id"])
-            ours = recorded.get((c.dag_id, run["dag_run_id"]), {})
+            seen = airflow.tries(dag_id, run["dag_run_id"])
+            ours = recorded.get((dag_id, run["dag_run_id"]), {})
             report.tries_failed_airflow += sum(s == "failed" for s in seen.values())
             report.tries_failed_chartsync += sum(s == "failed" for s in ours.values())
             report.runs_failed_airflow += run["state"] == "failed"
             ours_final = ours[max(ours)] if ours else None
             report.runs_failed_chartsync += ours_final == "failed"
             if seen != ours or (run["state"] == "failed") != (ours_final == "failed"):
-                report.disagreements.append(f"{c.dag_id} {run['dag_run_id']}: Airflow {run['state']} "
+                report.disagreements.append(f"{dag_id} {run['dag_run_id']}: Airflow {run['state']} "
                                             f"{dict(sorted(seen.items()))}, chart-sync {dict(sorted(ours.items()))}")
+
+
+def failed_tries(engine, charts: list[Chart]) -> int:
+    """Failed tries chart-sync recorded so far (for the progress lines)."""
+    with engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(chart_sync_execution).where(
+            chart_sync_execution.c.chart_id.in_([c.chart_id for c in charts]),
+            chart_sync_execution.c.status == "failed")).scalar_one()
 
 
 def faults_injected(emulator: Emulator, report: Report) -> None:
@@ -352,13 +366,16 @@ def set_up(af, load: Load, now: datetime) -> list[Chart]:
     return charts
 
 
-def run_soak(load: Load, base: Path, emulator_url: str, postgres, log: Callable[[str], None] = print) -> Report:
-    """One soak on ``postgres`` (a tests.pgcluster.Postgres) against the emulator at ``emulator_url``."""
+def run_soak(load: Load, base: Path, emulator_url: str, postgres, metadata_url: str | None = None,
+             log: Callable[[str], None] = print) -> Report:
+    """One soak against the emulator at ``emulator_url``: the chart DB on ``postgres`` (a
+    tests.pgcluster.Postgres), Airflow's metadata DB at ``metadata_url`` (default: conftest's copy of
+    its migrated template, on conftest's session server)."""
     started = time.monotonic()
     log("soak: setting up the chart DB, an Airflow home, the charts and their schedules")
     emulator = Emulator(emulator_url)
     db = postgres.create_database(f"soak_chart_{os.getpid()}_{int(started)}")
-    af = make_airflow_env(base, emulator_url, postgres.conn_json(db), postgres.url(db))
+    af = make_airflow_env(base, emulator_url, postgres.conn_json(db), postgres.url(db), metadata_url)
     af.env = demo.airflow_env(af.env, demo.cpu_count())  # sized like make run: LocalExecutor, slots per core
     af.env.setdefault(settings.RETRY_DELAY_ENV, f"{load.retry_delay:g}")
     now = datetime.now(UTC)
@@ -377,12 +394,12 @@ def run_soak(load: Load, base: Path, emulator_url: str, postgres, log: Callable[
         log(f"[{time.monotonic() - started:5.0f} s] Airflow is up; faults armed: {fault_rules(load)}")
         airflow = AirflowApi(services)
         deadline = time.monotonic() + load.timeout
-        while True:
-            compare_runs(airflow, engine, charts, report)
+        while True:  # Airflow's run list only: the tries are compared once the runs ended
+            count_runs(airflow, charts, report)
             faults_injected(emulator, report)
             log(f"[{time.monotonic() - started:5.0f} s] runs ended {report.runs_ended}/{report.runs_expected} "
                 f"({report.runs['failed']} failed, {report.runs['running'] + report.runs['queued']} active), "
-                f"tries failed {report.tries_failed_airflow}, faults injected {report.faults_total} "
+                f"failed tries recorded {failed_tries(engine, charts)}, faults injected {report.faults_total} "
                 f"{report.faults or ''}")
             if report.runs_ended >= report.runs_expected and report.runs_ended == sum(report.runs.values()):
                 break
