@@ -27,7 +27,6 @@ first retry wait, doubling), CHARTSYNC_PARALLELISM (task slots; default one per 
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import sys
 import tempfile
@@ -57,6 +56,7 @@ from chartsync.store.tables import (  # noqa: E402
     chart_sync_schedule,
 )
 from conftest import (  # noqa: E402
+    AirflowEnv,
     AirflowServices,
     make_airflow_env,
     session_postgres,
@@ -318,6 +318,8 @@ def compare_runs(airflow: AirflowApi, engine, charts: list[Chart], report: Repor
                 continue
             seen = airflow.tries(dag_id, run["dag_run_id"])
             ours = recorded.get((dag_id, run["dag_run_id"]), {})
+            if run["state"] == "failed" and not seen:  # failed before its task ran: chart-sync says try 0
+                seen = {0: "failed"}
             report.tries_failed_airflow += sum(s == "failed" for s in seen.values())
             report.tries_failed_chartsync += sum(s == "failed" for s in ours.values())
             report.runs_failed_airflow += run["state"] == "failed"
@@ -366,16 +368,12 @@ def set_up(af, load: Load, now: datetime) -> list[Chart]:
     return charts
 
 
-def run_soak(load: Load, base: Path, emulator_url: str, postgres, metadata_url: str | None = None,
-             log: Callable[[str], None] = print) -> Report:
-    """One soak against the emulator at ``emulator_url``: the chart DB on ``postgres`` (a
-    tests.pgcluster.Postgres), Airflow's metadata DB at ``metadata_url`` (default: conftest's copy of
-    its migrated template, on conftest's session server)."""
+def run_soak(load: Load, af: AirflowEnv, emulator_url: str, log: Callable[[str], None] = print) -> Report:
+    """One soak in the Airflow home ``af`` (conftest.make_airflow_env: its chart DB and metadata DB on
+    PostgreSQL) against the emulator at ``emulator_url``."""
     started = time.monotonic()
-    log("soak: setting up the chart DB, an Airflow home, the charts and their schedules")
+    log("soak: importing the charts and scheduling them")
     emulator = Emulator(emulator_url)
-    db = postgres.create_database(f"soak_chart_{os.getpid()}_{int(started)}")
-    af = make_airflow_env(base, emulator_url, postgres.conn_json(db), postgres.url(db), metadata_url)
     af.env = demo.airflow_env(af.env, demo.cpu_count())  # sized like make run: LocalExecutor, slots per core
     af.env.setdefault(settings.RETRY_DELAY_ENV, f"{load.retry_delay:g}")
     now = datetime.now(UTC)
@@ -491,7 +489,11 @@ def main(argv: list[str] | None = None) -> int:
     base = Path(tempfile.mkdtemp(prefix="chartsync-soak-"))
     emulator = start_server(host="127.0.0.1", port=0)
     try:
-        report = run_soak(load, base, emulator.url, session_postgres())
+        print("soak: PostgreSQL, the chart DB and an Airflow home (its metadata DB migrated)")
+        postgres = session_postgres()
+        chart_db = postgres.create_database("soak_chart")
+        af = make_airflow_env(base, emulator.url, postgres.conn_json(chart_db), postgres.url(chart_db))
+        report = run_soak(load, af, emulator.url)
     finally:
         emulator.shutdown()
     print()
