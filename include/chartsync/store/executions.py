@@ -15,6 +15,7 @@ from sqlalchemy import Connection, Engine, and_, delete, insert, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from chartsync.core.outcomes import FAILED, SUCCESS, RunRef, SyncResult
+from chartsync.core.timestamps import as_utc
 from chartsync.store.tables import chart_sync_execution
 
 
@@ -24,7 +25,7 @@ def record_success(conn: Connection, run: RunRef, result: SyncResult, started: d
 
     Returns the row's id: the sync's asset event names it, so later work (track metadata) is
     credited to this execution."""
-    return conn.execute(
+    execution_id = conn.execute(
         insert(chart_sync_execution).values(
             **_run_values(run), period=result.period, status=SUCCESS, started_at=started,
             completed_at=completed, duration_seconds=(completed - started).total_seconds(),
@@ -33,6 +34,27 @@ def record_success(conn: Connection, run: RunRef, result: SyncResult, started: d
             tracks_updated=result.tracks_updated, api_requests=result.api_requests,
         )
     ).inserted_primary_key[0]
+    _keep_failure_last(conn, run, completed)
+    return execution_id
+
+
+def _keep_failure_last(conn: Connection, run: RunRef, completed: datetime) -> None:
+    """When Airflow ended this try failed before its body got here (the try's supervisor was killed and
+    the orphaned task process went on, or the try was marked failed while it ran), the failure stays the
+    try's last word: its row moves after this success, as when the failure is recorded second
+    (``services.failures``), so the schedule's status says what Airflow says."""
+    e = chart_sync_execution.c
+    failed = conn.execute(select(e.id, e.started_at, e.completed_at, e.error).where(
+        e.dag_id == run.dag_id, e.run_id == run.run_id, e.try_number == run.try_number, e.status == FAILED)).first()
+    if failed is None:
+        return
+    started = max(as_utc(failed.started_at), completed)
+    ended = max(as_utc(failed.completed_at) if failed.completed_at is not None else started, started)
+    note = f"(the task body had recorded {SUCCESS} for this try)"
+    error = failed.error or ""
+    conn.execute(chart_sync_execution.update().where(e.id == failed.id).values(
+        started_at=started, completed_at=ended, duration_seconds=(ended - started).total_seconds(),
+        error=error if note in error else f"{error} {note}".strip()[:4000]))
 
 
 def record_failure(engine: Engine, run: RunRef, period: date | None, started: datetime, error: str,

@@ -14,12 +14,13 @@ import pytest
 from sqlalchemy import create_engine, insert, select
 
 from chartsync.builders import callbacks
-from chartsync.core.outcomes import RunRef
+from chartsync.core.outcomes import RunRef, SyncResult
+from chartsync.core.timestamps import as_utc
 from chartsync.seam import notifiers
 from chartsync.seam.task_failures import FailedTry, from_context, from_task_instance
 from chartsync.services import failures
 from chartsync.store import alerts as alert_store
-from chartsync.store import executions
+from chartsync.store import executions, stats
 from chartsync.store.engine import engine_for_url
 from chartsync.store.migrate import upgrade
 from chartsync.store.tables import chart, chart_sync_alert, chart_sync_execution, chart_sync_schedule
@@ -176,6 +177,27 @@ def test_a_try_failed_after_its_body_returned_shows_as_failed(engine, sent):
     assert failed.error == ("failed in Airflow: TaskInstance's state was manually set to `failed`. "
                             "(the task body had recorded success for this try)")
     assert len(alert_rows(engine)) == 1
+
+
+def test_a_body_that_commits_after_airflow_failed_its_try_leaves_the_failure_last(engine, sent):
+    """The try's supervisor was killed: Airflow failed the try (heartbeat timeout), then the orphaned task
+    process stored the period. The failure stays the try's newest row, as in the other order (issue 11)."""
+    failures.record_airflow_failure(engine, failed_try(try_number=4, started_at=NOW - timedelta(minutes=5),
+                                                       ended_at=NOW - timedelta(minutes=1)), now=NOW)
+    run = RunRef(chart_id(engine), DAG_ID, RUN_ID, 4)
+    with engine.begin() as conn:  # the orphan's sync transaction, started after the try did
+        executions.record_success(conn, run, SyncResult(date(2026, 11, 23), rankings_created=1),
+                                  NOW - timedelta(minutes=4), NOW + timedelta(seconds=30))
+    failed, success = rows(engine)
+    assert (failed.status, success.status) == ("failed", "success")
+    assert as_utc(failed.started_at) > as_utc(success.started_at)  # the try's (and chart's) newest row
+    assert failed.error.endswith("(the task body had recorded success for this try)")
+    assert stats.execution_stats(engine)[chart_id(engine)].last_status == "failed"
+    assert len(alert_rows(engine)) == 1 and len(sent) == 1
+    with engine.begin() as conn:  # a second period stored by the same try (sync_immediately): one note
+        executions.record_success(conn, run, SyncResult(date(2026, 11, 22)), NOW, NOW + timedelta(seconds=40))
+    assert rows(engine)[0].error.count("had recorded success") == 1
+    assert stats.execution_stats(engine)[chart_id(engine)].last_status == "failed"
 
 
 def test_an_unreachable_chart_db_then_reconcile_records_it_once(engine, tmp_path, sent):
