@@ -144,6 +144,17 @@ def metadata_database() -> str:
     return pg.create_database(f"airflow_{os.getpid()}_{next(_metadata_numbers)}", template=_METADATA_TEMPLATE)
 
 
+def pytest_configure(config) -> None:
+    """Airflow code that runs inside the pytest process (the CLI's and the services' calls into Airflow,
+    in unit tests) gets its own metadata DB too, never the developer's $AIRFLOW_HOME: a private home and
+    a copy of the migrated template. Set before anything imports airflow, which reads its config once."""
+    if "airflow" in sys.modules:
+        raise pytest.UsageError("airflow was imported before tests/conftest.py could give it a metadata DB")
+    os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="chartsync-pytest-airflow-")
+    os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = session_postgres().url(metadata_database())
+    os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+
+
 def make_airflow_env(base: Path, emulator_url: str, chart_conn: str, chart_db_url: str,
                      metadata_url: str | None = None) -> AirflowEnv:
     """A private AIRFLOW_HOME whose metadata DB is on PostgreSQL: ``metadata_url`` (migrated here), or by

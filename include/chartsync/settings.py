@@ -52,6 +52,7 @@ SOUNDCHARTS_APP_ID_ENV, SOUNDCHARTS_API_KEY_ENV, SOUNDCHARTS_URL_ENV = (
 PARALLELISM_ENV = "CHARTSYNC_PARALLELISM"  # make run: task slots (default one per core, 2 to 8)
 HOST_ENV = "CHARTSYNC_HOST"  # make run: the api-server's interface (default 127.0.0.1)
 PG_PORT_ENV, DEFAULT_PG_PORT = "CHARTSYNC_PG_PORT", 5439  # make run/setup: the embedded PostgreSQL's port
+RECONCILE_INTERVAL_ENV = "CHARTSYNC_RECONCILE_SECONDS"  # the scheduler's reconciler (tests: a few seconds)
 CHART_DB_ENV = "CHARTSYNC_CHART_DB"  # make run/setup: "sqlite" keeps the chart DB in $AIRFLOW_HOME/chart.db
 
 # -- task defaults (every chart-sync DAG starts from these; builders.defaults layers them) -------------------
@@ -67,6 +68,19 @@ TRACK_METADATA_BATCH_SIZE = 50
 TRACK_METADATA_MAX_PER_RUN = 5000  # one try stays well inside the execution timeout
 AUDIENCE_MAX_AGE = timedelta(days=7)
 AUDIENCE_WINDOW_DAYS = 90  # the API serves at most 90 days a call: one call per platform
+
+
+# -- reconciling Airflow's failures into chart-sync (services.failures; the scheduler's reconciler) ------------
+RECONCILE_LOOKBACK = timedelta(days=3)  # how far back a pass looks
+RECONCILE_LIMIT = 500  # task instances (and as many history rows) per pass
+DEFAULT_RECONCILE_SECONDS = 60.0  # how often the scheduler's reconciler runs
+
+
+def reconcile_interval() -> float:
+    try:
+        return max(float(os.environ.get(RECONCILE_INTERVAL_ENV, DEFAULT_RECONCILE_SECONDS)), 1.0)
+    except ValueError:
+        return DEFAULT_RECONCILE_SECONDS
 
 
 def retry_delay() -> timedelta:

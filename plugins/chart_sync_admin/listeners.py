@@ -230,7 +230,7 @@ def _worker() -> Worker:
     if _the_worker is None or not _the_worker.is_alive():
         with _worker_lock:
             if _the_worker is None or not _the_worker.is_alive():
-                from chartsync.services.failures import reconcile_interval  # deferred: as in record()
+                from chartsync.settings import reconcile_interval  # deferred: as in record()
 
                 every = reconcile_interval() if _process() == "scheduler" else None
                 _the_worker = Worker(every)

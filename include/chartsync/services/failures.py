@@ -23,13 +23,13 @@ nothing is sent; the error goes back to the caller, and the next reconciliation 
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 
 from sqlalchemy import Engine
 
+from chartsync import settings
 from chartsync.core.alerts import FAILURE
 from chartsync.core.outcomes import FAILED, RunRef
 from chartsync.core.schedule import ScheduleConfig, slug_of
@@ -43,20 +43,6 @@ from chartsync.store.engine import chart_engine
 from chartsync.store.schedules import load_rows
 
 log = logging.getLogger(__name__)
-
-# How far back, how much and how often reconciliation looks (the scheduler's reconciler).
-RECONCILE_LOOKBACK = timedelta(days=3)
-RECONCILE_LIMIT = 500  # task instances (and as many history rows) per pass
-RECONCILE_INTERVAL_ENV = "CHARTSYNC_RECONCILE_SECONDS"  # tests use a few seconds; default 60
-DEFAULT_RECONCILE_SECONDS = 60.0
-
-
-def reconcile_interval() -> float:
-    try:
-        return max(float(os.environ.get(RECONCILE_INTERVAL_ENV, DEFAULT_RECONCILE_SECONDS)), 1.0)
-    except ValueError:
-        return DEFAULT_RECONCILE_SECONDS
-
 
 @dataclass(frozen=True)
 class FailureRecord:
@@ -140,7 +126,7 @@ def reconcile(engine: Engine, tries: Iterable[FailedTry], *, now: datetime | Non
 
 
 def reconcile_from_airflow(engine: Engine | None = None, *, since: datetime | None = None,
-                           limit: int = RECONCILE_LIMIT, dag_id: str | None = None,
+                           limit: int = settings.RECONCILE_LIMIT, dag_id: str | None = None,
                            run_id: str | None = None) -> ReconcileResult:
     """``reconcile`` with what Airflow's metadata DB says failed since ``since`` (default: 3 days).
 
@@ -148,7 +134,7 @@ def reconcile_from_airflow(engine: Engine | None = None, *, since: datetime | No
     """
     from chartsync.seam import orchestration  # deferred: Airflow's core models load only where this runs
 
-    since = since or datetime.now(UTC) - RECONCILE_LOOKBACK
+    since = since or datetime.now(UTC) - settings.RECONCILE_LOOKBACK
     tries = orchestration.failed_tries(since, limit, dag_id=dag_id, run_id=run_id)
     return reconcile(engine or chart_engine(), tries)
 
