@@ -40,9 +40,15 @@ class ChartSyncAdminPlugin(AirflowPlugin):
     listeners: ClassVar[list] = [listeners]
     fastapi_apps: ClassVar[list[dict]] = [{"app": DeferredApp(), "url_prefix": URL_PREFIX, "name": "chart-sync REST API"}]
     # The admin pages (ui/), in the Airflow UI's navigation: each renders inside the UI at /plugin/<url_route>.
+    # Then a "Chart sync" tab on every DAG's page and every DAG run's page (the UI fills in {DAG_ID} and
+    # {RUN_ID}, URL-encoded; the tabs live at /dags/<id>/plugin/<url_route> and .../runs/<id>/plugin/<url_route>).
     external_views: ClassVar[list[dict]] = [
-        {"name": name, "href": f"{URL_PREFIX}/ui/{page}", "url_route": f"chart-sync-{page}", "category": "Chart sync",
-         "destination": "nav", "icon": f"{URL_PREFIX}/ui/static/icon.svg"}
-        for name, page in (("Charts", "charts"), ("Sync schedules", "schedules"), ("Sync stats", "stats"),
-                           ("Sync alerts", "alerts"))
+        *({"name": name, "href": f"{URL_PREFIX}/ui/{page}", "url_route": f"chart-sync-{page}", "category": "Chart sync",
+           "destination": "nav", "icon": f"{URL_PREFIX}/ui/static/icon.svg"}
+          for name, page in (("Charts", "charts"), ("Sync schedules", "schedules"), ("Sync stats", "stats"),
+                             ("Sync alerts", "alerts"), ("Sync audit log", "audit"))),
+        {"name": "Chart sync", "href": URL_PREFIX + "/ui/dags/{DAG_ID}", "url_route": "chart-sync-dag",
+         "destination": "dag", "icon": f"{URL_PREFIX}/ui/static/icon.svg"},
+        {"name": "Chart sync", "href": URL_PREFIX + "/ui/dags/{DAG_ID}/runs/{RUN_ID}", "url_route": "chart-sync-run",
+         "destination": "dag_run", "icon": f"{URL_PREFIX}/ui/static/icon.svg"},
     ]

@@ -15,9 +15,10 @@ from fastapi.responses import Response
 from chart_sync_admin import errors
 from chart_sync_admin.api import routes as api_routes
 from chart_sync_admin.security import LoginRequired
-from chart_sync_admin.ui import alerts, charts, rankings, rendering, schedules, songs, stats
+from chart_sync_admin.ui import airflow_tabs, alerts, audit, charts, rankings, rendering, schedules, songs, stats
 
-UI_ROUTERS = (charts.router, schedules.router, rankings.router, stats.router, alerts.router, songs.router)
+UI_ROUTERS = (charts.router, schedules.router, rankings.router, stats.router, alerts.router, songs.router,
+              audit.router, airflow_tabs.router)
 
 
 def create_app() -> FastAPI:

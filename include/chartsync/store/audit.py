@@ -60,3 +60,10 @@ def entries(engine: Engine, *, entity: str | None = None, entity_id: int | None 
         rows = conn.execute(query.limit(paging.limit).offset(paging.offset)).all()
     items = [dict(r._mapping) | {"created_at": as_utc(r.created_at)} for r in rows]
     return Page(items, total, paging.limit, paging.offset)
+
+
+def actors(engine: Engine, limit: int = 200) -> list[str]:
+    """Who has changed anything: the audit page's choice of actors."""
+    with engine.connect() as conn:
+        return list(conn.execute(select(chart_sync_audit.c.actor).distinct()
+                                 .order_by(chart_sync_audit.c.actor).limit(limit)).scalars())

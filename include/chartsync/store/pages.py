@@ -68,6 +68,14 @@ def chart_names(engine: Engine, chart_ids: list[int]) -> list[str]:
     return [f"{r.name} ({r.slug})" for r in rows]
 
 
+def chart_slugs(engine: Engine, chart_ids: list[int]) -> dict[int, str]:
+    """The slug of each known chart: what names its DAG in a result's links."""
+    if not chart_ids:
+        return {}
+    with engine.connect() as conn:
+        return dict(conn.execute(select(chart.c.id, chart.c.slug).where(chart.c.id.in_(chart_ids))).all())
+
+
 # -- the chart catalogue ---------------------------------------------------------------------------
 @dataclass(frozen=True)
 class ChartRow:
@@ -201,6 +209,15 @@ def execution_history(engine: Engine, chart_id: int, *, paging: PageRequest = Pa
                             .order_by(e.started_at.desc(), e.id.desc()).limit(paging.limit).offset(paging.offset)).all()
     items = [{k: as_utc(v) if isinstance(v, datetime) else v for k, v in r._mapping.items()} for r in rows]
     return Page(items, total, paging.limit, paging.offset)
+
+
+def run_executions(engine: Engine, dag_id: str, run_id: str) -> list[dict]:
+    """Every try one Airflow run recorded, oldest first: the run's tab in the Airflow UI."""
+    e = chart_sync_execution.c
+    with engine.connect() as conn:
+        rows = conn.execute(select(chart_sync_execution).where(e.dag_id == dag_id, e.run_id == run_id)
+                            .order_by(e.try_number, e.started_at, e.id)).all()
+    return [{k: as_utc(v) if isinstance(v, datetime) else v for k, v in r._mapping.items()} for r in rows]
 
 
 # -- the stats page: aggregates over time ----------------------------------------------------------------

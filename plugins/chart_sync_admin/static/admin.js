@@ -1,5 +1,7 @@
 // Progressive enhancement only: every form works without this file (the server asks for
-// confirmation on a page of its own). With it, a confirm() dialog replaces that page.
+// confirmation on a page of its own). With it, the confirmation is a <dialog> in the page.
+// No confirm()/alert()/prompt(): the Airflow UI embeds these pages in an iframe sandboxed without
+// allow-modals, where those calls return at once without asking (and confirm() says "no").
 (function () {
   "use strict";
 
@@ -16,14 +18,21 @@
   document.addEventListener("submit", function (event) {
     var form = event.target;
     var confirmed = form.querySelector("input[name=confirmed]");
-    if (!confirmed || confirmed.value === "1") return;
+    var dialog = document.getElementById("confirm-dialog");
+    if (!confirmed || confirmed.value === "1" || !dialog || !dialog.showModal) return;
     var text = describe(form, event.submitter);
     if (!text) return;
-    if (window.confirm(text)) {
+    event.preventDefault();
+    var submitter = event.submitter;
+    document.getElementById("confirm-dialog-text").textContent = text;
+    dialog.returnValue = "";
+    dialog.onclose = function () {
+      if (dialog.returnValue !== "confirm") return;
       confirmed.value = "1";
-    } else {
-      event.preventDefault();
-    }
+      // the clicked button's name=value goes with the form, as a plain submit would send it
+      if (submitter && form.requestSubmit) form.requestSubmit(submitter); else form.submit();
+    };
+    dialog.showModal();
   });
 
   // A page restored from the back/forward cache must ask again.
@@ -38,5 +47,27 @@
     form.querySelectorAll("input[name=" + box.dataset.selectAll + "]").forEach(function (other) {
       other.checked = box.checked;
     });
+  });
+
+  // Links into the Airflow UI (target=_top). The UI's iframe is sandboxed without
+  // allow-top-navigation, so the browser refuses to navigate the top window; but it is the same
+  // origin, so the link is handed to the UI's own router (history + popstate), as its links do.
+  document.addEventListener("click", function (event) {
+    var link = event.target.closest && event.target.closest("a[target=_top]");
+    if (!link || window.top === window || event.defaultPrevented || event.button !== 0 ||
+        event.metaKey || event.ctrlKey || event.shiftKey || event.altKey) return;
+    event.preventDefault();
+    try {
+      var top = window.top;
+      top.history.pushState({}, "", link.href);
+      top.dispatchEvent(new top.PopStateEvent("popstate", { state: {} }));
+    } catch (err) {
+      window.location.href = link.href;  // not the same origin after all: open it in the frame
+    }
+  });
+
+  // A page that may fetch for itself (the song page's stale audience) does it with a POST.
+  document.querySelectorAll("form[data-auto-submit]").forEach(function (form) {
+    if (form.requestSubmit) form.requestSubmit(); else form.submit();
   });
 })();

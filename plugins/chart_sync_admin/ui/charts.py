@@ -17,6 +17,7 @@ from chart_sync_admin.ui.forms import (
     bulk_message,
     confirm,
     form_ids,
+    invalid_form,
     message,
     query_choice,
     query_int,
@@ -59,12 +60,13 @@ def charts_bulk(request: Request, viewer: ViewerDep, form: FormDep):
     if action == "add":
         try:
             options = add_options(form)
-        except ValueError as exc:
-            return redirect(request, back(request, form, "/charts"), [message("error", str(exc))])
+        except schedules.ScheduleError as exc:
+            return invalid_form(request, form, exc, charts_page, viewer)
     if action == "trigger":
         require_run(viewer)
     if form.get("confirmed") != "1":
         return confirm(request, viewer, form, CHART_ACTIONS[action], pages.chart_names(chart_engine(), chart_ids),
                        options)
     items = schedules.bulk(chart_engine(), action, chart_ids, actor=viewer.name, options=options)
-    return redirect(request, back(request, form, "/charts"), [bulk_message(CHART_ACTIONS[action], items)])
+    slugs = pages.chart_slugs(chart_engine(), chart_ids)
+    return redirect(request, back(request, form, "/charts"), [bulk_message(CHART_ACTIONS[action], items, slugs)])

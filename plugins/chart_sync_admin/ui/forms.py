@@ -8,6 +8,7 @@ signed cookie the next page shows once), or first, without JavaScript, a confirm
 from __future__ import annotations
 
 from datetime import date
+from urllib.parse import quote
 
 from chartsync.core import schedule
 from chartsync.services import gaps
@@ -107,6 +108,18 @@ def confirm(request: Request, viewer: Viewer, form: FormData, label: str, names:
                   back=back(request, form, default))
 
 
+def invalid_form(request: Request, form: FormData, exc: schedule.ScheduleError, page, *args) -> Response:
+    """The page of a form that failed validation, rendered again (422) with what the user typed and
+    the validator's message, which names the field by its label (no redirect: nothing is lost)."""
+    values: dict = {k: str(v)[:200] for k, v in form.multi_items() if k != csrf.FIELD}
+    values["chart_id_list"] = [str(i) for i in form_ids(form, "chart_id")]
+    request.state.form_values = values
+    request.state.form_error = {"field": exc.field, "label": exc.label, "text": str(exc)}
+    response = page(request, *args)
+    response.status_code = 422
+    return response
+
+
 def redirect(request: Request, target: str, messages: list[dict]) -> RedirectResponse:
     response = RedirectResponse(target, status_code=303)
     if messages:
@@ -116,30 +129,57 @@ def redirect(request: Request, target: str, messages: list[dict]) -> RedirectRes
     return response
 
 
-def message(level: str, text: str, details: list[str] | None = None) -> dict:
-    """One flash message; details are capped so the cookie stays small."""
-    details = details or []
+def message(level: str, text: str, details: list[str] | None = None, links: list[dict] | None = None) -> dict:
+    """One flash message; details and links are capped so the cookie stays small.
+
+    A link is ``{"text", "airflow"}`` (a path of the Airflow UI: a DAG, a run, its backfills) or
+    ``{"text", "page"}`` (a path of these pages); the page turns it into a URL."""
+    details, links = details or [], links or []
     shown = [d[:240] for d in details[:12]]
     if len(details) > len(shown):
         shown.append(f"... and {len(details) - len(shown)} more")
-    return {"level": level, "text": text[:300], "details": shown}
+    return {"level": level, "text": text[:300], "details": shown, "links": links[:12]}
 
 
-def bulk_message(label: str, items: list[schedules.BulkItem]) -> dict:
+# -- links of a result: the Airflow UI's own routes (3.3.2: /dags/<id>, /dags/<id>/runs/<run>, /dags/<id>/backfills)
+def dag_link(dag_id: str) -> dict:
+    return {"text": f"DAG {dag_id}", "airflow": f"/dags/{quote(dag_id, safe='')}"}
+
+
+def run_link(dag_id: str, run_id: str) -> dict:
+    return {"text": f"run {run_id}", "airflow": f"/dags/{quote(dag_id, safe='')}/runs/{quote(run_id, safe='')}"}
+
+
+def backfill_link(dag_id: str, backfill_id: int) -> dict:
+    return {"text": f"backfill {backfill_id}", "airflow": f"/dags/{quote(dag_id, safe='')}/backfills"}
+
+
+def bulk_message(label: str, items: list[schedules.BulkItem], slugs: dict[int, str] | None = None) -> dict:
+    """What a bulk action did, with a link to each run it created (or each DAG it changed)."""
     counts: dict[str, int] = {}
+    links = []
     for item in items:
         counts[item.outcome] = counts.get(item.outcome, 0) + 1
+        slug = (slugs or {}).get(item.chart_id)
+        if item.outcome not in ("done", "unchanged") or slug is None:
+            continue
+        dag_id = schedule.dag_id_for(slug)
+        links.append(run_link(dag_id, item.run_id) if item.run_id else dag_link(dag_id))
     ok = counts.get("done", 0) + counts.get("unchanged", 0)
     level = "success" if ok == len(items) else "error" if ok == 0 else "warning"
     summary = ", ".join(f"{n} {outcome}" for outcome, n in sorted(counts.items()))
-    return message(level, f"{label}: {summary}.", [item.message for item in items])
+    return message(level, f"{label}: {summary}.", [item.message for item in items], links)
 
 
 def heal_message(results: list[gaps.HealResult]) -> dict:
     counts: dict[str, int] = {}
+    links = []
     for r in results:
         counts[r.status] = counts.get(r.status, 0) + 1
+        if r.backfill_id is not None:
+            links.append(backfill_link(r.dag_id, r.backfill_id))
+        links.append(dag_link(r.dag_id))
     ok = counts.get("created", 0) + counts.get("nothing-to-heal", 0) + counts.get("already-running", 0)
     level = "success" if ok == len(results) and counts.get("created") else "warning" if ok else "error"
     summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "no schedule selected"
-    return message(level, f"Heal gaps: {summary}.", [f"{r.dag_id}: {r.message}" for r in results])
+    return message(level, f"Heal gaps: {summary}.", [f"{r.dag_id}: {r.message}" for r in results], links)

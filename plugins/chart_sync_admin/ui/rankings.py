@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from chartsync.core.schedule import dag_id_for
 from chartsync.store import rankings
 from chartsync.services import schedules
 from chartsync.store.engine import chart_engine
@@ -26,4 +27,5 @@ def ranking_page(request: Request, viewer: ViewerDep, chart_id: int):
                                     page=query_int(request, "page", 1))
     schedule = schedules.schedule_of_chart(chart_engine(), chart_id)
     return render(request, viewer, "ranking.html", title=f"{ranking.chart_name} {ranking.period}", nav="charts",
-                  r=ranking, filters=filters, trends=rankings.TRENDS, schedule_id=schedule.id if schedule else None)
+                  r=ranking, filters=filters, trends=rankings.TRENDS, schedule_id=schedule.id if schedule else None,
+                  dag_id=dag_id_for(ranking.slug) if schedule else None)

@@ -78,6 +78,9 @@ def render(request: Request, viewer: Viewer, template: str, status: int = 200, *
         "dag_url": lambda dag_id: f"{airflow}/dags/{quote(dag_id, safe='')}",
         "here": request.url.path + (f"?{request.url.query}" if request.url.query else ""),
         "status_labels": STATUS_LABELS, "frequencies": FREQUENCIES, "field": FIELD_LABELS, "limits": LIMITS,
+        # a form that failed validation, shown again as the user filled it in (forms.invalid_form)
+        "form_values": getattr(request.state, "form_values", None),
+        "form_error": getattr(request.state, "form_error", None),
         **context,
     })
     if messages:

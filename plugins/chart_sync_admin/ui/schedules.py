@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from chartsync.core import calendar
+from chartsync.core import schedule
 from chartsync.core.paging import PageRequest
 from chartsync.core.rules import SCHEDULE_STATUSES
 from chartsync.services import coverage
@@ -23,13 +24,16 @@ from chart_sync_admin.ui.forms import (
     form_float,
     form_ids,
     form_int,
+    dag_link,
     heal_message,
+    invalid_form,
     message,
     query_choice,
     query_int,
     query_text,
     redirect,
 )
+from chart_sync_admin.ui.history import schedule_history, schedule_table_periods
 from chart_sync_admin.ui.rendering import FREQUENCIES, PAGE_SIZE, UI, page_url, render
 
 router = APIRouter(prefix=UI, include_in_schema=False)
@@ -49,7 +53,7 @@ def schedules_page(request: Request, viewer: ViewerDep):
                                   descending=filters["desc"],
                                   paging=PageRequest.number(query_int(request, "page", 1), PAGE_SIZE))
     return render(request, viewer, "schedules.html", title="Sync schedules", nav="schedules", result=result,
-                  filters=filters, platforms=pages.platforms(chart_engine()))
+                  filters=filters, platforms=pages.platforms(chart_engine()), **schedule_table_periods(result))
 
 
 @router.post("/schedules/bulk")
@@ -86,11 +90,17 @@ def _schedule_action(request: Request, viewer: Viewer, form: FormData, action: s
         results = gaps.heal(chart_engine(), [r.slug for r in rows], actor=viewer.name)
         return redirect(request, to, [heal_message(results)])
     items = schedules.bulk(chart_engine(), action, [r.chart_id for r in rows], actor=viewer.name)
-    return redirect(request, to, [bulk_message(SCHEDULE_ACTIONS[action], items)])
+    slugs = {r.chart_id: r.slug for r in rows}
+    return redirect(request, to, [bulk_message(SCHEDULE_ACTIONS[action], items, slugs)])
 
 
 @router.get("/schedules/{schedule_id}", response_class=HTMLResponse)
 def schedule_page(request: Request, viewer: ViewerDep, schedule_id: int):
+    return render(request, viewer, "schedule.html", nav="schedules", **schedule_context(request, schedule_id))
+
+
+def schedule_context(request: Request, schedule_id: int) -> dict:
+    """What the schedule page shows; the chart DAG's tab in the Airflow UI shows part of it."""
     detail = schedules.schedule_detail(chart_engine(), schedule_id, history=0)
     row = schedules.get_schedule(chart_engine(), schedule_id)
     try:
@@ -101,12 +111,10 @@ def schedule_page(request: Request, viewer: ViewerDep, schedule_id: int):
     counts = {status: 0 for status in coverage.STATUSES}
     for cell in strip:
         counts[cell.status] += 1
-    history = pages.execution_history(chart_engine(), row.chart_id,
-                                      paging=PageRequest.number(query_int(request, "page", 1), 25))
-    return render(request, viewer, "schedule.html", title=row.name, nav="schedules", s=detail, config=config,
-                  strip=strip, strip_counts=counts, strip_error=strip_error, history=history,
-                  gaps=gaps.list_gaps(chart_engine(), row.chart_id),
-                  coverage_row=stats.coverage(chart_engine(), row.chart_id), deadline=_deadline_text(row))
+    return dict(title=row.name, s=detail, config=config, strip=strip, strip_counts=counts, strip_error=strip_error,
+                **schedule_history(request, schedule_id, config, strip),
+                gaps=gaps.list_gaps(chart_engine(), row.chart_id),
+                coverage_row=stats.coverage(chart_engine(), row.chart_id), deadline=_deadline_text(row))
 
 
 def _deadline_text(row) -> str:
@@ -137,6 +145,7 @@ def schedule_config(request: Request, viewer: ViewerDep, form: FormDep, schedule
         }
         change = schedules.update_schedule(chart_engine(), schedule_id, changes, actor=viewer.name)
     except schedules.ScheduleError as exc:
-        return redirect(request, to, [message("error", f"Nothing saved: {exc}")])
+        return invalid_form(request, form, exc, schedule_page, viewer, schedule_id)
     text = f"Configuration saved. {change.message}." if change.changed else "Nothing changed."
-    return redirect(request, to, [message("success", text)])
+    row = schedules.get_schedule(chart_engine(), schedule_id)
+    return redirect(request, to, [message("success", text, links=[dag_link(schedule.dag_id_for(row.slug))])])
