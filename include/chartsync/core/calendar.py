@@ -126,6 +126,12 @@ def cron_for(freq: Frequency, weekday: int | None = None) -> str:
     raise ValueError(f"{freq.value} has no calendar cron")
 
 
+def published_at(freq: Frequency, period_start: date) -> datetime:
+    """The earliest a period is published: the end of its interval (UTC midnight), when its sync
+    starts waiting for it (``PUBLICATION_WAIT``). Freshness counts from here."""
+    return datetime.combine(next_start(freq, period_start), datetime.min.time(), tzinfo=UTC)
+
+
 def latest_complete_period(freq: Frequency, now: datetime, weekday: int | None = None) -> Period:
     """The newest period whose interval has ended by ``now`` (what a scheduled run would sync)."""
     current = period_containing(freq, now.date(), weekday)

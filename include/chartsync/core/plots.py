@@ -16,6 +16,7 @@ from html import escape
 
 PALETTE = ("#017cee", "#e43921", "#00ad46", "#f6a609", "#8b4db8", "#0aa5a5")
 DASHES = ("", "6 3", "2 3", "8 3 2 3", "1 2", "4 4")  # lines stay apart without colour, too
+MARKED_POINTS = 60  # series with this many points or fewer get a dot per point
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ def _fmt(value: float) -> str:
 
 def line_chart(title: str, series: Sequence[Series], *, unit: str = "", width: int = 640, height: int = 260,
                y_max: float | None = None, y_label: str | None = None, desc: str | None = None,
-               empty_text: str = "no data yet") -> str:
+               empty_text: str = "no data yet", x_label: str = "Date") -> str:
     """Lines over time, one per series: y ticks, five date ticks, axis labels, a legend on the right."""
     uid = "plot-" + hashlib.sha1(title.encode()).hexdigest()[:10]
     lines = [s for s in series if any(v is not None for _, v in s.points)]
@@ -94,7 +95,7 @@ def line_chart(title: str, series: Sequence[Series], *, unit: str = "", width: i
         out.append(f'<text x="{x(day):.1f}" y="{bottom + 16}" text-anchor="middle" '
                    f'fill="var(--muted, #6b7280)">{day:%b %d}</text>')
     out.append(f'<text x="{(left + right) / 2}" y="{height - 6}" text-anchor="middle" fill="var(--fg, #1f2937)">'
-               f'Date ({first:%Y-%m-%d} to {last:%Y-%m-%d})</text>')
+               f'{escape(x_label)} ({first:%Y-%m-%d} to {last:%Y-%m-%d})</text>')
     if y_label:
         out.append(f'<text transform="translate(14 {(top + bottom) / 2}) rotate(-90)" text-anchor="middle" '
                    f'fill="var(--fg, #1f2937)">{escape(y_label)}</text>')
@@ -106,6 +107,11 @@ def line_chart(title: str, series: Sequence[Series], *, unit: str = "", width: i
         name = escape(s.name)
         out.append(f'<polyline points="{points}" fill="none" stroke="{colour}" stroke-width="2"{dash_attr}>'
                    f'<title>{name}</title></polyline>')
+        drawn = [(d, v) for d, v in s.points if v is not None]
+        if len(drawn) <= MARKED_POINTS:  # a lone point draws no line: a dot per point keeps it visible
+            out.extend(f'<circle cx="{x(d):.1f}" cy="{y(v):.1f}" r="3" fill="{colour}" class="point">'
+                       f'<title>{name}, {d:%Y-%m-%d}: {short_number(v)}{escape(unit)}</title></circle>'
+                       for d, v in drawn)
         ly = top + 8 + row * 18
         out.append(f'<line x1="{right + 12}" y1="{ly}" x2="{right + 36}" y2="{ly}" stroke="{colour}" '
                    f'stroke-width="2"{dash_attr}/><text x="{right + 42}" y="{ly + 4}" '
@@ -138,3 +144,65 @@ def bar_chart(title: str, bars: Sequence[tuple[str, float]], *, unit: str = "", 
                      f'fill="var(--muted, #6b7280)">{_fmt(value)}{escape(unit)}</text>')
     parts.append("</svg>")
     return "".join(parts)
+
+
+def column_chart(title: str, columns: Sequence[tuple[str, Sequence[float]]], names: Sequence[str], *,
+                 colours: Sequence[str] | None = None, unit: str = "", width: int = 640, height: int = 260,
+                 y_max: float | None = None, y_label: str | None = None, x_label: str | None = None, empty_text: str = "no data yet") -> str:
+    """Stacked columns, one per labelled bucket (a month of periods, say), one stack part per name:
+    y ticks, a label under every column that fits, a legend on the right."""
+    uid = "plot-" + hashlib.sha1(title.encode()).hexdigest()[:10]
+    colours = colours or PALETTE
+    totals = [sum(values) for _, values in columns]
+    desc = f"{title}: " + (f"{len(columns)} columns, " + "; ".join(
+        f"{name} {short_number(sum(v[i] for _, v in columns))}" for i, name in enumerate(names))
+        if any(totals) else empty_text)
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" role="img" class="plot" '
+           f'aria-labelledby="{uid}-title {uid}-desc" font-family="sans-serif" font-size="11">',
+           f'<title id="{uid}-title">{escape(title)}</title><desc id="{uid}-desc">{escape(desc)}</desc>']
+    if not any(totals):
+        out.append(f'<text x="{width / 2}" y="{height / 2}" text-anchor="middle" fill="var(--muted, #6b7280)">'
+                   f'{escape(empty_text)}</text></svg>')
+        return "".join(out)
+    ticks = nice_ticks(max(totals) if y_max is None else y_max)
+    left, right, top, bottom = 60, width - 130, 14, height - 44
+    slot = (right - left) / len(columns)
+    bar = max(min(slot * 0.8, 40), 1)
+
+    def y(value: float) -> float:
+        return bottom - value / ticks[-1] * (bottom - top)
+
+    out.append(f'<g stroke="var(--axis, #9ca3af)" fill="none"><line x1="{left}" y1="{bottom}" x2="{right}" '
+               f'y2="{bottom}"/><line x1="{left}" y1="{top}" x2="{left}" y2="{bottom}"/></g>')
+    for tick in ticks:
+        out.append(f'<line x1="{left}" y1="{y(tick):.1f}" x2="{right}" y2="{y(tick):.1f}" '
+                   f'stroke="var(--grid, #e5e7eb)"/><text x="{left - 6}" y="{y(tick) + 4:.1f}" text-anchor="end" '
+                   f'fill="var(--muted, #6b7280)">{short_number(tick)}{escape(unit)}</text>')
+    every = max(1, math.ceil(len(columns) * 48 / (right - left)))  # labels 48 px apart at least
+    for i, (label, values) in enumerate(columns):
+        cx = left + slot * (i + 0.5)
+        base = 0.0
+        for part, value in enumerate(values):
+            if value <= 0:
+                continue
+            name = escape(names[part])
+            out.append(f'<rect x="{cx - bar / 2:.1f}" y="{y(base + value):.1f}" width="{bar:.1f}" '
+                       f'height="{y(base) - y(base + value):.1f}" fill="{colours[part % len(colours)]}">'
+                       f'<title>{escape(label)}: {short_number(value)}{escape(unit)} {name}</title></rect>')
+            base += value
+        if i % every == 0:
+            out.append(f'<text x="{cx:.1f}" y="{bottom + 16}" text-anchor="middle" '
+                       f'fill="var(--muted, #6b7280)">{escape(label)}</text>')
+    if x_label:
+        out.append(f'<text x="{(left + right) / 2}" y="{height - 6}" text-anchor="middle" '
+                   f'fill="var(--fg, #1f2937)">{escape(x_label)}</text>')
+    if y_label:
+        out.append(f'<text transform="translate(14 {(top + bottom) / 2}) rotate(-90)" text-anchor="middle" '
+                   f'fill="var(--fg, #1f2937)">{escape(y_label)}</text>')
+    for row, name in enumerate(names):
+        ly = top + 8 + row * 18
+        out.append(f'<rect x="{right + 12}" y="{ly - 6}" width="24" height="12" '
+                   f'fill="{colours[row % len(colours)]}"/><text x="{right + 42}" y="{ly + 4}" '
+                   f'fill="var(--fg, #1f2937)">{escape(names[row])}</text>')
+    out.append("</svg>")
+    return "".join(out)

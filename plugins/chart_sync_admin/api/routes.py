@@ -8,7 +8,7 @@ HTTP statuses in one place, the app's error table (``errors``).
 from __future__ import annotations
 
 from dataclasses import asdict
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Literal
 
 from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
@@ -16,10 +16,12 @@ from airflow.api_fastapi.core_api.security import GetUserDep
 from chartsync.store import audit
 from chartsync.services import alerts
 from chartsync.services import gaps
+from chartsync.services import history
 from chartsync.services import schedules
 from chartsync.store import stats
 from chartsync.store.engine import chart_engine
 from chartsync.core.alerts import KINDS
+from chartsync.core.outcomes import EXECUTION_STATUSES
 from chartsync.core.paging import Page, PageRequest
 from fastapi import APIRouter, Depends, Path, Query, Request, status
 
@@ -56,6 +58,7 @@ def paging(
 PagingDep = Annotated[PageRequest, Depends(paging)]
 Platform = Annotated[str | None, Query(max_length=50, pattern=NO_NUL)]
 FrequencyFilter = Annotated[m.FrequencyName | None, Query()]
+ExecutionStatus = Literal[EXECUTION_STATUSES]
 
 
 def engine():
@@ -83,6 +86,15 @@ def create_schedule(body: m.ScheduleCreate, user: GetUserDep):
             summary="One schedule with its recent execution history")
 def get_schedule(schedule_id: ScheduleId, history: Annotated[int, Query(ge=0, le=500)] = 20):
     return schedules.schedule_detail(engine(), schedule_id, history)
+
+
+@router.get("/schedules/{schedule_id}/history/", response_model=m.Page[m.PeriodHistoryOut], dependencies=can_read,
+            summary="A schedule's execution history, one row per period (latest status, tries folded in)")
+def get_history(schedule_id: ScheduleId, paging: PagingDep, status: ExecutionStatus | None = None,
+                period_from: Annotated[date | None, Query(alias="from", description="first period")] = None,
+                period_to: Annotated[date | None, Query(alias="to", description="last period")] = None):
+    return page_out(history.period_history(engine(), schedule_id, status=status, first=period_from,
+                                           last=period_to, paging=paging))
 
 
 @router.put("/schedules/{schedule_id}/", response_model=m.ScheduleWriteOut, dependencies=can_edit,

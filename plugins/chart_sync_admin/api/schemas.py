@@ -221,6 +221,17 @@ class ExecutionOut(Response):
     error: str | None
 
 
+class PeriodHistoryOut(Response):
+    period: date | None = Field(description="the period synced; null for a try that failed before it knew it")
+    status: str = Field(description="the latest try's status")
+    tries: int = Field(description="every try of every run that synced the period")
+    first_stored_at: datetime | None = Field(description="when a try first stored the period")
+    dag_id: str
+    run_id: str = Field(description="the Airflow run of the latest try")
+    latest: ExecutionOut
+    attempts: list[ExecutionOut] = Field(description="every try, newest first")
+
+
 class ScheduleDetailOut(ScheduleOut):
     executions: list[ExecutionOut]
 

@@ -6,13 +6,15 @@ from datetime import UTC, datetime, timedelta
 
 from chartsync.store import pages
 from chartsync.store import stats
-from chartsync.core import plots
+from chartsync.core import periods, plots
+from chartsync.services import history
 from chartsync.store.engine import chart_engine
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
 from chart_sync_admin.security import ViewerDep
 from chart_sync_admin.ui.forms import query_int
+from chart_sync_admin.ui.history import period_plots
 from chart_sync_admin.ui.rendering import UI, render
 
 router = APIRouter(prefix=UI, include_in_schema=False)
@@ -36,7 +38,7 @@ def stats_page(request: Request, viewer: ViewerDep):
         return plots.Series(name, [(d.day, value(d) if i >= first else None) for i, d in enumerate(daily)])
 
     fresh = [f for f in stalest if f.value is not None]
-    scale, unit = _age_unit(max((f.value for f in fresh), default=0))
+    scale, unit = periods.age_unit(max((f.value for f in fresh), default=0))
     plots_svg = {
         "success_rate": plots.line_chart(
             "Success rate per day", [series("success rate", lambda d: None if d.success_rate is None
@@ -53,13 +55,8 @@ def stats_page(request: Request, viewer: ViewerDep):
         "slowest": plots.bar_chart(f"Slowest charts (mean duration, last {days} days)",
                                    [(f.name, f.value or 0.0) for f in slowest], unit=" s"),
     }
+    by_period = history.fleet_period_stats(chart_engine(), days, now=now)
     return render(request, viewer, "stats.html", title="Sync statistics", nav="stats", days=days,
                   windows=STATS_WINDOWS, overall=overall, daily=daily, stalest=stalest, distribution=distribution,
-                  slowest=slowest, plots=plots_svg)
+                  slowest=slowest, plots=plots_svg, period_plots=period_plots(by_period), by_period=by_period)
 
-
-def _age_unit(seconds: float) -> tuple[float, str]:
-    """A unit that keeps freshness bars readable: minutes, hours or days."""
-    if seconds < 2 * 3600:
-        return 60.0, "min"
-    return (3600.0, "h") if seconds < 3 * 86400 else (86400.0, "days")
