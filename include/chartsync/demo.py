@@ -41,6 +41,8 @@ START_TIMEOUT = 300.0  # seconds for every component to report healthy (2 shared
 STOP_GRACE = 10.0  # seconds the tasks running at a stop get to finish and report
 TRIGGERER_GRACE = 2.0  # seconds before the triggerer is told a second time (Airflow's "force")
 STOP_DEADLINE = 15.0  # seconds after the stop signal when whatever is left gets SIGKILL (promise: 20, PostgreSQL after)
+MAX_RESTARTS, RESTART_WINDOW = 5, 600.0  # an exited component is restarted, up to 5 times in 10 minutes
+RESTART_DELAY = 3.0  # seconds before a restart (the metadata DB may still be coming back)
 RUN_LOG = "chartsync-run.log"  # the seeding commands' output and the start/stop events
 EPILOG = f"""\
 sizing: [core] parallelism (= the LocalExecutor's worker processes, each running one task at a
@@ -51,6 +53,8 @@ sizing: [core] parallelism (= the LocalExecutor's worker processes, each running
 network: the api-server binds {DEFAULT_HOST} (set {settings.HOST_ENV}=0.0.0.0, or AIRFLOW__API__HOST, to
   listen elsewhere) on AIRFLOW__API__PORT (default {DEFAULT_PORT}). The scheduler's and triggerer's log
   servers are not started: the api-server reads task logs from $AIRFLOW_HOME/logs directly.
+restarts: a component that exits after start-up (the scheduler does when the metadata DB goes away for
+  a moment) is started again, up to {MAX_RESTARTS} times in {RESTART_WINDOW / 60:.0f} minutes; then make run stops.
 logs: $AIRFLOW_HOME/logs/api-server.log, scheduler.log, dag-processor.log, triggerer.log,
   {RUN_LOG}; task logs under $AIRFLOW_HOME/logs/dag_id=*/.
 users: [core] simple_auth_manager_users (make sets admin:admin,viewer:viewer, i.e. user:role); the
@@ -246,13 +250,36 @@ class Run:
         return output.decode(errors="replace")
 
     def start(self, commands: dict[str, list[str]]) -> None:
-        for name, args in commands.items():
-            with open(self.logs / f"{name}.log", "ab") as log:
-                _stamp(log, f"airflow {' '.join(args)}")
-                self.procs[name] = subprocess.Popen([str(self.bin_dir / "airflow"), *args], env=self.env,
-                                                    stdin=subprocess.DEVNULL, stdout=log,
-                                                    stderr=subprocess.STDOUT, start_new_session=True)
+        self.commands = dict(commands)
+        self.restarts: dict[str, list[float]] = {name: [] for name in commands}
+        for name in commands:
+            self._spawn(name)
         _stamp(self.run_log, "started " + ", ".join(f"{n} (pid {p.pid})" for n, p in self.procs.items()))
+
+    def _spawn(self, name: str) -> None:
+        args = self.commands[name]
+        with open(self.logs / f"{name}.log", "ab") as log:
+            _stamp(log, f"airflow {' '.join(args)}")
+            self.procs[name] = subprocess.Popen([str(self.bin_dir / "airflow"), *args], env=self.env,
+                                                stdin=subprocess.DEVNULL, stdout=log,
+                                                stderr=subprocess.STDOUT, start_new_session=True)
+
+    def restart(self, name: str) -> bool:
+        """Start an exited component again, as a process manager would (the scheduler and the
+        dag-processor exit when the metadata DB goes away for a moment). False once it has exited
+        ``MAX_RESTARTS`` times within ``RESTART_WINDOW`` seconds: then it is not a blip."""
+        now = time.monotonic()
+        recent = [t for t in self.restarts[name] if now - t < RESTART_WINDOW]
+        if len(recent) >= MAX_RESTARTS:
+            return False
+        self.restarts[name] = [*recent, now]
+        code = self.procs[name].returncode
+        _warn(f"the {name} exited (code {code}); restarting it ({len(recent) + 1} of {MAX_RESTARTS} restarts "
+              f"allowed in {RESTART_WINDOW / 60:.0f} min; see {self.logs / f'{name}.log'})")
+        _stamp(self.run_log, f"{name} exited (code {code}); restarting")
+        time.sleep(RESTART_DELAY)
+        self._spawn(name)
+        return True
 
     def exited(self) -> str | None:
         """The first component that is no longer running, if any."""
@@ -485,8 +512,8 @@ def main(argv: list[str] | None = None) -> int:
                      emulator.url if emulator else None, database.describe()), flush=True)
         while True:
             signals.check()
-            if (name := run.exited()) is not None:
-                run.report_exit(name, "unexpectedly; stopping the rest")
+            if (name := run.exited()) is not None and not run.restart(name):
+                run.report_exit(name, f"{MAX_RESTARTS} times in {RESTART_WINDOW / 60:.0f} min; stopping the rest")
                 return 1
             time.sleep(0.5)
     except _Stopped:

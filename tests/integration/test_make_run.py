@@ -1,5 +1,6 @@
-"""``make run`` as a user meets it: the banner, loopback only, a bounded process tree, a clean stop on
-SIGTERM and on Ctrl-C (SIGINT), and a second start that resumes without duplicating the demo."""
+"""``make run`` as a user meets it: the banner, loopback only, a bounded process tree, its PostgreSQL
+restarted under load (what exits is started again), a clean stop on SIGTERM and on Ctrl-C (SIGINT),
+and a second start that resumes without duplicating the demo."""
 
 from __future__ import annotations
 
@@ -104,6 +105,14 @@ def _cmdline(p: psutil.Process) -> list[str]:
         return p.cmdline()
     except psutil.Error:
         return []
+
+
+def _scheduler_healthy(port: int) -> bool:
+    try:
+        health = requests.get(f"http://127.0.0.1:{port}/api/v2/monitor/health", timeout=10).json()
+    except (requests.RequestException, ValueError):
+        return False
+    return health.get("scheduler", {}).get("status") == "healthy"
 
 
 def _listening(procs: list[psutil.Process]) -> set[tuple[str, int]]:
@@ -235,6 +244,16 @@ def test_make_run_banner_bounded_tree_clean_stop_and_resume(make_run_env):
         assert most <= MAX_PROCESSES, "\n".join(at_most)
         assert most_rss <= MAX_RSS
         assert wait_for(lambda: _rankings(env) > 0, 120, "the demo's first rankings", interval=2)
+
+        # -- the metadata DB restarted under load: the components that exit are started again ----------
+        before = _rankings(env)
+        server.stop()
+        time.sleep(3)
+        server.start()
+        wait_for(lambda: "restarting it" in "".join(first.err), 120, "make run to restart what exited", interval=1)
+        assert first.proc.poll() is None, "".join(first.err)
+        wait_for(lambda: _scheduler_healthy(port), 180, "the scheduler to be healthy again", interval=2)
+        wait_for(lambda: _rankings(env) > before, 240, "the catchup to go on after the DB restart", interval=2)
 
         # -- SIGTERM stops everything within 20 s ----------------------------------------------------------
         took = first.stop(signal.SIGTERM)
