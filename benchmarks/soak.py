@@ -345,7 +345,7 @@ def faults_injected(emulator: Emulator, report: Report) -> None:
 
 
 # -- the soak -------------------------------------------------------------------------------------------------
-def set_up(af, load: Load, now: datetime) -> list[Chart]:
+def set_up(af: AirflowEnv, load: Load, now: datetime) -> list[Chart]:
     """Import the charts, schedule them (no track metadata: the soak is about rankings) and move each
     history start so the catchup owes ``load.periods`` runs."""
     af.chartsync("charts", "import", *[arg for p in PLATFORMS for arg in ("--platform", p)])
