@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 def build_gap_audit_dag() -> DAG:
     with DAG(
         dag_id=settings.GAP_AUDIT_DAG_ID,
-        description="Refresh expected periods and recompute gaps and coverage for every active schedule",
+        description="Refresh the expected periods of every active schedule from the API's published rankings",
         schedule=CronTriggerTimetable("0 3 * * *", timezone="UTC"),
         start_date=datetime(2026, 1, 1, tzinfo=UTC),
         catchup=False,
@@ -31,9 +31,10 @@ def build_gap_audit_dag() -> DAG:
         tags=[settings.TAG, "maintenance"],
         doc_md=(
             "# Gap audit\n\nDaily (and on demand: trigger it). For every active chart schedule it asks the "
-            "API which periods it published in the history window, stores them beside the calendar's "
-            "periods (the API wins where they differ), then recomputes gap ranges and coverage in one SQL "
-            "statement. Close the gaps with `chartsync gaps heal --all` or the chart-sync admin page."
+            "API which periods it published in the history window and stores them beside the calendar's "
+            "periods (the API wins where they differ). Gaps and coverage are not stored: every page, the "
+            "REST API and `chartsync gaps list` compute them when asked. Close the gaps with "
+            "`chartsync gaps heal --all` or the chart-sync admin page."
         ),
     ) as dag:
 
@@ -45,7 +46,7 @@ def build_gap_audit_dag() -> DAG:
                 log.error("skipping %s: %s", slug, error)
             client = SoundchartsClient()
             sources = gaps.refresh_expected_periods(engine, client, configs)
-            found = gaps.detect_gaps(engine)
+            found = gaps.list_gaps(engine)
             for gap in found:
                 log.info("gap %s %s..%s (%d periods): %s", gap.slug, gap.start, gap.end, gap.periods,
                          gap.backfill_command)

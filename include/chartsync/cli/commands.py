@@ -66,8 +66,8 @@ def cmd_schedules_add(args: argparse.Namespace) -> int:
         fetch_track_metadata=not args.no_metadata, deadline_hours=args.deadline_hours,
     )
     row = schedules.get_schedule(engine, change.schedule_id)
-    print(f"schedule {change.schedule_id}: {args.slug} {row.sync_frequency}, history from {row.history_start}, "
-          f"{'active' if row.is_active else 'inactive'}; {change.message}")
+    print(f"{args.slug}: scheduled {row.sync_frequency}, history from {row.history_start}, "
+          f"{'active' if row.is_active else 'inactive'} (schedule {change.schedule_id}); {change.message}")
     return 0
 
 
@@ -87,7 +87,7 @@ def cmd_schedules_list(args: argparse.Namespace) -> int:
 def cmd_schedules_remove(args: argparse.Namespace) -> int:
     engine = chart_engine()
     change = schedules.delete_schedule(engine, schedules.schedule_of_slug(engine, args.slug).id, actor=_actor())
-    print(f"removed the sync schedule of {args.slug}; {change.message}")
+    print(f"{args.slug}: sync schedule removed; {change.message}")
     return 0
 
 
@@ -102,6 +102,7 @@ def cmd_schedules_activate(args: argparse.Namespace) -> int:
 def cmd_sync(args: argparse.Namespace) -> int:
     """Sync one period now, outside Airflow (the same service the chart DAG's task calls)."""
     engine = chart_engine()
+    charts.get_chart(engine, slug=args.slug)  # an unknown chart: exit 2
     configs, invalid = schedules.active_configs(engine, args.slug)
     if invalid:
         raise BadInput(f"{args.slug}: {invalid[0][1]}")
@@ -135,6 +136,8 @@ def cmd_executions_reconcile(args: argparse.Namespace) -> int:
 
 def cmd_gaps_audit(args: argparse.Namespace) -> int:
     engine = chart_engine()
+    if args.slug:
+        charts.get_chart(engine, slug=args.slug)  # an unknown chart: exit 2
     configs, invalid = schedules.active_configs(engine, args.slug)
     for slug, error in invalid:
         print(f"skipping {slug}: {error}", file=sys.stderr)
@@ -149,20 +152,21 @@ def cmd_gaps_audit(args: argparse.Namespace) -> int:
             print(f"    not published by the API: {', '.join(d.isoformat() for d in sources.calendar_only)}")
         if sources.api_only:
             print(f"    published off the calendar: {', '.join(d.isoformat() for d in sources.api_only)}")
-    found = gaps.detect_gaps(engine)
-    print(f"{len(found)} gap range(s) in {len({g.slug for g in found})} chart(s); "
+    found = gaps.list_gaps(engine, slug=args.slug) if args.slug else gaps.list_gaps(engine)
+    print(f"{len(found)} gap range(s) in {len({g.slug for g in found})} chart(s) now; "
           f"{client.request_count} API requests")
     return 0
 
 
 def cmd_gaps_list(args: argparse.Namespace) -> int:
-    found = gaps.list_gaps(chart_engine(), slug=args.slug)
+    found = gaps.list_gaps(chart_engine(), slug=args.slug)  # unknown chart or no schedule: exit 2
     if not found:
-        print("no gaps recorded (refresh with: chartsync gaps audit)")
+        print(f"{args.slug}: no gaps" if args.slug else "no gaps in any active schedule")
         return 0
     for gap in found:
         span = f"{gap.start}" if gap.start == gap.end else f"{gap.start}..{gap.end}"
-        print(f"{gap.slug}: {gap.periods} missing period(s) {span}\n    {gap.backfill_command}")
+        heal = {"running": f" [backfill {gap.backfill_id} running]", "queued": " [queued]"}.get(gap.heal or "", "")
+        print(f"{gap.slug}: {gap.periods} missing period(s) {span}{heal}\n    {gap.backfill_command}")
     return 0
 
 
@@ -172,6 +176,8 @@ def cmd_gaps_heal(args: argparse.Namespace) -> int:
     results = gaps.heal(chart_engine(), None if args.all else [args.slug], actor=_actor())
     for r in results:
         print(f"{r.slug}: {r.status}: {r.message}")
+        for g in r.queued:
+            print(f"    queued: {g.start}..{g.end} ({g.periods} period(s))")
     return 0 if all(r.status != "dag-not-parsed" for r in results) else EXIT_FAILED
 
 

@@ -108,13 +108,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(run="sync")
     gaps = groups.add_parser("gaps", help="missing periods and healing").add_subparsers(
         dest="command", required=True)
-    audit = gaps.add_parser("audit", help="refresh expected periods from the API and recompute gaps and coverage")
+    audit = gaps.add_parser("audit", help="refresh the expected periods from the API (gaps and coverage are computed when shown)")
     audit.add_argument("slug", nargs="?", help="only this chart (default: every active schedule)")
     audit.set_defaults(run="gaps_audit")
     lst = gaps.add_parser("list", help="gap ranges with the airflow backfill command that closes each")
     lst.add_argument("slug", nargs="?")
     lst.set_defaults(run="gaps_list")
-    heal = gaps.add_parser("heal", help="create the Airflow backfills that close the recorded gaps",
+    heal = gaps.add_parser("heal", help="backfill exactly the missing periods: the first gap range now, the others queued behind it",
                            description="One backfill per chart DAG over its gap ranges (reprocess behaviour "
                            "'completed', so runs that succeeded but left no data are redone). A DAG with a "
                            "running backfill is skipped: healing twice creates no duplicates.")

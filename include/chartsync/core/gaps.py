@@ -1,16 +1,30 @@
 """Gaps and coverage as values: a chart's history window, what the calendar and the API expect in
-it, a gap range and the backfill that heals it. Pure."""
+it, a gap range and the backfill that heals it, coverage. Pure.
+
+One definition of each, used by every door:
+
+- **expected periods** of a chart: the periods of its frequency's calendar in its history window
+  (``history_window``), except those the API said it did not publish, plus those the API published
+  off the calendar (both stored in ``chart_expected_period`` by the gap audit). A period the audit
+  has not seen yet (a new period, a chart never audited) is expected by the calendar alone.
+- **coverage**: stored expected periods / expected periods of the window.
+- **a gap**: an expected period with no stored ranking (never synced, failed, or deleted); a gap
+  range is a run of consecutive expected periods that are all gaps.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import date
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime
 
 from chartsync.core import calendar as freqs
 from chartsync.core.schedule import ScheduleConfig, dag_id_for
 from chartsync.core.timestamps import midnight
 
-REPROCESS = "completed"  # a run that succeeded but left no data (rows deleted later) must run again
+# Airflow re-runs a *failed* run of a backfill's range and never a successful one, so a heal cannot
+# re-run a stored period (``completed`` would, and turn its run into a backfill run).
+REPROCESS = "failed"
 BACKFILL_FREQUENCIES = ("daily", "weekly", "monthly")  # where a period maps to one backfill date
 
 
@@ -21,6 +35,8 @@ class GapRange:
     start: date
     end: date
     periods: int
+    heal: str | None = None  # "running" (its backfill is in Airflow) or "queued" (waits for the one before)
+    backfill_id: int | None = None
 
     @property
     def dag_id(self) -> str:
@@ -64,6 +80,58 @@ class HealResult:
     status: str  # created, already-running, nothing-to-heal, dag-not-parsed, unsupported
     backfill_id: int | None
     message: str
+    queued: list[GapRange] = field(default_factory=list)  # ranges that start when the backfill completes
+
+
+@dataclass(frozen=True)
+class Window:
+    """What the live gap query needs of one schedule: its history window and its calendar."""
+
+    chart_id: int
+    slug: str
+    calendar: tuple[str, int | None]  # (frequency, publication weekday of weekly charts)
+    first: date
+    last: date
+
+
+@dataclass(frozen=True)
+class Run:
+    """A run of consecutive expected periods of one chart that are all stored, or all gaps."""
+
+    chart_id: int
+    start: date
+    end: date
+    periods: int
+    stored: bool
+
+
+@dataclass(frozen=True)
+class Coverage:
+    chart_id: int
+    window_start: date
+    window_end: date
+    expected_periods: int
+    stored_periods: int
+    calendar_only: list[str] = field(default_factory=list)  # the calendar expects, the API never published
+    api_only: list[str] = field(default_factory=list)  # the API published off the calendar
+    audited_at: datetime | None = None  # when the gap audit last asked the API (None: calendar only)
+
+    @property
+    def coverage_percent(self) -> float:
+        if not self.expected_periods:
+            return 100.0
+        return round(100.0 * self.stored_periods / self.expected_periods, 2)
+
+    @property
+    def gap_periods(self) -> int:
+        return self.expected_periods - self.stored_periods
+
+    def record(self) -> dict:
+        """What the API and the pages show of it."""
+        return {"window_start": self.window_start, "window_end": self.window_end,
+                "expected_periods": self.expected_periods, "stored_periods": self.stored_periods,
+                "gap_periods": self.gap_periods, "coverage_percent": self.coverage_percent,
+                "calendar_only": self.calendar_only, "api_only": self.api_only, "audited_at": self.audited_at}
 
 
 def history_window(config: ScheduleConfig, today: date) -> tuple[date, date]:
@@ -83,3 +151,43 @@ def period_sources(config: ScheduleConfig, api_dates: list[str] | None, today: d
     if api_dates is not None:
         api = frozenset(d for d in (date.fromisoformat(a[:10]) for a in api_dates) if first <= d <= last)
     return PeriodSources(config.chart_id, config.slug, (first, last), calendar, api)
+
+
+def window_of(config: ScheduleConfig, today: date) -> Window:
+    freq = config.period_frequency
+    first, last = history_window(config, today)
+    weekday = config.weekday if freq is freqs.Frequency.WEEKLY else None
+    return Window(config.chart_id, config.slug, (freq.value, weekday), first, last)
+
+
+def calendars(windows: Iterable[Window]) -> dict[tuple[str, int | None], list[date]]:
+    """Every period start of each calendar the windows use, from the earliest first to the latest last."""
+    spans: dict[tuple[str, int | None], tuple[date, date]] = {}
+    for w in windows:
+        lo, hi = spans.get(w.calendar, (w.first, w.last))
+        spans[w.calendar] = (min(lo, w.first), max(hi, w.last))
+    return {key: [p.start for p in freqs.periods_between(freqs.Frequency(key[0]), lo, hi, key[1])]
+            for key, (lo, hi) in spans.items()}
+
+
+def runs_of(chart_id: int, periods: Iterable[tuple[date, bool]]) -> list[Run]:
+    """Consecutive (period, stored) pairs, in period order, merged into runs of the same kind."""
+    runs: list[Run] = []
+    for day, stored in periods:
+        last = runs[-1] if runs else None
+        if last is not None and last.stored == stored:
+            runs[-1] = Run(chart_id, last.start, day, last.periods + 1, stored)
+        else:
+            runs.append(Run(chart_id, day, day, 1, stored))
+    return runs
+
+
+def coverage_of(window: Window, runs: Iterable[Run], calendar_only: list[str] | None = None,
+                api_only: list[str] | None = None, audited_at: datetime | None = None) -> Coverage:
+    runs = list(runs)
+    return Coverage(window.chart_id, window.first, window.last, sum(r.periods for r in runs),
+                    sum(r.periods for r in runs if r.stored), calendar_only or [], api_only or [], audited_at)
+
+
+def gaps_of(window: Window, runs: Iterable[Run]) -> list[GapRange]:
+    return [GapRange(window.chart_id, window.slug, r.start, r.end, r.periods) for r in runs if not r.stored]

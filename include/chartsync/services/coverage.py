@@ -1,5 +1,6 @@
-"""The coverage strip of a schedule: one cell per period of the past year, like a partition
-status bar (synced, missing, failed, skipped by the API, not yet due, before the window)."""
+"""A schedule's coverage strip: one cell per period, like a partition status bar (synced, missing,
+failed, skipped by the API, not yet due, before the window), with the card and the gap table of
+its page computed from the same periods (``schedule_coverage``), so the three always agree."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ from datetime import UTC, date, datetime, timedelta
 from sqlalchemy import Engine
 
 from chartsync.core import calendar as freqs
-from chartsync.core.gaps import history_window
+from chartsync.core.gaps import Coverage, GapRange, coverage_of, gaps_of, runs_of, window_of
 from chartsync.core.outcomes import FAILED, SKIPPED
 from chartsync.core.schedule import ScheduleConfig
+from chartsync.services.gaps import with_heal_state
 from chartsync.store import gaps as gap_store
 
 SYNCED, MISSING, NOT_DUE, OUTSIDE = "synced", "missing", "not-yet-due", "outside-window"  # and FAILED, SKIPPED
@@ -25,29 +27,46 @@ class PeriodCell:
     detail: str = ""
 
 
-def coverage_strip(engine: Engine, config: ScheduleConfig, today: date | None = None,
-                   days: int = 365) -> list[PeriodCell]:
-    """Every period of the chart's calendar in the past ``days``, with its status."""
+@dataclass(frozen=True)
+class ScheduleCoverage:
+    cells: list[PeriodCell]
+    coverage: Coverage
+    gaps: list[GapRange]
+
+
+def schedule_coverage(engine: Engine, config: ScheduleConfig, today: date | None = None,
+                      days: int = 365) -> ScheduleCoverage:
+    """The strip (every period of the window, and of the past ``days`` at least), the coverage card
+    and the gap ranges of one schedule, all from one read of its periods."""
     today = today or datetime.now(UTC).date()
-    calendar = config.period_frequency
-    periods = freqs.periods_between(calendar, today - timedelta(days=days), today, config.weekday)
-    first, last = history_window(config, today)
-    stored, api_rows, failures = gap_store.period_facts(engine, config.chart_id)
-    api_known = any(row.in_api for row in api_rows)
-    not_published = {row.period for row in api_rows if not row.in_api} if api_known else set()
+    window = window_of(config, today)
+    facts = gap_store.period_facts(engine, window)
+    expected = [f for f in facts if f.expected]
+    runs = runs_of(config.chart_id, ((f.period, f.stored) for f in expected))
+    audit = gap_store.audit_facts(engine, [config.chart_id], {config.chart_id: window.last}).get(config.chart_id, {})
+    by_day = {f.period: f for f in facts}
+    calendar = freqs.periods_between(config.period_frequency, min(window.first, today - timedelta(days=days)),
+                                     today, config.weekday)
     cells = []
-    for p in periods:
-        day = p.start
-        if day in stored:
-            cells.append(PeriodCell(day, SYNCED))
-        elif day > last:
+    for day in sorted({p.start for p in calendar} | set(by_day)):
+        fact = by_day.get(day)
+        if day > window.last:
             cells.append(PeriodCell(day, NOT_DUE))
-        elif day < first:
+        elif day < window.first:
             cells.append(PeriodCell(day, OUTSIDE))
-        elif day in not_published:
+        elif fact is None or not fact.expected:
             cells.append(PeriodCell(day, SKIPPED, "the API did not publish this period"))
-        elif day in failures:
-            cells.append(PeriodCell(day, FAILED, (failures[day] or "")[:200]))
+        elif fact.stored:
+            cells.append(PeriodCell(day, SYNCED))
+        elif fact.failed:
+            cells.append(PeriodCell(day, FAILED, (fact.error or "")[:200]))
         else:
             cells.append(PeriodCell(day, MISSING))
-    return cells
+    return ScheduleCoverage(cells, coverage_of(window, runs, **audit),
+                            with_heal_state(engine, gaps_of(window, runs)))
+
+
+def coverage_strip(engine: Engine, config: ScheduleConfig, today: date | None = None,
+                   days: int = 365) -> list[PeriodCell]:
+    """Every period of the chart's window (and of the past ``days``), with its status."""
+    return schedule_coverage(engine, config, today, days).cells

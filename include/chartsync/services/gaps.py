@@ -1,16 +1,20 @@
-"""Complete history: expected periods, gap detection, coverage, and healing through backfills.
+"""Complete history: expected periods, live gaps and coverage, and exact healing through backfills.
 
-Expected periods of a chart's history window come from two sources, both kept in
-``chart_expected_period``: the calendar of its frequency, and the API's available rankings.
-The API's list wins where they differ (a weekly chart published on Fridays, a skipped holiday
-week); the difference is reported in ``chart_sync_coverage``. Gap detection is set-based
-(``store.gaps``). Healing creates one Airflow backfill per chart DAG over its gap ranges.
+Expected periods, gaps and coverage have one definition each (``core.gaps``). The gap audit (the
+DAG ``chart_sync_gap_audit`` and ``chartsync gaps audit``) only refreshes what the API published
+(``refresh_expected_periods``); gaps and coverage are computed when a door shows them, in one
+statement over every chart asked for (``store.gaps.runs_query``).
+
+Healing backfills exactly the gap ranges: one Airflow backfill per range with reprocess behaviour
+``failed`` (a successful run, hence a stored period, is never re-run). Airflow allows one active
+backfill per DAG, so the first range starts and the others wait in ``chart_sync_heal``;
+``advance_heals`` (the plugin's scheduler listener) starts each when the one before completed.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import UTC, date, datetime
 
 from sqlalchemy import Engine
@@ -18,24 +22,30 @@ from sqlalchemy import Engine
 from chartsync.core.gaps import (
     BACKFILL_FREQUENCIES,
     REPROCESS,
+    Coverage,
     GapRange,
     HealResult,
     PeriodSources,
+    Window,
+    coverage_of,
+    gaps_of,
     history_window,
     period_sources,
+    window_of,
 )
-from chartsync.core.schedule import ScheduleConfig, dag_id_for
+from chartsync.core.schedule import ScheduleConfig, ScheduleError, ScheduleNotFound, dag_id_for
 from chartsync.seam import orchestration
 from chartsync.soundcharts.errors import SoundchartsError
 from chartsync.store import audit
 from chartsync.store import gaps as gap_store
-from chartsync.store.schedules import load_rows
+from chartsync.store import heals as heal_store
+from chartsync.store.charts import get_chart
+from chartsync.store.schedules import load_rows, row_of_chart
 
-__all__ = ["GapRange", "HealResult", "PeriodSources", "detect_gaps", "heal", "history_window",
-           "list_gaps", "period_sources", "refresh_expected_periods"]
+__all__ = ["Coverage", "GapRange", "HealResult", "PeriodSources", "advance_heals", "coverages", "heal",
+           "history_window", "list_gaps", "period_sources", "refresh_expected_periods", "windows"]
 
 log = logging.getLogger(__name__)
-list_gaps = gap_store.list_gaps
 
 
 def refresh_expected_periods(engine: Engine, client, configs: list[ScheduleConfig],
@@ -66,54 +76,171 @@ def refresh_expected_periods(engine: Engine, client, configs: list[ScheduleConfi
     return results
 
 
-def detect_gaps(engine: Engine, today: date | None = None) -> list[GapRange]:
-    """Recompute gap ranges and coverage for every active schedule, store them, list the gaps."""
-    gap_store.replace_gaps_and_coverage(engine, today or datetime.now(UTC).date(), datetime.now(UTC))
-    return list_gaps(engine)
-
-
-def heal(engine: Engine, slugs: list[str] | None, *, actor: str) -> list[HealResult]:
-    """One backfill per chart DAG over its gap ranges (Airflow allows one active backfill per DAG);
-    every backfill Airflow accepted is audited, naming ``actor``. Every door calls this."""
-    by_slug: dict[str, list[GapRange]] = {}
-    for gap in gap_store.list_gaps(engine):
-        if slugs is None or gap.slug in slugs:
-            by_slug.setdefault(gap.slug, []).append(gap)
-    configs = {row.slug: row for row in load_rows(engine)}
-    results = []
-    for slug in sorted(set(slugs or []) | set(by_slug)):
-        ranges = by_slug.get(slug, [])
-        dag_id = dag_id_for(slug)
-        if not ranges:
-            results.append(HealResult(slug, dag_id, None, None, "nothing-to-heal", None, "no gaps recorded"))
-            continue
-        start, end = ranges[0].start, ranges[-1].end
-        row = configs.get(slug)
-        if row is None or row.sync_frequency not in BACKFILL_FREQUENCIES:
-            results.append(HealResult(slug, dag_id, start, end, "unsupported", None,
-                                      "only daily/weekly/monthly schedules map periods to backfill dates"))
-            continue
-        active = orchestration.backfills(dag_id, active_only=True)
-        if active:
-            results.append(HealResult(slug, dag_id, start, end, "already-running", active[0].id,
-                                      f"backfill {active[0].id} ({active[0].from_date}..{active[0].to_date}) "
-                                      "is still running"))
+# -- live gaps and coverage ---------------------------------------------------------------------------------
+def windows(engine: Engine, *, slug: str | None = None, chart_id: int | None = None, chart_ids: list[int] | None = None,
+            today: date | None = None) -> list[Window]:
+    """The windows gaps and coverage are computed over: one chart's (named by ``slug`` or ``chart_id``,
+    active or not: ChartNotFound, ScheduleNotFound, ScheduleError when its settings are invalid), the
+    given charts' (invalid ones left out), or every active schedule's."""
+    today = today or datetime.now(UTC).date()
+    if slug is not None or chart_id is not None:
+        found = get_chart(engine, slug=slug, chart_id=chart_id)
+        row = row_of_chart(engine, found.id)
+        if row is None:
+            raise ScheduleNotFound(f"chart {found.slug!r} has no sync schedule")
+        return [window_of(ScheduleConfig.from_row(row), today)]
+    result = []
+    for row in load_rows(engine):
+        if chart_ids is None and not row.is_active or chart_ids is not None and row.chart_id not in chart_ids:
             continue
         try:
-            backfill = orchestration.create_backfill(dag_id, start, end, actor, reprocess=REPROCESS)
-        except orchestration.DagNotParsedYet as exc:
-            results.append(HealResult(slug, dag_id, start, end, "dag-not-parsed", None, str(exc)))
-            continue
-        except orchestration.BackfillAlreadyRunning as exc:
-            results.append(HealResult(slug, dag_id, start, end, "already-running", None, str(exc)))
-            continue
-        periods = sum(g.periods for g in ranges)
-        results.append(HealResult(slug, dag_id, start, end, "created", backfill.id,
-                                  f"backfill {backfill.id}: {periods} missing periods in {len(ranges)} "
-                                  f"range(s) from {start} to {end}"))
+            result.append(window_of(ScheduleConfig.from_row(row), today))
+        except ScheduleError:
+            continue  # an invalid schedule has no DAG and no periods; its page says why
+    return result
+
+
+def list_gaps(engine: Engine, chart_id: int | None = None, slug: str | None = None,
+              today: date | None = None) -> list[GapRange]:
+    """Gap ranges now, by chart slug and period, each with its heal state (running or queued): of one
+    chart (named by ``chart_id`` or ``slug``), else of every active schedule."""
+    chosen = windows(engine, slug=slug, chart_id=chart_id, today=today)
+    runs = gap_store.live_runs(engine, chosen)
+    by_chart: dict[int, list] = {}
+    for run in runs:
+        by_chart.setdefault(run.chart_id, []).append(run)
+    found = [g for w in chosen for g in gaps_of(w, by_chart.get(w.chart_id, []))]
+    return with_heal_state(engine, sorted(found, key=lambda g: (g.slug, g.start)))
+
+
+def with_heal_state(engine: Engine, found: list[GapRange]) -> list[GapRange]:
+    """Each gap range with the state of the open heal range that overlaps it."""
+    if not found:
+        return found
+    open_ranges = heal_store.open_ranges(engine, sorted({g.chart_id for g in found}))
+    result = []
+    for gap in found:
+        h = next((h for h in open_ranges if h.chart_id == gap.chart_id and h.start <= gap.end
+                  and gap.start <= h.end), None)
+        result.append(replace(gap, heal=h.status, backfill_id=h.backfill_id) if h else gap)
+    return result
+
+
+def coverages(engine: Engine, chart_ids: list[int], today: date | None = None) -> dict[int, Coverage]:
+    """Coverage now of the given charts (one statement), by chart id."""
+    chosen = windows(engine, chart_ids=chart_ids, today=today)
+    runs = gap_store.live_runs(engine, chosen)
+    return {w.chart_id: coverage_of(w, [r for r in runs if r.chart_id == w.chart_id]) for w in chosen}
+
+
+def chart_coverage(engine: Engine, chart_id: int, today: date | None = None) -> Coverage | None:
+    """One chart's coverage now, with what the gap audit learnt from the API; None without a
+    (valid) schedule."""
+    try:
+        (window,) = windows(engine, chart_id=chart_id, today=today)
+    except (ScheduleNotFound, ScheduleError):
+        return None
+    runs = gap_store.live_runs(engine, [window])
+    facts = gap_store.audit_facts(engine, [chart_id], {chart_id: window.last}).get(chart_id, {})
+    return coverage_of(window, runs, **facts)
+
+
+# -- healing ---------------------------------------------------------------------------------------------------
+def heal(engine: Engine, slugs: list[str] | None, *, actor: str, today: date | None = None) -> list[HealResult]:
+    """Backfill each chart's gap ranges now: the first range's backfill starts, the other ranges are
+    queued behind it. Every backfill Airflow accepted is audited, naming ``actor``. Every door calls this."""
+    for slug in slugs or []:
+        get_chart(engine, slug=slug)  # an unknown chart is bad input, whichever door
+    by_slug: dict[str, list[GapRange]] = {}
+    for gap in list_gaps(engine, today=today) if slugs is None else [
+            g for slug in slugs for g in _chart_gaps(engine, slug, today)]:
+        by_slug.setdefault(gap.slug, []).append(gap)
+    configs = {row.slug: row for row in load_rows(engine)}
+    results = [_heal_chart(engine, slug, by_slug.get(slug, []), configs.get(slug), actor)
+               for slug in sorted(set(slugs or []) | set(by_slug))]
     with engine.begin() as conn:
         for result in results:
             if result.status == "created":
                 audit.record(conn, actor=actor, action="heal", entity=audit.BACKFILL,
                              entity_id=result.backfill_id, after=asdict(result))
     return results
+
+
+def _chart_gaps(engine: Engine, slug: str, today: date | None) -> list[GapRange]:
+    try:
+        return list_gaps(engine, slug=slug, today=today)
+    except (ScheduleNotFound, ScheduleError):
+        return []
+
+
+def _heal_chart(engine: Engine, slug: str, ranges: list[GapRange], row, actor: str) -> HealResult:
+    dag_id = dag_id_for(slug)
+    if not ranges:
+        return HealResult(slug, dag_id, None, None, "nothing-to-heal", None, "no gaps")
+    start, end = ranges[0].start, ranges[-1].end
+    if row is None or row.sync_frequency not in BACKFILL_FREQUENCIES:
+        return HealResult(slug, dag_id, start, end, "unsupported", None,
+                          "only daily/weekly/monthly schedules map periods to backfill dates")
+    active = orchestration.backfills(dag_id, active_only=True)
+    if active:
+        return HealResult(slug, dag_id, start, end, "already-running", active[0].id,
+                          f"backfill {active[0].id} ({active[0].from_date}..{active[0].to_date}) is still "
+                          "running; the queued ranges follow it",
+                          [g for g in ranges if g.heal == heal_store.QUEUED])
+    first, rest = ranges[0], ranges[1:]
+    try:
+        backfill = orchestration.create_backfill(dag_id, first.start, first.end, actor, reprocess=REPROCESS)
+    except orchestration.DagNotParsedYet as exc:
+        return HealResult(slug, dag_id, start, end, "dag-not-parsed", None, str(exc))
+    except orchestration.BackfillAlreadyRunning as exc:
+        return HealResult(slug, dag_id, start, end, "already-running", None, str(exc))
+    with engine.begin() as conn:
+        heal_store.replace_queue(conn, first.chart_id, first, backfill.id, rest, actor, datetime.now(UTC))
+    periods = sum(g.periods for g in ranges)
+    waiting = f"; {len(rest)} more range(s) queued, each starts when the one before completes" if rest else ""
+    span = first.start.isoformat() if first.start == first.end else f"{first.start}..{first.end}"
+    return HealResult(slug, dag_id, start, end, "created", backfill.id,
+                      f"backfill {backfill.id}: {first.periods} missing period(s) {span} "
+                      f"({periods} in {len(ranges)} range(s)){waiting}",
+                      [replace(g, heal=heal_store.QUEUED) for g in rest])
+
+
+def advance_heals(engine: Engine, today: date | None = None) -> list[HealResult]:
+    """Start the next queued range of every chart whose running heal backfill Airflow has completed.
+    The range is narrowed to its periods that are still gaps now (a period synced meanwhile is left
+    alone); what is no longer a gap is done."""
+    started = []
+    now = datetime.now(UTC)
+    open_ranges = heal_store.open_ranges(engine)
+    for chart_id in sorted({h.chart_id for h in open_ranges}):
+        mine = [h for h in open_ranges if h.chart_id == chart_id]
+        running = [h for h in mine if h.status == heal_store.RUNNING]
+        dag_id = dag_id_for(mine[0].slug)
+        if running and orchestration.backfills(dag_id, active_only=True):
+            continue  # the backfill before is not complete yet
+        queued = [h for h in mine if h.status == heal_store.QUEUED]
+        try:
+            live = list_gaps(engine, chart_id=chart_id, today=today)
+        except (ScheduleNotFound, ScheduleError):
+            live = []
+        still = [g for h in queued for g in live if h.start <= g.start and g.end <= h.end]
+        with engine.begin() as conn:
+            heal_store.finish(conn, [h.id for h in running], now)
+            if not still:
+                heal_store.finish(conn, [h.id for h in queued], now)
+                continue
+        actor = queued[0].actor
+        try:
+            backfill = orchestration.create_backfill(dag_id, still[0].start, still[0].end, actor, reprocess=REPROCESS)
+        except (orchestration.DagNotParsedYet, orchestration.BackfillAlreadyRunning) as exc:
+            log.info("%s: the next heal range waits: %s", dag_id, exc)
+            continue
+        with engine.begin() as conn:
+            heal_store.replace_queue(conn, chart_id, still[0], backfill.id, still[1:], actor, now)
+            result = HealResult(mine[0].slug, dag_id, still[0].start, still[0].end, "created", backfill.id,
+                                f"backfill {backfill.id}: queued range {still[0].start}..{still[0].end} started",
+                                still[1:])
+            audit.record(conn, actor=actor, action="heal", entity=audit.BACKFILL, entity_id=backfill.id,
+                         after=asdict(result))
+        started.append(result)
+    return started

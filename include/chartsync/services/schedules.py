@@ -29,8 +29,9 @@ from chartsync.core.schedule import (
 from chartsync.core.timestamps import as_utc
 from chartsync.seam import config as airflow_config
 from chartsync.seam import orchestration
-from chartsync.services import charts
+from chartsync.services import charts, gaps
 from chartsync.store import audit, pages
+from chartsync.store import gaps as gap_store
 from chartsync.store import schedules as schedule_store
 from chartsync.store import stats as stats_store
 from chartsync.store.charts import ChartNotFound
@@ -222,16 +223,19 @@ def schedule_table(engine: Engine, *, search: str | None = None, platform: str |
                    frequency: str | None = None, status: str | None = None, sort: str = "chart",
                    descending: bool = False, paging: PageRequest = PageRequest(),
                    now: datetime | None = None) -> Page:
-    """The admin page's schedule table: ``list_schedules``' records plus the last gap audit's
-    ``coverage``, filtered by status and sorted by any column."""
+    """The admin page's schedule table: ``list_schedules``' records plus their live ``coverage``,
+    filtered by status and sorted by any column (by coverage: computed for every schedule, one statement)."""
     if status is not None and status not in SCHEDULE_STATUSES:
         raise ValueError(f"status must be one of {', '.join(SCHEDULE_STATUSES)}")
     now = now or datetime.now(UTC)
-    ids, total, coverage = pages.schedule_ids(engine, search=search, platform=platform, frequency=frequency,
-                                              status=status, sort=sort, descending=descending, paging=paging,
-                                              now=now)
-    items = [item | {"coverage": coverage.get(item["chart_id"])}
-             for item in describe(engine, rows_by_id(engine, ids), now=now)]
+    order = gap_store.coverage_subquery(gaps.windows(engine)) if sort == "coverage" else None
+    ids, total = pages.schedule_ids(engine, search=search, platform=platform, frequency=frequency,
+                                    status=status, sort=sort, descending=descending, paging=paging,
+                                    now=now, coverage=order)
+    rows = rows_by_id(engine, ids)
+    coverage = gaps.coverages(engine, [r.chart_id for r in rows])
+    items = [item | {"coverage": coverage[item["chart_id"]].record() if item["chart_id"] in coverage else None}
+             for item in describe(engine, rows, now=now)]
     return Page(items, total, paging.limit, paging.offset)
 
 
@@ -272,16 +276,22 @@ def _safe_dag_id(slug: str) -> str | None:
 def schedule_detail(engine: Engine, schedule_id: int, history: int = 20) -> dict:
     """One schedule described, with its recent execution history."""
     row = get_schedule(engine, schedule_id)
-    return describe(engine, [row])[0] | {"executions": stats_store.recent_executions(engine, row.chart_id, history)}
+    return describe(engine, [row])[0] | {"executions": stats_store.recent_executions(engine, row.chart_id, history),
+                                         "coverage": _coverage_record(engine, row.chart_id)}
+
+
+def _coverage_record(engine: Engine, chart_id: int) -> dict | None:
+    found = gaps.chart_coverage(engine, chart_id)
+    return found.record() if found else None
 
 
 def status(engine: Engine, chart_id: int) -> dict:
-    """A chart's sync status: schedule, latest execution, next run, overdue, coverage (if audited)."""
+    """A chart's sync status: schedule, latest execution, next run, overdue, coverage now."""
     row = schedule_of_chart(engine, chart_id)
     latest = stats_store.recent_executions(engine, chart_id, 1)
     result = {"chart_id": chart_id, "schedule": None, "status": "not-scheduled", "overdue": False,
               "latest_execution": latest[0] if latest else None, "next_run_at": None, "dag": None,
-              "coverage": stats_store.coverage(engine, chart_id)}
+              "coverage": _coverage_record(engine, chart_id)}
     if row is None:
         return result
     item = describe(engine, [row])[0]

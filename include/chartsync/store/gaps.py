@@ -1,24 +1,25 @@
-"""Expected periods, gap ranges and coverage in SQL: ``chart_expected_period``, ``chart_sync_gap``,
-``chart_sync_coverage``. Gap detection is set-based: expected minus stored periods, merged into
-contiguous ranges, in one statement for all charts."""
+"""Expected periods (``chart_expected_period``) and the live gap query.
+
+Gaps and coverage are never stored: every door computes them at the moment it shows them, in one
+statement over the expected periods (``core.gaps``' definition: the calendar's periods in each
+window, corrected by what the gap audit stored from the API) and the stored rankings, merged into
+runs of stored periods and runs of gaps with a gaps-and-islands window query."""
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date
 
-from sqlalchemy import Engine, and_, delete, func, insert, select
-
-from chartsync.core.gaps import GapRange
-from chartsync.core.outcomes import FAILED
-from chartsync.store.tables import (
-    chart,
-    chart_expected_period,
-    chart_ranking,
-    chart_sync_coverage,
-    chart_sync_gap,
-    chart_sync_execution,
-    chart_sync_schedule,
+from sqlalchemy import (
+    Date, Engine, Integer, and_, case, column, delete, exists, func, insert, literal, select, union, values,
 )
+from sqlalchemy.types import TypeDecorator
+
+from chartsync.core.gaps import Run, Window, calendars
+from chartsync.core.outcomes import FAILED
+from chartsync.core.timestamps import as_utc
+from chartsync.store.tables import chart_expected_period, chart_ranking, chart_sync_execution
 
 
 def replace_expected_periods(engine: Engine, chart_id: int, rows: list[dict], *, keep_if_unknown: bool) -> bool:
@@ -34,107 +35,133 @@ def replace_expected_periods(engine: Engine, chart_id: int, rows: list[dict], *,
     return True
 
 
-def _expected_cte(today: date):
-    e, s = chart_expected_period, chart_sync_schedule
-    return (
-        select(e.c.chart_id, e.c.period,
-               func.row_number().over(partition_by=e.c.chart_id, order_by=e.c.period).label("rn_all"))
-        .join(s, s.c.chart_id == e.c.chart_id)
-        .where(e.c.expected.is_(True), s.c.is_active.is_(True), e.c.period <= today)
-        .cte("expected")
-    )
+class _Day(TypeDecorator):
+    """A date written into the statement (VALUES of thousands of rows need no bind parameters)."""
+
+    impl = Date
+    cache_ok = True
+
+    def literal_processor(self, dialect):
+        if dialect.name == "postgresql":
+            return lambda value: f"DATE '{value.isoformat()}'"
+        return lambda value: f"'{value.isoformat()}'"
 
 
-def gap_query(today: date):
-    """Expected minus stored periods, merged into ranges: one statement for every chart.
-
-    Gaps-and-islands: among a chart's expected periods numbered in order (rn_all), the missing
-    ones numbered again (rn_missing) keep a constant rn_all - rn_missing within a contiguous run.
-    """
-    expected = _expected_cte(today)
-    r = chart_ranking
-    missing = (
-        select(expected.c.chart_id, expected.c.period, expected.c.rn_all,
-               func.row_number().over(partition_by=expected.c.chart_id, order_by=expected.c.period)
-               .label("rn_missing"))
-        .select_from(expected.outerjoin(r, and_(r.c.chart_id == expected.c.chart_id,
-                                                r.c.period == expected.c.period)))
-        .where(r.c.id.is_(None))
-        .cte("missing")
-    )
-    island = (missing.c.rn_all - missing.c.rn_missing).label("island")
-    return (
-        select(missing.c.chart_id, func.min(missing.c.period).label("start"),
-               func.max(missing.c.period).label("end"), func.count().label("periods"))
-        .group_by(missing.c.chart_id, island)
-        .order_by(missing.c.chart_id, func.min(missing.c.period))
-    )
-
-
-def coverage_query(today: date):
-    expected = _expected_cte(today)
-    r = chart_ranking
-    return (
-        select(expected.c.chart_id, func.min(expected.c.period).label("first"),
-               func.max(expected.c.period).label("last"), func.count().label("expected"),
-               func.count(r.c.id).label("stored"))
-        .select_from(expected.outerjoin(r, and_(r.c.chart_id == expected.c.chart_id,
-                                                r.c.period == expected.c.period)))
-        .group_by(expected.c.chart_id)
-    )
-
-
-def replace_gaps_and_coverage(engine: Engine, today: date, now: datetime) -> None:
-    """Recompute gap ranges and coverage for every active schedule and store them (one transaction)."""
+def _expected(windows: list[Window]):
+    """(chart_id, period) of every expected period of the windows: the calendar's periods unless the
+    audit stored them as not expected, plus the ones it stored as expected (the API's, off-calendar)."""
+    cals = calendars(windows)
+    keys = {key: i for i, key in enumerate(cals)}
+    cal = values(column("cal", Integer), column("period", _Day), name="calendar", literal_binds=True).data(
+        [(keys[key], day) for key, days in cals.items() for day in days]).cte("calendar")
+    win = values(column("chart_id", Integer), column("cal", Integer), column("first", _Day),
+                 column("last", _Day), name="win", literal_binds=True).data(
+        [(w.chart_id, keys[w.calendar], w.first, w.last) for w in windows]).cte("win")
     e = chart_expected_period
-    with engine.begin() as conn:
-        ranges = conn.execute(gap_query(today)).all()
-        coverage = conn.execute(coverage_query(today)).all()
-        differences: dict[int, dict[str, list[str]]] = {}
-        for row in conn.execute(select(e.c.chart_id, e.c.period, e.c.in_calendar, e.c.in_api)
-                                .where(e.c.in_calendar != e.c.in_api, e.c.period <= today)):
-            key = "calendar_only" if row.in_calendar else "api_only"
-            differences.setdefault(row.chart_id, {"calendar_only": [], "api_only": []})[key].append(
-                row.period.isoformat())
-        conn.execute(delete(chart_sync_gap))
-        if ranges:
-            conn.execute(insert(chart_sync_gap), [
-                {"chart_id": g.chart_id, "start_period": g.start, "end_period": g.end, "period_count": g.periods,
-                 "detected_at": now} for g in ranges])
-        conn.execute(delete(chart_sync_coverage))
-        if coverage:
-            conn.execute(insert(chart_sync_coverage), [
-                {"chart_id": c.chart_id, "window_start": c.first, "window_end": c.last,
-                 "expected_periods": c.expected, "stored_periods": c.stored,
-                 "coverage_percent": round(100.0 * c.stored / c.expected, 2) if c.expected else 100.0,
-                 "calendar_only": differences.get(c.chart_id, {}).get("calendar_only", []),
-                 "api_only": differences.get(c.chart_id, {}).get("api_only", []),
-                 "audited_at": now} for c in coverage])
+    from_calendar = (
+        select(win.c.chart_id, cal.c.period)
+        .select_from(win.join(cal, cal.c.cal == win.c.cal))
+        .where(cal.c.period >= win.c.first, cal.c.period <= win.c.last,
+               ~exists().where(e.c.chart_id == win.c.chart_id, e.c.period == cal.c.period,
+                               e.c.expected.is_(False)))
+    )
+    from_audit = (
+        select(e.c.chart_id, e.c.period)
+        .select_from(e.join(win, win.c.chart_id == e.c.chart_id))
+        .where(e.c.expected.is_(True), e.c.period >= win.c.first, e.c.period <= win.c.last)
+    )
+    return union(from_calendar, from_audit).cte("expected")
 
 
-def list_gaps(engine: Engine, chart_id: int | None = None, slug: str | None = None) -> list[GapRange]:
-    g = chart_sync_gap
-    query = (select(g.c.chart_id, chart.c.slug, g.c.start_period, g.c.end_period, g.c.period_count)
-             .join(chart, chart.c.id == g.c.chart_id).order_by(chart.c.slug, g.c.start_period))
-    if chart_id is not None:
-        query = query.where(g.c.chart_id == chart_id)
-    if slug is not None:
-        query = query.where(chart.c.slug == slug)
+def runs_query(windows: list[Window]):
+    """Every chart's expected periods merged into runs of stored periods and runs of gaps: one statement.
+
+    Gaps-and-islands: among a chart's expected periods numbered in order (rn_all), those of one kind
+    (stored or not) numbered again (rn_kind) keep a constant rn_all - rn_kind within a run.
+    """
+    expected, r = _expected(windows), chart_ranking
+    stored = r.c.id.is_not(None)
+    numbered = (
+        select(expected.c.chart_id, expected.c.period, stored.label("stored"),
+               func.row_number().over(partition_by=expected.c.chart_id, order_by=expected.c.period).label("rn_all"),
+               func.row_number().over(partition_by=(expected.c.chart_id, stored), order_by=expected.c.period)
+               .label("rn_kind"))
+        .select_from(expected.outerjoin(r, and_(r.c.chart_id == expected.c.chart_id,
+                                                r.c.period == expected.c.period)))
+        .cte("numbered")
+    )
+    island = (numbered.c.rn_all - numbered.c.rn_kind).label("island")
+    return (
+        select(numbered.c.chart_id, numbered.c.stored, func.min(numbered.c.period).label("start"),
+               func.max(numbered.c.period).label("end"), func.count().label("periods"))
+        .group_by(numbered.c.chart_id, numbered.c.stored, island)
+        .order_by(numbered.c.chart_id, func.min(numbered.c.period))
+    )
+
+
+def coverage_subquery(windows: list[Window]):
+    """(chart_id, coverage_percent) of the windows: what a list sorts by (``runs_query`` summed)."""
+    runs = runs_query(windows).subquery("runs")
+    stored = func.sum(case((runs.c.stored, runs.c.periods), else_=0))
+    percent = case((func.sum(runs.c.periods) == 0, 100.0), else_=100.0 * stored / func.sum(runs.c.periods))
+    return select(runs.c.chart_id, percent.label("coverage_percent")).group_by(runs.c.chart_id).subquery("live_coverage")
+
+
+def live_runs(engine: Engine, windows: Iterable[Window]) -> list[Run]:
+    """The runs of stored periods and of gaps of every window, in chart and period order."""
+    windows = list(windows)
+    if not windows:
+        return []
     with engine.connect() as conn:
-        return [GapRange(r.chart_id, r.slug, r.start_period, r.end_period, r.period_count)
-                for r in conn.execute(query)]
+        return [Run(row.chart_id, _day(row.start), _day(row.end), int(row.periods), bool(row.stored))
+                for row in conn.execute(runs_query(windows))]
 
 
+@dataclass(frozen=True)
+class PeriodFact:
+    """One period of a chart's strip: expected or not (the API skipped it), stored, the last failure."""
+
+    period: date
+    expected: bool
+    stored: bool
+    error: str | None
+    failed: bool
 
 
-def period_facts(engine: Engine, chart_id: int) -> tuple[set[date], list, dict[date, str | None]]:
-    """What the coverage strip needs of one chart: stored periods, (period, in_api) rows of the
-    expected periods, and the error of each failed period."""
-    e, r, x = chart_expected_period, chart_ranking, chart_sync_execution
+def period_facts(engine: Engine, window: Window) -> list[PeriodFact]:
+    """Every expected period of one chart (and every period the audit stored as not expected) with
+    whether it is stored and its newest failure: one statement, the same expected set as ``runs_query``."""
+    expected, r, x, e = _expected([window]), chart_ranking, chart_sync_execution, chart_expected_period
+    last_error = (select(x.c.error).where(x.c.chart_id == window.chart_id, x.c.period == expected.c.period,
+                                          x.c.status == FAILED)
+                  .order_by(x.c.started_at.desc()).limit(1).scalar_subquery())
+    failed = exists().where(x.c.chart_id == window.chart_id, x.c.period == expected.c.period, x.c.status == FAILED)
+    rows = (select(expected.c.period, literal(True).label("expected"), r.c.id.is_not(None).label("stored"),
+                   last_error.label("error"), failed.label("failed"))
+            .select_from(expected.outerjoin(r, and_(r.c.chart_id == expected.c.chart_id,
+                                                    r.c.period == expected.c.period))))
+    skipped = select(e.c.period, literal(False), literal(False), literal(None), literal(False)).where(
+        e.c.chart_id == window.chart_id, e.c.expected.is_(False))
     with engine.connect() as conn:
-        stored = set(conn.execute(select(r.c.period).where(r.c.chart_id == chart_id)).scalars())
-        api_rows = conn.execute(select(e.c.period, e.c.in_api).where(e.c.chart_id == chart_id)).all()
-        failures = {row.period: row.error for row in conn.execute(
-            select(x.c.period, x.c.error).where(x.c.chart_id == chart_id, x.c.status == FAILED,
-                                                x.c.period.is_not(None)).order_by(x.c.started_at))}
-    return stored, api_rows, failures
+        found = [PeriodFact(_day(row[0]), bool(row[1]), bool(row[2]), row[3], bool(row[4]))
+                 for row in conn.execute(rows.union_all(skipped))]
+    return sorted(found, key=lambda f: f.period)
+
+
+def audit_facts(engine: Engine, chart_ids: list[int], last: dict[int, date]) -> dict[int, dict]:
+    """What the gap audit last learnt of each chart: calendar_only and api_only periods (up to its
+    window's last period) and when it asked (``audited_at``)."""
+    e = chart_expected_period
+    facts: dict[int, dict] = {}
+    with engine.connect() as conn:
+        for row in conn.execute(select(e.c.chart_id, e.c.period, e.c.in_calendar, e.c.in_api, e.c.refreshed_at)
+                                .where(e.c.chart_id.in_(chart_ids)).order_by(e.c.chart_id, e.c.period)):
+            fact = facts.setdefault(row.chart_id, {"calendar_only": [], "api_only": [], "audited_at": None})
+            fact["audited_at"] = max(filter(None, [fact["audited_at"], as_utc(row.refreshed_at)]))
+            if row.in_calendar != row.in_api and _day(row.period) <= last.get(row.chart_id, date.max):
+                fact["calendar_only" if row.in_calendar else "api_only"].append(_day(row.period).isoformat())
+    return facts
+
+
+def _day(value) -> date:
+    return date.fromisoformat(value) if isinstance(value, str) else value

@@ -33,7 +33,6 @@ from chartsync.store import stats
 from chartsync.store.tables import (
     chart,
     chart_ranking,
-    chart_sync_coverage,
     chart_sync_execution,
     chart_sync_schedule,
 )
@@ -154,13 +153,16 @@ def _execution_totals():
 
 def schedule_ids(engine: Engine, *, search: str | None, platform: str | None, frequency: str | None,
                  status: str | None, sort: str, descending: bool, paging: PageRequest,
-                 now: datetime) -> tuple[list[int], int, dict[int, dict]]:
-    """One page of the schedule table: schedule ids in order, how many match, and the last gap
-    audit's coverage row by chart id; filtered by status and sorted by any column."""
+                 now: datetime, coverage=None) -> tuple[list[int], int]:
+    """One page of the schedule table: schedule ids in order and how many match; filtered by status
+    and sorted by any column (by coverage: ``coverage`` is the live (chart_id, coverage_percent)
+    subquery, ``store.gaps.coverage_subquery``)."""
     if sort not in SCHEDULE_SORTS:
         raise ValueError(f"sort must be one of {', '.join(SCHEDULE_SORTS)}")
     page_size, offset = paging.limit, paging.offset
-    s, cov = chart_sync_schedule.c, chart_sync_coverage.c
+    s = chart_sync_schedule.c
+    if sort == "coverage" and coverage is None:
+        raise ValueError("sorting by coverage needs the live coverage subquery")
     with engine.connect() as conn:
         status_expr, last_ok = _status_expression(conn, now)
         totals = _execution_totals()
@@ -168,7 +170,8 @@ def schedule_ids(engine: Engine, *, search: str | None, platform: str | None, fr
         keys = {
             "chart": func.lower(chart.c.name), "platform": chart.c.platform, "frequency": s.sync_frequency,
             "status": status_expr, "last_sync": last_ok.c.last_success_at, "success_rate": rate,
-            "executions": func.coalesce(totals.c.total, 0), "coverage": cov.coverage_percent,
+            "executions": func.coalesce(totals.c.total, 0),
+            "coverage": coverage.c.coverage_percent if coverage is not None else None,
         }
         conditions = [c for c in (
             _search(search),
@@ -188,15 +191,13 @@ def schedule_ids(engine: Engine, *, search: str | None, platform: str | None, fr
         if sort in ("success_rate", "executions"):
             ordered = ordered.outerjoin(totals, totals.c.chart_id == s.chart_id)
         if sort == "coverage":
-            ordered = ordered.outerjoin(chart_sync_coverage, cov.chart_id == s.chart_id)
+            ordered = ordered.outerjoin(coverage, coverage.c.chart_id == s.chart_id)
         query = select(s.id).select_from(ordered).where(*conditions)
         key = keys[sort]
-        # NULLs (never synced, no audit yet) last either way
+        # NULLs (never synced, invalid settings) last either way
         order = [key.is_(None), desc(key) if descending else asc(key), chart.c.slug]
         ids = list(conn.execute(query.order_by(*order).limit(page_size).offset(offset)).scalars())
-        coverage = {r.chart_id: dict(r._mapping) for r in conn.execute(
-            select(chart_sync_coverage).join(chart_sync_schedule, s.chart_id == cov.chart_id).where(s.id.in_(ids)))}
-    return ids, total, coverage
+    return ids, total
 
 
 # -- one schedule's execution history ------------------------------------------------------------------

@@ -13,7 +13,7 @@ from sqlalchemy import Connection, Engine, Float, and_, case, func, literal, sel
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import ColumnElement, FunctionElement
 
-from chartsync.store.tables import chart_sync_coverage, chart_sync_execution, chart_sync_schedule
+from chartsync.store.tables import chart_sync_execution, chart_sync_schedule
 from chartsync.core.calendar import FALLBACK_GRACE, INTERVAL_GRACE_FACTOR, OVERDUE_GRACE, Frequency, overdue_after
 from chartsync.core.outcomes import FAILED, SKIPPED, SUCCESS
 from chartsync.core.rules import freshness_seconds, success_rate
@@ -180,13 +180,6 @@ def recent_executions(engine: Engine, chart_id: int, limit: int = 20) -> list[di
         e.started_at.desc(), e.id.desc()).limit(limit)
     with engine.connect() as conn:
         return [_with_aware_times(dict(r._mapping)) for r in conn.execute(query)]
-
-
-def coverage(engine: Engine, chart_id: int) -> dict | None:
-    """The last gap audit's coverage row of a chart, if the audit has run."""
-    with engine.connect() as conn:
-        row = conn.execute(select(chart_sync_coverage).where(chart_sync_coverage.c.chart_id == chart_id)).first()
-    return _with_aware_times(dict(row._mapping)) if row else None
 
 
 def _with_aware_times(row: dict) -> dict:

@@ -164,29 +164,23 @@ chart_expected_period = Table(
     Column("refreshed_at", DateTime(timezone=True), nullable=False),
 )
 
-chart_sync_gap = Table(
-    "chart_sync_gap",
+chart_sync_heal = Table(
+    "chart_sync_heal",
     metadata,
+    # The gap ranges a heal backfills, one after the other (Airflow allows one active backfill per
+    # DAG): ``running`` has its backfill in Airflow, ``queued`` waits for it, then ``done``.
     Column("id", Integer, primary_key=True),
-    Column("chart_id", Integer, ForeignKey("chart.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("chart_id", Integer, ForeignKey("chart.id", ondelete="CASCADE"), nullable=False),
     Column("start_period", Date, nullable=False),
     Column("end_period", Date, nullable=False),
     Column("period_count", Integer, nullable=False),
-    Column("detected_at", DateTime(timezone=True), nullable=False),
-)
-
-chart_sync_coverage = Table(
-    "chart_sync_coverage",
-    metadata,
-    Column("chart_id", Integer, ForeignKey("chart.id", ondelete="CASCADE"), primary_key=True),
-    Column("window_start", Date, nullable=False),
-    Column("window_end", Date, nullable=False),
-    Column("expected_periods", Integer, nullable=False),
-    Column("stored_periods", Integer, nullable=False),
-    Column("coverage_percent", Float, nullable=False),
-    Column("calendar_only", JSON),  # periods the calendar expects but the API never published
-    Column("api_only", JSON),  # periods the API published off the calendar
-    Column("audited_at", DateTime(timezone=True), nullable=False),
+    Column("status", String(20), nullable=False),  # queued, running, done, cancelled
+    Column("backfill_id", Integer),
+    Column("actor", String(250), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("started_at", DateTime(timezone=True)),
+    Column("completed_at", DateTime(timezone=True)),
+    Index("ix_chart_sync_heal_chart_status", "chart_id", "status"),
 )
 
 chart_sync_alert = Table(

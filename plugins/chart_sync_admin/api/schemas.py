@@ -234,6 +234,7 @@ class PeriodHistoryOut(Response):
 
 class ScheduleDetailOut(ScheduleOut):
     executions: list[ExecutionOut]
+    coverage: CoverageOut | None
 
 
 class ScheduleWriteOut(Response):
@@ -262,14 +263,18 @@ class TriggerOut(Response):
 
 
 class CoverageOut(Response):
+    """Computed when asked, from the expected periods and the stored rankings."""
+
     window_start: date
     window_end: date
     expected_periods: int
     stored_periods: int
+    gap_periods: int
     coverage_percent: float
     calendar_only: list | None
     api_only: list | None
-    audited_at: datetime
+    audited_at: datetime | None = Field(description="when the gap audit last asked the API which periods it "
+                                                     "published; null: the calendar alone says what is expected")
 
 
 class StatusOut(Response):
@@ -305,6 +310,9 @@ class GapOut(Response):
     end: date
     periods: int
     backfill_command: str
+    heal: Literal["running", "queued"] | None = Field(
+        None, description="running: a heal's backfill covers it now; queued: it starts when the one before completes")
+    backfill_id: int | None = None
 
 
 class GapsOut(Response):
@@ -320,6 +328,7 @@ class HealResultOut(Response):
     status: str = Field(description="created, already-running, nothing-to-heal, dag-not-parsed or unsupported")
     backfill_id: int | None
     message: str
+    queued: list[GapOut] = Field(description="gap ranges that start, one after the other, when the backfill completes")
 
 
 class HealOut(Response):

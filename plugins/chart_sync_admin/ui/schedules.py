@@ -10,7 +10,6 @@ from chartsync.services import coverage
 from chartsync.services import gaps
 from chartsync.store import pages
 from chartsync.services import schedules
-from chartsync.store import stats
 from chartsync.store.engine import chart_engine
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
@@ -105,16 +104,16 @@ def schedule_context(request: Request, schedule_id: int) -> dict:
     row = schedules.get_schedule(chart_engine(), schedule_id)
     try:
         config = schedules.ScheduleConfig.from_row(row)
-        strip, strip_error = coverage.coverage_strip(chart_engine(), config), None
+        live = coverage.schedule_coverage(chart_engine(), config)  # the strip, the card and the gap table, at once
+        strip, strip_error, gap_ranges, coverage_row = live.cells, None, live.gaps, live.coverage
     except schedules.ScheduleError as exc:
-        config, strip, strip_error = None, [], str(exc)
+        config, strip, strip_error, gap_ranges, coverage_row = None, [], str(exc), [], None
     counts = {status: 0 for status in coverage.STATUSES}
     for cell in strip:
         counts[cell.status] += 1
     return dict(title=row.name, s=detail, config=config, strip=strip, strip_counts=counts, strip_error=strip_error,
                 **schedule_history(request, schedule_id, config, strip),
-                gaps=gaps.list_gaps(chart_engine(), row.chart_id),
-                coverage_row=stats.coverage(chart_engine(), row.chart_id), deadline=_deadline_text(row))
+                gaps=gap_ranges, coverage_row=coverage_row, deadline=_deadline_text(row))
 
 
 def _deadline_text(row) -> str:

@@ -4,12 +4,20 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 
-import pytest
-from sqlalchemy import create_engine, insert, select
+import random
 
-from chartsync.services import gaps
+import pytest
+from sqlalchemy import create_engine, delete, insert, select
+
+from chartsync.core.gaps import runs_of
+from chartsync.core.schedule import ScheduleNotFound
+from chartsync.seam import orchestration
+from chartsync.services import coverage, gaps
+from chartsync.services.charts import ChartNotFound
+from chartsync.store import gaps as gap_store
+from chartsync.store import schedules as schedule_store
 from chartsync.store.migrate import upgrade
-from chartsync.store.tables import chart, chart_expected_period, chart_ranking, chart_sync_coverage, chart_sync_schedule
+from chartsync.store.tables import chart, chart_expected_period, chart_ranking, chart_sync_audit, chart_sync_schedule
 from chartsync.core.calendar import Frequency
 from chartsync.core.schedule import ScheduleConfig
 
@@ -55,7 +63,7 @@ def test_window_without_history_starts_at_creation():
 def test_backfill_command_closes_the_range():
     gap = gaps.GapRange(1, "spotify-top-200-global-daily", date(2026, 1, 3), date(2026, 1, 5), 3)
     assert gap.backfill_command == ("airflow backfill create --dag-id chart_sync__spotify-top-200-global-daily "
-                                    "--from-date 2026-01-03 --to-date 2026-01-05 --reprocess-behavior completed")
+                                    "--from-date 2026-01-03 --to-date 2026-01-05 --reprocess-behavior failed")
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -70,50 +78,166 @@ def engine(request, tmp_path):
     engine.dispose()
 
 
-def seed(engine, slug: str, chart_id: int, expected: list[date], stored: list[date], active: bool = True):
+def seed(engine, slug: str, chart_id: int, first: date, stored: list[date], *, frequency: str = "daily",
+         weekday: int | None = None, audited: list[tuple[date, bool, bool]] | None = None, active: bool = True):
+    """A chart and its schedule from ``first``; ``audited``: (period, in_calendar, in_api) rows of a gap audit."""
     now = datetime.now(UTC)
     with engine.begin() as conn:
-        conn.execute(insert(chart).values(id=chart_id, slug=slug, name=slug, platform="x", created_at=now))
+        conn.execute(insert(chart).values(id=chart_id, slug=slug, name=slug, platform="x", frequency=frequency,
+                                          publication_weekday=weekday, created_at=now))
         conn.execute(insert(chart_sync_schedule).values(
-            chart_id=chart_id, is_active=active, sync_frequency="daily", history_start=expected[0],
+            chart_id=chart_id, is_active=active, sync_frequency=frequency, history_start=first,
             created_at=now, updated_at=now))
-        conn.execute(insert(chart_expected_period), [
-            {"chart_id": chart_id, "period": d, "in_calendar": True, "in_api": True, "expected": True,
-             "refreshed_at": now} for d in expected])
+        if audited:
+            api_known = any(in_api for _, _, in_api in audited)
+            conn.execute(insert(chart_expected_period), [
+                {"chart_id": chart_id, "period": d, "in_calendar": cal, "in_api": api,
+                 "expected": api if api_known else cal, "refreshed_at": now} for d, cal, api in audited])
         if stored:
             conn.execute(insert(chart_ranking), [
                 {"chart_id": chart_id, "period": d, "ranking_date": d.isoformat(), "entry_count": 1,
                  "fetched_at": now} for d in stored])
 
 
-def test_gaps_are_merged_into_ranges_for_all_charts_at_once(engine):
-    days = [date(2026, 10, 1) + timedelta(days=i) for i in range(30)]
+def days_from(first: date, n: int) -> list[date]:
+    return [first + timedelta(days=i) for i in range(n)]
+
+
+def test_live_gaps_are_merged_into_ranges_for_all_active_charts_at_once(engine):
+    days = days_from(TODAY - timedelta(days=30), 30)  # the window: 30 days up to yesterday
     holes = {days[0], days[5], days[6], days[7], days[20], days[29]}
-    seed(engine, "a", 1, days, [d for d in days if d not in holes])
-    weeks = [date(2026, 9, 7) + timedelta(weeks=i) for i in range(8)]
-    seed(engine, "b", 2, weeks, weeks[:3] + weeks[5:])  # two weekly periods missing: one range
-    seed(engine, "c", 3, days, days)  # complete
-    seed(engine, "d", 4, days, [], active=False)  # inactive: not audited
+    seed(engine, "a", 1, days[0], [d for d in days if d not in holes],
+         audited=[(d, True, True) for d in days])
+    seed(engine, "c", 3, days[0], days)  # complete, never audited: the calendar alone
+    seed(engine, "d", 4, days[0], [], active=False)  # inactive: not in the fleet's list
 
-    found = gaps.detect_gaps(engine, today=TODAY)
+    found = gaps.list_gaps(engine, today=TODAY)
     assert [(g.slug, g.start, g.end, g.periods) for g in found] == [
-        ("a", days[0], days[0], 1),
-        ("a", days[5], days[7], 3),
-        ("a", days[20], days[20], 1),
-        ("a", days[29], days[29], 1),
-        ("b", weeks[3], weeks[4], 2),
-    ]
+        ("a", days[0], days[0], 1), ("a", days[5], days[7], 3), ("a", days[20], days[20], 1),
+        ("a", days[29], days[29], 1)]
+    cov = gaps.coverages(engine, [1, 3, 4], today=TODAY)
+    assert (cov[1].expected_periods, cov[1].stored_periods, cov[1].coverage_percent) == (30, 24, 80.0)
+    assert cov[3].coverage_percent == 100.0 and cov[4].stored_periods == 0
+    assert [g.periods for g in gaps.list_gaps(engine, slug="d", today=TODAY)] == [30]  # one chart: active or not
+
+    with engine.begin() as conn:  # a deletion shows at once: no audit in between
+        conn.execute(delete(chart_ranking).where(chart_ranking.c.chart_id == 3, chart_ranking.c.period == days[10]))
+    assert [(g.slug, g.start) for g in gaps.list_gaps(engine, slug="c", today=TODAY)] == [("c", days[10])]
+
+
+def test_the_calendar_expects_the_periods_the_audit_has_not_seen(engine):
+    days = days_from(TODAY - timedelta(days=10), 10)
+    seed(engine, "a", 1, days[0], days[:8], audited=[(d, True, True) for d in days[:8]])  # audited 2 days ago
+    assert [(g.start, g.end) for g in gaps.list_gaps(engine, today=TODAY)] == [(days[8], days[9])]
+    assert gaps.coverages(engine, [1], today=TODAY)[1].expected_periods == 10
+
+
+def test_the_api_wins_a_skipped_week_is_no_gap_an_off_calendar_week_is(engine):
+    first = date(2026, 9, 7)  # a Monday
+    mondays = [first + timedelta(weeks=i) for i in range(11)]  # up to 2026-11-16, the last complete week
+    skipped, moved = mondays[3], mondays[6]
+    off = moved + timedelta(days=1)  # the API published that week on Tuesday
+    audited = [(d, True, d not in (skipped, moved)) for d in mondays] + [(off, False, True)]
+    stored = [d for d in mondays if d not in (skipped, moved, mondays[8])]
+    seed(engine, "w", 1, first, stored, frequency="weekly", weekday=0, audited=audited)
+    found = gaps.list_gaps(engine, today=TODAY)
+    assert [(g.start, g.end, g.periods) for g in found] == [(off, off, 1), (mondays[8], mondays[8], 1)]
+    cov = gaps.chart_coverage(engine, 1, today=TODAY)
+    assert (cov.expected_periods, cov.stored_periods) == (10, 8)
+    assert cov.calendar_only == [skipped.isoformat(), moved.isoformat()] and cov.api_only == [off.isoformat()]
+
+
+def test_strip_card_and_gap_table_agree_with_the_list(engine):
+    days = days_from(TODAY - timedelta(days=40), 40)
+    rng = random.Random(3)
+    seed(engine, "a", 1, days[0], [d for d in days if rng.random() > 0.3])
+    config = ScheduleConfig.from_row(schedule_store.load_rows(engine, "a")[0])
+    view = coverage.schedule_coverage(engine, config, today=TODAY)
+    counts = {s: sum(1 for c in view.cells if c.status == s) for s in coverage.STATUSES}
+    assert counts["synced"] == view.coverage.stored_periods
+    assert counts["missing"] + counts["failed"] == view.coverage.gap_periods == sum(g.periods for g in view.gaps)
+    assert view.gaps == gaps.list_gaps(engine, slug="a", today=TODAY)
+
+
+def test_the_sql_runs_match_a_plain_merge(engine):
+    rng = random.Random(7)
+    for chart_id in range(1, 6):
+        first = TODAY - timedelta(days=rng.randint(5, 60))
+        seed(engine, f"c{chart_id}", chart_id, first, [d for d in days_from(first, 60) if rng.random() > 0.4])
+    windows = gaps.windows(engine, today=TODAY)
     with engine.connect() as conn:
-        coverage = {r.chart_id: r for r in conn.execute(select(chart_sync_coverage))}
-    assert set(coverage) == {1, 2, 3}
-    assert coverage[1].expected_periods == 30 and coverage[1].stored_periods == 24
-    assert coverage[1].coverage_percent == 80.0
-    assert coverage[3].coverage_percent == 100.0
-    assert gaps.list_gaps(engine, slug="b")[0].periods == 2
+        stored = {(r.chart_id, r.period) for r in conn.execute(select(chart_ranking.c.chart_id, chart_ranking.c.period))}
+    expected = [r for w in windows for r in runs_of(w.chart_id, (
+        (d, (w.chart_id, d) in stored) for d in days_from(w.first, (w.last - w.first).days + 1)))]
+    assert gap_store.live_runs(engine, windows) == expected
 
 
-def test_periods_not_yet_due_are_not_gaps(engine):
-    days = [TODAY - timedelta(days=2) + timedelta(days=i) for i in range(5)]
-    seed(engine, "a", 1, days, days[:1])
-    found = gaps.detect_gaps(engine, today=TODAY)
-    assert [(g.start, g.end) for g in found] == [(days[1], days[2])]
+def test_an_unknown_chart_or_one_without_a_schedule_is_refused(engine):
+    seed(engine, "a", 1, TODAY - timedelta(days=3), [])
+    with engine.begin() as conn:
+        conn.execute(insert(chart).values(id=2, slug="b", name="b", platform="x", created_at=datetime.now(UTC)))
+    with pytest.raises(ChartNotFound):
+        gaps.list_gaps(engine, slug="no-such-chart")
+    with pytest.raises(ScheduleNotFound):
+        gaps.list_gaps(engine, slug="b")
+    with pytest.raises(ChartNotFound):
+        gaps.heal(engine, ["no-such-chart"], actor="t")
+
+
+class FakeAirflow:
+    """orchestration's backfill calls, recorded: one active backfill per DAG, as Airflow allows."""
+
+    def __init__(self, monkeypatch):
+        self.created: list[tuple] = []
+        self.active: dict[str, orchestration.BackfillInfo] = {}
+        monkeypatch.setattr(orchestration, "create_backfill", self.create)
+        monkeypatch.setattr(orchestration, "backfills",
+                            lambda dag_id, active_only=False: [self.active[dag_id]] if dag_id in self.active else [])
+
+    def create(self, dag_id, first, last, user, reprocess="completed", max_active_runs=4):
+        if dag_id in self.active:
+            raise orchestration.BackfillAlreadyRunning(dag_id)
+        self.created.append((dag_id, first, last, reprocess))
+        info = orchestration.BackfillInfo(len(self.created), dag_id, first, last, reprocess, False, False)
+        self.active[dag_id] = info
+        return info
+
+    def complete(self, dag_id):
+        self.active.pop(dag_id)
+
+
+def test_heal_backfills_the_first_range_and_queues_the_others(engine, monkeypatch):
+    airflow = FakeAirflow(monkeypatch)
+    days = days_from(TODAY - timedelta(days=20), 20)
+    holes = [days[2], days[3], days[8], days[14], days[15], days[16]]
+    seed(engine, "a", 1, days[0], [d for d in days if d not in holes])
+    dag = "chart_sync__a"
+
+    (result,) = gaps.heal(engine, ["a"], actor="tester", today=TODAY)
+    assert result.status == "created" and result.backfill_id == 1
+    assert airflow.created == [(dag, days[2], days[3], "failed")]
+    assert [(g.start, g.end) for g in result.queued] == [(days[8], days[8]), (days[14], days[16])]
+    assert [(g.start, g.heal) for g in gaps.list_gaps(engine, slug="a", today=TODAY)] == [
+        (days[2], "running"), (days[8], "queued"), (days[14], "queued")]
+    assert gaps.heal(engine, ["a"], actor="tester", today=TODAY)[0].status == "already-running"
+    assert gaps.advance_heals(engine, today=TODAY) == []  # the first backfill is still running
+
+    with engine.begin() as conn:  # the backfill synced its two periods; a sync outside Airflow did one more
+        conn.execute(insert(chart_ranking), [{"chart_id": 1, "period": d, "ranking_date": d.isoformat(),
+                                              "entry_count": 1, "fetched_at": datetime.now(UTC)}
+                                             for d in (days[2], days[3], days[15])])
+    airflow.complete(dag)
+    (started,) = gaps.advance_heals(engine, today=TODAY)
+    assert airflow.created[1:] == [(dag, days[8], days[8], "failed")]
+    assert [(g.start, g.end) for g in started.queued] == [(days[14], days[14]), (days[16], days[16])]
+    airflow.complete(dag)
+    gaps.advance_heals(engine, today=TODAY)
+    airflow.complete(dag)
+    gaps.advance_heals(engine, today=TODAY)
+    assert [c[1:3] for c in airflow.created] == [(days[2], days[3]), (days[8], days[8]), (days[14], days[14]),
+                                                 (days[16], days[16])]  # never a stored period
+    airflow.complete(dag)
+    assert gaps.advance_heals(engine, today=TODAY) == []
+    with engine.connect() as conn:
+        audited = conn.execute(select(chart_sync_audit.c.action, chart_sync_audit.c.actor)).all()
+    assert audited == [("heal", "tester")] * 4

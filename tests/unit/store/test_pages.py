@@ -12,7 +12,7 @@ from chartsync.core.paging import PageRequest
 from chartsync.services import schedules
 from chartsync.store import pages
 from chartsync.store.migrate import upgrade
-from chartsync.store.tables import chart, chart_sync_coverage, chart_sync_execution, chart_sync_schedule
+from chartsync.store.tables import chart, chart_ranking, chart_sync_execution, chart_sync_schedule
 
 NOW = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)
 
@@ -45,10 +45,9 @@ def engine(tmp_path, monkeypatch):
         rows += [_execution(4, n, "failed" if n else "success", NOW - timedelta(hours=3 + n), 40) for n in range(4)]
         rows.append(_execution(1, 99, "skipped", NOW - timedelta(days=1, hours=5), 1))
         conn.execute(insert(chart_sync_execution), rows)
-        conn.execute(insert(chart_sync_coverage).values(chart_id=1, window_start=date(2025, 6, 15),
-                                                        window_end=date(2026, 6, 14), expected_periods=365,
-                                                        stored_periods=300, coverage_percent=82.19,
-                                                        audited_at=NOW))
+        conn.execute(insert(chart_ranking), [  # chart 1: its first 100 periods stored
+            {"chart_id": 1, "period": date(2025, 6, 15) + timedelta(days=n), "ranking_date": "x", "entry_count": 1,
+             "fetched_at": NOW} for n in range(100)])
     return engine
 
 
@@ -72,11 +71,14 @@ def test_catalogue_status_of_every_chart_and_filters(engine):
 def test_schedule_table_sorts_by_statistics_and_filters_by_status(engine):
     by_rate = schedules.schedule_table(engine, sort="success_rate", descending=True, now=NOW)
     assert [s["chart"]["slug"] for s in by_rate.items] == ["c1", "c4", "c2", "c3"]  # never executed: last
-    assert by_rate.items[0]["coverage"]["coverage_percent"] == 82.19
+    c1 = by_rate.items[0]["coverage"]  # live: the stored rankings of the window up to yesterday
+    assert c1["stored_periods"] == 100 and c1["window_start"] == date(2025, 6, 15)
+    assert c1["coverage_percent"] == round(100 * 100 / c1["expected_periods"], 2)
     assert by_rate.items[1]["stats"].success_rate == 0.25
     by_count = schedules.schedule_table(engine, sort="executions", descending=True, now=NOW)
     assert [s["chart"]["slug"] for s in by_count.items] == ["c1", "c4", "c2", "c3"]
-    assert [s["chart"]["slug"] for s in schedules.schedule_table(engine, sort="coverage", now=NOW).items][0] == "c1"
+    by_coverage = schedules.schedule_table(engine, sort="coverage", descending=True, now=NOW)
+    assert [s["chart"]["slug"] for s in by_coverage.items][0] == "c1"
     overdue = schedules.schedule_table(engine, status="overdue", now=NOW)
     assert (overdue.total, [s["status"] for s in overdue.items]) == (1, ["overdue"])
     assert schedules.schedule_table(engine, search="delta", now=NOW).items[0]["chart"]["slug"] == "c4"
