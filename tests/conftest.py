@@ -21,6 +21,10 @@ import pytest
 
 from pgcluster import Postgres, start_postgres
 
+# pytest (importlib mode) loads this file as ``tests.conftest``; test modules and benchmarks import it as
+# ``conftest``. One module, so one session PostgreSQL server and one migrated template.
+sys.modules.setdefault("conftest", sys.modules[__name__])
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 ARTIFACTS = ROOT / "test-artifacts"
