@@ -17,6 +17,9 @@ calls the hooks (checked in the installed source):
   execution API, and no hook may run for it.
 - ``on_dag_run_running``: only starts the scheduler's reconciler (below).
 
+The scheduler's reconciler also drives healing: each pass starts the next queued gap range of a
+chart whose heal backfill Airflow has completed (``services.gaps.advance_heals``).
+
 In a task process the work is done in the hook (the chart DB is the task's own). Elsewhere it goes
 to one background thread per process: the scheduler calls hooks inside its own database session,
 and looking up a connection or Variable from the metadata DB there (``provide_session``) would
@@ -136,6 +139,15 @@ def check_run(dag_id: str, run_id: str) -> None:
                     "records them", dag_id, run_id, exc)
 
 
+def advance_heals() -> None:
+    """Start each chart's next queued heal range whose backfill before it Airflow has completed
+    (``services.gaps.advance_heals``; Airflow marks a backfill complete every 30 s)."""
+    from chartsync.services import gaps  # deferred: every Airflow process imports the plugin
+
+    for started in gaps.advance_heals(_chart_engine()):
+        log.info("chart-sync: %s: %s", started.dag_id, started.message)
+
+
 def with_run_dates(failed: FailedTry) -> FailedTry:
     """The run's dates from the metadata DB when the task instance did not carry them (api-server)."""
     if failed.logical_date is not None or failed.data_interval_end is not None:
@@ -209,6 +221,7 @@ class Worker(threading.Thread):
 
         try:
             failures.reconcile_from_airflow(_chart_engine())
+            advance_heals()
             if self._last_error is not None:
                 log.warning("chart-sync: the chart DB answers again; reconciliation with Airflow resumed")
             self._last_error = None

@@ -14,13 +14,13 @@ import pytest
 import requests
 from sqlalchemy import func, insert, select, update
 
+from chartsync.services import gaps
 from chartsync.store.tables import (
     chart,
     chart_sync_alert,
+    chart_ranking,
     chart_sync_audit,
-    chart_sync_coverage,
     chart_sync_execution,
-    chart_sync_gap,
     chart_sync_schedule,
 )
 from conftest import make_airflow_env, start_airflow, stop_airflow, wait_for
@@ -359,6 +359,17 @@ def test_list_filters_and_pages(admin, engine):
     assert listing(overdue="true")["total"] == 0
 
 
+def store_window_but(engine, chart_id_: int, missing: set[date]) -> list[date]:
+    """Rankings for every period of the chart's history window except ``missing``; the window's periods."""
+    (window,) = gaps.windows(engine, chart_id=chart_id_)
+    periods = [window.first + timedelta(days=i) for i in range((window.last - window.first).days + 1)]
+    with engine.begin() as conn:
+        conn.execute(insert(chart_ranking), [
+            {"chart_id": chart_id_, "period": d, "ranking_date": d.isoformat(), "entry_count": 1,
+             "fetched_at": datetime.now(UTC)} for d in periods if d not in missing])
+    return periods
+
+
 def add_execution(engine, chart_id_: int, status: str, started: datetime, duration: float = 10.0,
                   error: str | None = None) -> None:
     with engine.begin() as conn:
@@ -414,14 +425,16 @@ def test_status_of_a_chart(admin, viewer, engine):
 
     sid = create(admin, chart_id=scheduled, sync_frequency="daily")["schedule"]["id"]
     add_execution(engine, scheduled, "success", datetime.now(UTC) - timedelta(hours=2))
-    with engine.begin() as conn:
-        conn.execute(insert(chart_sync_coverage).values(
-            chart_id=scheduled, window_start=date(2025, 1, 1), window_end=date(2025, 12, 31), expected_periods=365,
-            stored_periods=360, coverage_percent=98.63, calendar_only=[], api_only=[], audited_at=datetime.now(UTC)))
+    yesterday = date.today() - timedelta(days=1)
+    periods = store_window_but(engine, scheduled, {yesterday - timedelta(days=n) for n in range(5)})
     body = viewer.get(f"/status/{scheduled}/").json()
     assert body["status"] == "active" and body["overdue"] is False and body["schedule"]["id"] == sid
     assert body["latest_execution"]["status"] == "success"
-    assert body["coverage"]["stored_periods"] == 360
+    coverage = body["coverage"]  # live: no gap audit has run
+    assert (coverage["expected_periods"], coverage["stored_periods"], coverage["gap_periods"]) == (
+        len(periods), len(periods) - 5, 5)
+    assert coverage["audited_at"] is None
+    assert viewer.get(f"/schedules/{sid}/").json()["coverage"] == coverage
     assert body["dag"] is None and body["next_run_at"] is None  # not parsed yet
     assert viewer.get(f"/schedules/{sid}/").json()["executions"][0]["status"] == "success"
 
@@ -531,10 +544,8 @@ def test_bulk_actions_report_each_chart(admin, engine, dag_processor):
 def test_gaps_are_listed_and_healed_with_a_backfill(admin, viewer, engine, dag_processor):
     gb = chart_id(engine, GB_DAILY)
     start = date.today() - timedelta(days=40)
-    with engine.begin() as conn:
-        conn.execute(insert(chart_sync_gap).values(chart_id=gb, start_period=start,
-                                                   end_period=start + timedelta(days=2), period_count=3,
-                                                   detected_at=datetime.now(UTC)))
+    store_window_but(engine, gb, {start + timedelta(days=n) for n in range(3)})
+    assert viewer.get("/gaps/", params={"chart_id": 999999}).status_code == 404
     r = viewer.get("/gaps/", params={"chart_id": gb})
     assert r.status_code == 200, r.text
     [gap] = r.json()["items"]
@@ -549,5 +560,6 @@ def test_gaps_are_listed_and_healed_with_a_backfill(admin, viewer, engine, dag_p
     assert backfill.status_code == 200 and backfill.json()["dag_id"] == f"chart_sync__{GB_DAILY}"
     trail = admin.get("/audit/", params={"entity": "backfill", "entity_id": result["backfill_id"]}).json()
     assert trail["items"][0]["action"] == "heal" and trail["items"][0]["after"]["slug"] == GB_DAILY
+    assert viewer.get("/gaps/", params={"chart_id": gb}).json()["items"][0]["heal"] == "running"
     r = admin.post("/gaps/heal/", json={"slugs": [GB_DAILY]})
     assert r.json()["results"][0]["status"] == "already-running"

@@ -16,8 +16,10 @@ from airflow.api.common.trigger_dag import trigger_dag
 from airflow.exceptions import DagNotFound, DagRunAlreadyExists
 from airflow.models import DagModel, DagRun, TaskInstance
 from airflow.models.backfill import AlreadyRunningBackfill, Backfill, ReprocessBehavior, _create_backfill
+from airflow.models.taskinstance import clear_task_instances
 from airflow.models.taskinstancehistory import TaskInstanceHistory
 from airflow.utils.session import create_session
+from airflow.utils.state import DagRunState
 from airflow.utils.types import DagRunTriggeredByType
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -125,6 +127,20 @@ def create_backfill(dag_id: str, first: date, last: date, user: str, reprocess: 
     except DagNotFound as exc:
         raise DagNotParsedYet(str(exc)) from exc
     return BackfillInfo(backfill.id, dag_id, first, last, reprocess, False, bool(backfill.is_paused))
+
+
+def rerun_succeeded(dag_id: str, first: date, last: date) -> list[str]:
+    """Clear the successful runs of [first, last] (periods whose rankings are gone) so the scheduler
+    runs them again as what they are: a backfill only re-runs failed runs (reprocess ``failed``), and
+    one that re-ran a successful run would turn it into a backfill run. Returns the run ids cleared."""
+
+    with create_session() as session:
+        runs = session.scalars(select(DagRun).where(
+            DagRun.dag_id == dag_id, DagRun.state == "success",
+            DagRun.logical_date >= midnight(first), DagRun.logical_date <= midnight(last))).all()
+        for run in runs:
+            clear_task_instances(list(run.task_instances), session, dag_run_state=DagRunState.QUEUED)
+        return [run.run_id for run in runs]
 
 
 # -- used by the REST API (plugin chart_sync_admin) -----------------------------------------------

@@ -6,8 +6,9 @@ DAG ``chart_sync_gap_audit`` and ``chartsync gaps audit``) only refreshes what t
 statement over every chart asked for (``store.gaps.runs_query``).
 
 Healing backfills exactly the gap ranges: one Airflow backfill per range with reprocess behaviour
-``failed`` (a successful run, hence a stored period, is never re-run). Airflow allows one active
-backfill per DAG, so the first range starts and the others wait in ``chart_sync_heal``;
+``failed`` (a successful run is never re-run by it, nor turned into a backfill run); a period whose
+run succeeded but whose rankings were deleted later has that run cleared, so it runs again as the
+run it is. Airflow allows one active backfill per DAG, so the first range starts and the others wait in ``chart_sync_heal``;
 ``advance_heals`` (the plugin's scheduler listener) starts each when the one before completed.
 """
 
@@ -189,6 +190,7 @@ def _heal_chart(engine: Engine, slug: str, ranges: list[GapRange], row, actor: s
                           [g for g in ranges if g.heal == heal_store.QUEUED])
     first, rest = ranges[0], ranges[1:]
     try:
+        rerun = [run for g in ranges for run in orchestration.rerun_succeeded(dag_id, g.start, g.end)]
         backfill = orchestration.create_backfill(dag_id, first.start, first.end, actor, reprocess=REPROCESS)
     except orchestration.DagNotParsedYet as exc:
         return HealResult(slug, dag_id, start, end, "dag-not-parsed", None, str(exc))
@@ -198,8 +200,10 @@ def _heal_chart(engine: Engine, slug: str, ranges: list[GapRange], row, actor: s
         heal_store.replace_queue(conn, first.chart_id, first, backfill.id, rest, actor, datetime.now(UTC))
     periods = sum(g.periods for g in ranges)
     waiting = f"; {len(rest)} more range(s) queued, each starts when the one before completes" if rest else ""
+    if rerun:
+        waiting += f"; {len(rerun)} successful run(s) whose rankings are gone cleared to run again"
     span = first.start.isoformat() if first.start == first.end else f"{first.start}..{first.end}"
-    return HealResult(slug, dag_id, start, end, "created", backfill.id,
+    return HealResult(slug, dag_id, first.start, first.end, "created", backfill.id,
                       f"backfill {backfill.id}: {first.periods} missing period(s) {span} "
                       f"({periods} in {len(ranges)} range(s)){waiting}",
                       [replace(g, heal=heal_store.QUEUED) for g in rest])

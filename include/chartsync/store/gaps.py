@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from datetime import date
 
 from sqlalchemy import (
-    Date, Engine, Integer, and_, case, column, delete, exists, func, insert, literal, select, union, values,
+    Date, Engine, Integer, and_, case, column, delete, exists, func, insert, literal, select, text, union_all,
+    values,
 )
 from sqlalchemy.types import TypeDecorator
 
@@ -58,45 +59,55 @@ def _expected(windows: list[Window]):
                  column("last", _Day), name="win", literal_binds=True).data(
         [(w.chart_id, keys[w.calendar], w.first, w.last) for w in windows]).cte("win")
     e = chart_expected_period
-    from_calendar = (
+    skipped = select(e.c.chart_id, e.c.period).where(e.c.expected.is_(False)).cte("skipped")  # a few rows
+    from_calendar = (  # the calendar's periods, unless the audit stored one as not expected
         select(win.c.chart_id, cal.c.period)
-        .select_from(win.join(cal, cal.c.cal == win.c.cal))
-        .where(cal.c.period >= win.c.first, cal.c.period <= win.c.last,
-               ~exists().where(e.c.chart_id == win.c.chart_id, e.c.period == cal.c.period,
-                               e.c.expected.is_(False)))
+        .select_from(win.join(cal, cal.c.cal == win.c.cal)
+                     .outerjoin(skipped, and_(skipped.c.chart_id == win.c.chart_id, skipped.c.period == cal.c.period)))
+        .where(cal.c.period >= win.c.first, cal.c.period <= win.c.last, skipped.c.period.is_(None))
     )
-    from_audit = (
+    off_calendar = (  # the API's periods off the calendar (a disjoint set: no UNION's sort needed)
         select(e.c.chart_id, e.c.period)
         .select_from(e.join(win, win.c.chart_id == e.c.chart_id))
-        .where(e.c.expected.is_(True), e.c.period >= win.c.first, e.c.period <= win.c.last)
+        .where(e.c.expected.is_(True), e.c.in_calendar.is_(False), e.c.period >= win.c.first,
+               e.c.period <= win.c.last)
     )
-    return union(from_calendar, from_audit).cte("expected")
+    return union_all(from_calendar, off_calendar).cte("expected")
 
 
 def runs_query(windows: list[Window]):
-    """Every chart's expected periods merged into runs of stored periods and runs of gaps: one statement.
+    """Every chart's gap ranges, and one row of its stored periods (how many): one statement.
 
-    Gaps-and-islands: among a chart's expected periods numbered in order (rn_all), those of one kind
-    (stored or not) numbered again (rn_kind) keep a constant rn_all - rn_kind within a run.
+    Gaps-and-islands: among a chart's expected periods numbered in order (rn_all), the missing ones
+    numbered again keep a constant rn_all - row_number() within a range. Only the missing periods
+    (a few percent) go through the second numbering; the stored ones are only counted.
     """
     expected, r = _expected(windows), chart_ranking
-    stored = r.c.id.is_not(None)
-    numbered = (
-        select(expected.c.chart_id, expected.c.period, stored.label("stored"),
-               func.row_number().over(partition_by=expected.c.chart_id, order_by=expected.c.period).label("rn_all"),
-               func.row_number().over(partition_by=(expected.c.chart_id, stored), order_by=expected.c.period)
-               .label("rn_kind"))
+    marked = (
+        select(expected.c.chart_id, expected.c.period, r.c.id.is_not(None).label("stored"),
+               func.row_number().over(partition_by=expected.c.chart_id, order_by=expected.c.period).label("rn_all"))
         .select_from(expected.outerjoin(r, and_(r.c.chart_id == expected.c.chart_id,
                                                 r.c.period == expected.c.period)))
-        .cte("numbered")
+        .cte("marked")
     )
-    island = (numbered.c.rn_all - numbered.c.rn_kind).label("island")
-    return (
-        select(numbered.c.chart_id, numbered.c.stored, func.min(numbered.c.period).label("start"),
-               func.max(numbered.c.period).label("end"), func.count().label("periods"))
-        .group_by(numbered.c.chart_id, numbered.c.stored, island)
-        .order_by(numbered.c.chart_id, func.min(numbered.c.period))
+    missing = (
+        select(marked.c.chart_id, marked.c.period,
+               (marked.c.rn_all - func.row_number().over(partition_by=marked.c.chart_id, order_by=marked.c.period))
+               .label("island"))
+        .where(marked.c.stored.is_(False))
+        .cte("missing")
     )
+    gap_ranges = (
+        select(missing.c.chart_id, literal(False).label("stored"), func.min(missing.c.period).label("start"),
+               func.max(missing.c.period).label("end"), func.count().label("periods"))
+        .group_by(missing.c.chart_id, missing.c.island)
+    )
+    stored = (
+        select(marked.c.chart_id, literal(True), func.min(marked.c.period), func.max(marked.c.period), func.count())
+        .where(marked.c.stored.is_(True)).group_by(marked.c.chart_id)
+    )
+    both = union_all(gap_ranges, stored).subquery("runs")
+    return select(both).order_by(both.c.chart_id, both.c.start)
 
 
 def coverage_subquery(windows: list[Window]):
@@ -107,12 +118,21 @@ def coverage_subquery(windows: list[Window]):
     return select(runs.c.chart_id, percent.label("coverage_percent")).group_by(runs.c.chart_id).subquery("live_coverage")
 
 
+MANY_WINDOWS = 50  # up to here, probing the indexes per period is the faster plan
+
+
 def live_runs(engine: Engine, windows: Iterable[Window]) -> list[Run]:
-    """The runs of stored periods and of gaps of every window, in chart and period order."""
+    """Each window's gap ranges and one run that counts its stored periods (from the first stored
+    to the last: not consecutive), in chart order."""
     windows = list(windows)
     if not windows:
         return []
-    with engine.connect() as conn:
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql" and len(windows) > MANY_WINDOWS:
+            # The planner cannot estimate the calendar x window join (a VALUES list against another,
+            # on a range): it guesses a hundred rows for 365,000 and probes both indexes once per
+            # period. Hash joins read each table once: 1,000 charts x a year in half the time.
+            conn.execute(text("SET LOCAL enable_nestloop = off"))
         return [Run(row.chart_id, _day(row.start), _day(row.end), int(row.periods), bool(row.stored))
                 for row in conn.execute(runs_query(windows))]
 

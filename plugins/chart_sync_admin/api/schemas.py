@@ -323,8 +323,8 @@ class GapsOut(Response):
 class HealResultOut(Response):
     slug: str
     dag_id: str
-    start: date | None
-    end: date | None
+    start: date | None = Field(description="created: the backfill's first period; else the first gap's")
+    end: date | None = Field(description="created: the backfill's last period; else the last gap's")
     status: str = Field(description="created, already-running, nothing-to-heal, dag-not-parsed or unsupported")
     backfill_id: int | None
     message: str

@@ -159,7 +159,7 @@ def test_strip_card_and_gap_table_agree_with_the_list(engine):
     assert view.gaps == gaps.list_gaps(engine, slug="a", today=TODAY)
 
 
-def test_the_sql_runs_match_a_plain_merge(engine):
+def test_the_sql_ranges_and_counts_match_a_plain_merge(engine):
     rng = random.Random(7)
     for chart_id in range(1, 6):
         first = TODAY - timedelta(days=rng.randint(5, 60))
@@ -167,9 +167,12 @@ def test_the_sql_runs_match_a_plain_merge(engine):
     windows = gaps.windows(engine, today=TODAY)
     with engine.connect() as conn:
         stored = {(r.chart_id, r.period) for r in conn.execute(select(chart_ranking.c.chart_id, chart_ranking.c.period))}
-    expected = [r for w in windows for r in runs_of(w.chart_id, (
-        (d, (w.chart_id, d) in stored) for d in days_from(w.first, (w.last - w.first).days + 1)))]
-    assert gap_store.live_runs(engine, windows) == expected
+    for w in windows:
+        runs = runs_of(w.chart_id, ((d, (w.chart_id, d) in stored) for d in days_from(w.first, (w.last - w.first).days + 1)))
+        live = [r for r in gap_store.live_runs(engine, [w])]
+        assert [r for r in live if not r.stored] == [r for r in runs if not r.stored]
+        assert sum(r.periods for r in live if r.stored) == sum(r.periods for r in runs if r.stored)
+    assert gap_store.live_runs(engine, windows) == [r for w in windows for r in gap_store.live_runs(engine, [w])]
 
 
 def test_an_unknown_chart_or_one_without_a_schedule_is_refused(engine):
@@ -190,7 +193,10 @@ class FakeAirflow:
     def __init__(self, monkeypatch):
         self.created: list[tuple] = []
         self.active: dict[str, orchestration.BackfillInfo] = {}
+        self.cleared: list[tuple] = []
         monkeypatch.setattr(orchestration, "create_backfill", self.create)
+        monkeypatch.setattr(orchestration, "rerun_succeeded",
+                            lambda dag_id, first, last: self.cleared.append((first, last)) or [])
         monkeypatch.setattr(orchestration, "backfills",
                             lambda dag_id, active_only=False: [self.active[dag_id]] if dag_id in self.active else [])
 
@@ -216,6 +222,7 @@ def test_heal_backfills_the_first_range_and_queues_the_others(engine, monkeypatc
     (result,) = gaps.heal(engine, ["a"], actor="tester", today=TODAY)
     assert result.status == "created" and result.backfill_id == 1
     assert airflow.created == [(dag, days[2], days[3], "failed")]
+    assert airflow.cleared == [(days[2], days[3]), (days[8], days[8]), (days[14], days[16])]
     assert [(g.start, g.end) for g in result.queued] == [(days[8], days[8]), (days[14], days[16])]
     assert [(g.start, g.heal) for g in gaps.list_gaps(engine, slug="a", today=TODAY)] == [
         (days[2], "running"), (days[8], "queued"), (days[14], "queued")]
