@@ -1,8 +1,8 @@
 """Admin pages at scale: 10,000 schedules and a year of daily rankings for 50 charts, behind a real
 `airflow api-server`.
 
-Seeds a SQLite chart DB directly with SQLAlchemy: 10,000 charts with one schedule each (with gap
-audit coverage rows), a year of daily rankings for 50 of them with 100 entries a ranking (the
+Seeds a SQLite chart DB directly with SQLAlchemy: 10,000 charts with one schedule each (coverage and
+gaps are computed live from the rankings), a year of daily rankings for 50 of them with 100 entries a ranking (the
 real charts have 200; 100 keeps seeding 1.8 M entry rows to about a minute on SQLite, and a page
 shows 100 entries at a time either way), one execution per synced period plus 5,000 more over
 the other charts, 2,000 alerts and one song's audience. Then it starts an api-server and times
@@ -38,9 +38,7 @@ from chartsync.store.tables import (  # noqa: E402
     chart_ranking,
     chart_ranking_entry,
     chart_sync_alert,
-    chart_sync_coverage,
     chart_sync_execution,
-    chart_sync_gap,
     chart_sync_schedule,
     track,
     track_audience,
@@ -84,7 +82,7 @@ def seed(engine, schedules: int, ranked: int, entries: int, executions: int, tod
         _batched(conn, track, tracks)
     days = [history_start + timedelta(days=d) for d in range(365)]  # up to yesterday
     ranking_id = 0
-    runs, coverage = [], []
+    runs = []
     for chart_id in range(1, ranked + 1):
         rankings, lines = [], []
         for day in days:
@@ -104,7 +102,6 @@ def seed(engine, schedules: int, ranked: int, entries: int, executions: int, tod
                               "track_id": offset + position})
             started = datetime.combine(day + timedelta(days=1), datetime.min.time(), UTC) + timedelta(minutes=5)
             runs.append(_execution(chart_id, len(runs), day, "success", started, rng))
-        coverage.append(_coverage(chart_id, len(rankings), len(days), history_start, today, now))
         with engine.begin() as conn:
             _batched(conn, chart_ranking, rankings)
             _batched(conn, chart_ranking_entry, lines)
@@ -112,11 +109,6 @@ def seed(engine, schedules: int, ranked: int, entries: int, executions: int, tod
         started = now - timedelta(hours=rng.randint(1, 24 * 40))
         status = rng.choices(("success", "failed", "skipped"), (85, 12, 3))[0]
         runs.append(_execution(rng.randint(ranked + 1, schedules), len(runs), started.date(), status, started, rng))
-    coverage += [_coverage(c, rng.randint(300, 365), 365, history_start, today, now)
-                 for c in range(ranked + 1, schedules + 1)]
-    gaps = [{"chart_id": c, "start_period": history_start + timedelta(days=10 * k),
-             "end_period": history_start + timedelta(days=10 * k + 2), "period_count": 3, "detected_at": now}
-            for c in range(1, schedules + 1, 7) for k in range(3)]
     alerts = [{"kind": ("failure", "deadline", "overdue", "degradation")[n % 4], "chart_id": rng.randint(1, schedules),
                "dag_id": "chart_sync__bench", "run_id": f"bench-{n}", "period": today - timedelta(days=n % 60),
                "message": f"[chart-sync] alert {n}\nsomething happened to a chart", "channels": {"webhook": "sent"},
@@ -126,8 +118,6 @@ def seed(engine, schedules: int, ranked: int, entries: int, executions: int, tod
                 for d in range(90)]
     with engine.begin() as conn:
         _batched(conn, chart_sync_execution, runs)
-        _batched(conn, chart_sync_coverage, coverage)
-        _batched(conn, chart_sync_gap, gaps)
         _batched(conn, chart_sync_alert, alerts)
         _batched(conn, track_audience, audience)
     return {"rankings": ranking_id, "entries": ranking_id * entries, "executions": len(runs),
@@ -140,12 +130,6 @@ def _execution(chart_id: int, n: int, period: date, status: str, started: dateti
             "period": period, "status": status, "started_at": started,
             "completed_at": started + timedelta(seconds=duration), "duration_seconds": duration,
             "rankings_created": 1 if status == "success" else 0, "error": "boom" if status == "failed" else None}
-
-
-def _coverage(chart_id: int, stored: int, expected: int, first: date, last: date, now: datetime) -> dict:
-    return {"chart_id": chart_id, "window_start": first, "window_end": last, "expected_periods": expected,
-            "stored_periods": stored, "coverage_percent": round(100.0 * stored / expected, 2),
-            "calendar_only": [], "api_only": [], "audited_at": now}
 
 
 def main(argv: list[str] | None = None) -> int:
