@@ -106,6 +106,20 @@ def periods_between(freq: Frequency, first: date, last: date, weekday: int | Non
     return periods
 
 
+def count_periods_between(freq: Frequency, first: date, last: date, weekday: int | None = None) -> int:
+    """``len(periods_between(...))`` without building them: how many periods start in [first, last]."""
+    start = align(freq, first, weekday)
+    if start < first:
+        start = next_start(freq, start)
+    if start > last:
+        return 0
+    if freq is Frequency.WEEKLY:
+        return (last - start).days // 7 + 1
+    if freq is Frequency.MONTHLY:
+        return (last.year - start.year) * 12 + last.month - start.month + 1
+    return (last - start).days + 1
+
+
 def history_start(freq: Frequency, created: date, weekday: int | None = None) -> date:
     """First period of the history window: one year before creation, aligned (fixed once set)."""
     first = created - timedelta(days=HISTORY_DAYS)

@@ -13,15 +13,12 @@ from sqlalchemy import Engine
 
 from chartsync.core import calendar
 from chartsync.core import periods
-from chartsync.core.outcomes import FAILED, SKIPPED, SUCCESS
+from chartsync.core.outcomes import SKIPPED
 from chartsync.core.paging import Page, PageRequest
 from chartsync.core.schedule import ScheduleConfig, ScheduleError
 from chartsync.services.schedules import get_schedule
 from chartsync.store import history as store
 from chartsync.store import schedules as schedule_store
-
-OUTCOMES = (SUCCESS, FAILED, SKIPPED)
-
 
 def period_history(engine: Engine, schedule_id: int, *, status: str | None = None, first: date | None = None,
                    last: date | None = None, paging: PageRequest = PageRequest(25)) -> Page[store.PeriodRow]:
@@ -33,38 +30,40 @@ def period_history(engine: Engine, schedule_id: int, *, status: str | None = Non
     return store.period_history(engine, row.chart_id, status=status, first=first, last=last, paging=paging)
 
 
-def failed_periods(engine: Engine, chart_ids: list[int]) -> dict[int, int]:
-    return store.failed_periods(engine, chart_ids)
-
-
 # -- catchup ------------------------------------------------------------------------------------------
 def periods_due(config: ScheduleConfig, now: datetime) -> int:
     """How many periods of the history window have ended by ``now`` (what a complete catchup stores)."""
     freq = config.period_frequency
     newest = calendar.latest_complete_period(freq, now, config.weekday).start
-    return len(calendar.periods_between(freq, config.history_start, newest, config.weekday))
+    return calendar.count_periods_between(freq, config.history_start, newest, config.weekday)
 
 
-def catchup_progress(engine: Engine, schedule_ids: list[int], *, now: datetime | None = None
-                     ) -> dict[int, periods.CatchupProgress]:
-    """Schedule id -> periods done of the periods due, the last hour's rate and the ETA; schedules
-    without history sync (or with an invalid configuration) have none. Two queries for all the ids."""
+@dataclass(frozen=True)
+class SchedulePeriods:
+    """What the schedule table and page say about a schedule's periods."""
+
+    failed: int  # periods whose latest try failed
+    catchup: periods.CatchupProgress | None  # None: no history sync (or an invalid configuration)
+
+
+def schedule_periods(engine: Engine, schedule_ids: list[int], *, now: datetime | None = None
+                     ) -> dict[int, SchedulePeriods]:
+    """Schedule id -> failed periods and catchup progress (periods done of the periods due, the last
+    hour's rate, the ETA): the rows by id, then one query over their executions."""
     now = now or datetime.now(UTC)
-    configs = {}
-    for row in schedule_store.rows_by_id(engine, schedule_ids) if schedule_ids else []:
+    rows = schedule_store.rows_by_id(engine, schedule_ids) if schedule_ids else []
+    counts = store.period_counts(engine, [r.chart_id for r in rows], now - periods.CATCHUP_RATE_WINDOW)
+    result = {}
+    for row in rows:
+        found = counts.get(row.chart_id, store.PeriodCounts())
         try:
             config = ScheduleConfig.from_row(row)
         except ScheduleError:
-            continue
-        if config.sync_historical_data:
-            configs[row.id] = config
-    counts = store.catchup_counts(engine, [c.chart_id for c in configs.values()],
-                                  now - periods.CATCHUP_RATE_WINDOW)
-    progress = {}
-    for schedule_id, config in configs.items():
-        done, recent = counts.get(config.chart_id, (0, 0))
-        progress[schedule_id] = periods.CatchupProgress(done, periods_due(config, now), recent, now)
-    return progress
+            config = None
+        catchup = (periods.CatchupProgress(found.done, periods_due(config, now), found.recent, now)
+                   if config is not None and config.sync_historical_data else None)
+        result[row.id] = SchedulePeriods(found.failed, catchup)
+    return result
 
 
 # -- statistics by period -----------------------------------------------------------------------------
@@ -74,7 +73,7 @@ class PeriodStats:
 
     size: str
     coverage: list[tuple[date, float]]  # percent of the expected periods stored
-    outcomes: list[tuple[date, list[float]]]  # latest try's status per period: success, failed, skipped
+    outcomes: list[tuple[date, list[float]]]  # periods stored, failed (never stored), skipped by the API
     freshness: dict[str, list[tuple[date, float]]]  # series name -> seconds from publication to stored
 
 
@@ -89,9 +88,16 @@ def schedule_period_stats(engine: Engine, config: ScheduleConfig, cells: Iterabl
     return PeriodStats(
         periods.MONTH,
         periods.percent_by_bucket(((day, int(bool(stored)), 1) for day, stored in cells if stored is not None)),
-        periods.sum_by_bucket((o.period, [float(o.status == s) for s in OUTCOMES]) for o in outcomes),
+        periods.sum_by_bucket((o.period, _outcome(o.first_stored_at is not None, o.status)) for o in outcomes),
         {"each period": [(day, seconds) for day, seconds in lag if seconds is not None]},
     )
+
+
+def _outcome(stored: bool, status: str) -> list[float]:
+    """A period's outcome as the plots stack it: stored, else skipped by the API, else failed."""
+    if stored:
+        return [1.0, 0.0, 0.0]
+    return [0.0, 0.0, 1.0] if status == SKIPPED else [0.0, 1.0, 0.0]
 
 
 def fleet_period_stats(engine: Engine, days: int, *, now: datetime | None = None) -> PeriodStats:
@@ -100,10 +106,12 @@ def fleet_period_stats(engine: Engine, days: int, *, now: datetime | None = None
     last, first = now.date(), now.date() - timedelta(days=days - 1)
     size = periods.bucket_size(days)
     figures = store.fleet_period_figures(engine, first, last)
-    stored = store.stored_periods(engine, first, last)
+    stored: dict[date, int] = {}
+    for f in figures:
+        stored[f.period] = stored.get(f.period, 0) + f.stored
     expected = _expected_periods(store.schedule_calendars(engine), first, now)
     coverage = periods.percent_by_bucket(((day, stored.get(day, 0), n) for day, n in expected.items()), size)
-    outcomes = periods.sum_by_bucket(((f.period, [f.successful, f.failed, f.skipped]) for f in figures), size)
+    outcomes = periods.sum_by_bucket(((f.period, [f.stored, f.failed, f.skipped]) for f in figures), size)
     freshness: dict[str, list] = {}
     for f in figures:
         if f.mean_stored_epoch is None:

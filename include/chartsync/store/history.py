@@ -1,5 +1,5 @@
 """The execution log read by period: one row per period a chart synced (its latest try's status, its
-tries folded in), the failed periods of the schedule table, catchup counts and the fleet's figures
+tries folded in), the failed periods and catchup counts of the schedule table, and the fleet's figures
 by period.
 
 A period's rows are every try of every run that synced it (a catchup run, a manual trigger, a
@@ -19,9 +19,9 @@ from sqlalchemy import Engine, and_, case, func, or_, select
 
 from chartsync.core.outcomes import EXECUTION_STATUSES, FAILED, SKIPPED, SUCCESS
 from chartsync.core.paging import Page, PageRequest
-from chartsync.core.timestamps import as_utc
+from chartsync.core.timestamps import as_utc, midnight
 from chartsync.store.stats import epoch
-from chartsync.store.tables import chart, chart_ranking, chart_sync_execution, chart_sync_schedule
+from chartsync.store.tables import chart, chart_sync_execution, chart_sync_schedule
 
 TRY_COLUMNS = ("id", "dag_id", "run_id", "try_number", "period", "status", "started_at", "completed_at",
                "duration_seconds", "rankings_created", "rankings_updated", "entries_written", "tracks_created",
@@ -105,15 +105,33 @@ def period_history(engine: Engine, chart_id: int, *, status: str | None = None, 
     return Page(items, total, paging.limit, paging.offset)
 
 
-def failed_periods(engine: Engine, chart_ids: Sequence[int]) -> dict[int, int]:
-    """How many periods of each chart have a failed latest try (what the history's status filter finds)."""
+@dataclass(frozen=True)
+class PeriodCounts:
+    failed: int = 0  # periods whose latest try failed (what the history's status filter finds)
+    done: int = 0  # periods of the history window stored, or skipped because the API never published them
+    recent: int = 0  # of those, first done since ``recent_since``
+
+
+def period_counts(engine: Engine, chart_ids: Sequence[int], recent_since: datetime) -> dict[int, PeriodCounts]:
+    """Per chart, its failed periods and its catchup's periods done: one scan of the charts' executions,
+    grouped by period (a period's latest try failed when its latest failed start is its latest start)."""
     if not chart_ids:
         return {}
-    ranked = _ranked(chart_sync_execution.c.chart_id.in_(list(chart_ids)))
-    query = (select(ranked.c.chart_id, func.count()).where(ranked.c.rn == 1, ranked.c.status == FAILED)
-             .group_by(ranked.c.chart_id))
+    e, s = chart_sync_execution.c, chart_sync_schedule.c
+    done = e.status.in_((SUCCESS, SKIPPED))
+    per_period = (select(e.chart_id, e.period, func.max(e.started_at).label("latest"),
+                         func.max(case((e.status == FAILED, e.started_at))).label("latest_failed"),
+                         func.min(case((done, e.completed_at))).label("done_at"))
+                  .where(e.chart_id.in_(list(chart_ids))).group_by(*_group(e)).subquery("per_period"))
+    p = per_period.c
+    in_window = and_(p.done_at.is_not(None), p.period >= s.history_start)
+    query = (select(p.chart_id, func.sum(case((p.latest_failed == p.latest, 1), else_=0)).label("failed"),
+                    func.sum(case((in_window, 1), else_=0)).label("done"),
+                    func.sum(case((and_(in_window, p.done_at >= recent_since), 1), else_=0)).label("recent"))
+             .select_from(per_period.join(chart_sync_schedule, s.chart_id == p.chart_id)).group_by(p.chart_id))
     with engine.connect() as conn:
-        return {chart_id: int(n) for chart_id, n in conn.execute(query)}
+        return {row.chart_id: PeriodCounts(int(row.failed or 0), int(row.done or 0), int(row.recent or 0))
+                for row in conn.execute(query)}
 
 
 @dataclass(frozen=True)
@@ -136,65 +154,44 @@ def period_outcomes(engine: Engine, chart_id: int, first: date | None = None) ->
                 for row in conn.execute(query)]
 
 
-def catchup_counts(engine: Engine, chart_ids: Sequence[int], recent_since: datetime) -> dict[int, tuple[int, int]]:
-    """Per chart: periods of its history window done (stored, or skipped because the API never
-    published them) and how many of those were first done since ``recent_since``; one GROUP BY."""
-    if not chart_ids:
-        return {}
-    e, s = chart_sync_execution.c, chart_sync_schedule.c
-    done = (select(e.chart_id, e.period, func.min(e.completed_at).label("done_at"))
-            .join(chart_sync_schedule, s.chart_id == e.chart_id)
-            .where(e.chart_id.in_(list(chart_ids)), e.status.in_((SUCCESS, SKIPPED)), e.period >= s.history_start)
-            .group_by(e.chart_id, e.period).subquery("done"))
-    query = select(done.c.chart_id, func.count(), func.sum(case((done.c.done_at >= recent_since, 1), else_=0))
-                   ).group_by(done.c.chart_id)
-    with engine.connect() as conn:
-        return {chart_id: (int(n), int(recent or 0)) for chart_id, n, recent in conn.execute(query)}
-
-
 # -- the fleet by period -------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class PeriodFigures:
-    """The periods of one date synced by the charts of one publication frequency (the chart's own)."""
+    """The periods of one date synced by the charts of one publication frequency (the chart's own):
+    how many were stored, skipped by the API (never stored) or only failed, and when they were stored."""
 
     period: date
     chart_frequency: str | None
-    successful: int = 0
-    failed: int = 0
+    stored: int = 0
     skipped: int = 0
-    stored: int = 0  # periods with a successful try
+    failed: int = 0
     mean_stored_epoch: float | None = None  # mean first successful finish, seconds since 1970
 
 
 def fleet_period_figures(engine: Engine, first: date, last: date) -> list[PeriodFigures]:
-    """Per period date and chart frequency (periods from ``first`` to ``last``): latest outcomes and
-    the mean time the periods were first stored; one window query and a GROUP BY."""
+    """Per period date and chart frequency (periods from ``first`` to ``last``): the periods' outcomes
+    and the mean time they were first stored; two GROUP BYs, no window (every chart's executions)."""
     e = chart_sync_execution.c
-    ranked = _ranked(e.period >= first, e.period <= last)
-    r = ranked.c
 
-    def count(status: str):
-        return func.sum(case((r.status == status, 1), else_=0))
+    def seen(status: str):
+        return func.max(case((e.status == status, 1), else_=0))
 
-    query = (select(r.period, chart.c.frequency, count(SUCCESS).label("ok"), count(FAILED).label("failed"),
-                    count(SKIPPED).label("skipped"), func.count(r.first_stored_at).label("stored"),
-                    func.avg(epoch(r.first_stored_at)).label("stored_epoch"))
-             .select_from(ranked.join(chart, chart.c.id == r.chart_id)).where(r.rn == 1)
-             .group_by(r.period, chart.c.frequency).order_by(r.period))
+    per_period = (select(e.chart_id, e.period, seen(SUCCESS).label("ok"), seen(SKIPPED).label("skipped"),
+                         func.min(case((e.status == SUCCESS, e.completed_at))).label("stored_at"))
+                  # a period's tries start once it has begun: the started_at index narrows short windows
+                  .where(e.period >= first, e.period <= last, e.started_at >= midnight(first))
+                  .group_by(e.chart_id, e.period).subquery("per_period"))
+    p = per_period.c
+    query = (select(p.period, chart.c.frequency, func.sum(p.ok).label("stored"),
+                    func.sum(case((and_(p.ok == 0, p.skipped == 1), 1), else_=0)).label("skipped"),
+                    func.sum(case((and_(p.ok == 0, p.skipped == 0), 1), else_=0)).label("failed"),
+                    func.avg(epoch(p.stored_at)).label("stored_epoch"))
+             .select_from(per_period.join(chart, chart.c.id == p.chart_id))
+             .group_by(p.period, chart.c.frequency).order_by(p.period))
     with engine.connect() as conn:
-        return [PeriodFigures(row.period, row.frequency, int(row.ok or 0), int(row.failed or 0),
-                              int(row.skipped or 0), int(row.stored or 0),
-                              float(row.stored_epoch) if row.stored_epoch is not None else None)
+        return [PeriodFigures(row.period, row.frequency, int(row.stored or 0), int(row.skipped or 0),
+                              int(row.failed or 0), float(row.stored_epoch) if row.stored_epoch is not None else None)
                 for row in conn.execute(query)]
-
-
-def stored_periods(engine: Engine, first: date, last: date) -> dict[date, int]:
-    """How many scheduled charts have each period from ``first`` to ``last`` stored (in their window)."""
-    rk, s = chart_ranking.c, chart_sync_schedule.c
-    query = (select(rk.period, func.count()).join(chart_sync_schedule, s.chart_id == rk.chart_id)
-             .where(rk.period >= first, rk.period <= last, rk.period >= s.history_start).group_by(rk.period))
-    with engine.connect() as conn:
-        return {period: int(n) for period, n in conn.execute(query)}
 
 
 def schedule_calendars(engine: Engine) -> list:

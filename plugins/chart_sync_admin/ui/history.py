@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from chartsync.core import periods, plots
-from chartsync.core.outcomes import EXECUTION_STATUSES, FAILED, SKIPPED
+from chartsync.core.outcomes import EXECUTION_STATUSES, FAILED
 from chartsync.core.paging import PageRequest
 from chartsync.services import coverage, history
 from chartsync.store.engine import chart_engine
@@ -13,7 +13,7 @@ from fastapi import Request
 from chart_sync_admin.ui.forms import iso_date, query_choice, query_int, query_text
 
 HISTORY_PAGE_SIZE = 25
-OUTCOME_COLOURS = ("#00ad46", "#e43921", "#9ca3af")  # success, failed, skipped: as the badges
+OUTCOME_COLOURS = ("#00ad46", "#e43921", "#9ca3af")  # stored, failed, skipped: as the badges
 EXPECTED = {coverage.SYNCED: True, coverage.MISSING: False, FAILED: False}  # else not expected (skipped, not due)
 
 
@@ -33,7 +33,8 @@ def schedule_history(request: Request, schedule_id: int, config, strip: list) ->
     context = {"history": page, "history_filters": filters, "catchup": None, "period_plots": None}
     if config is None:
         return context
-    context["catchup"] = history.catchup_progress(engine, [schedule_id]).get(schedule_id)
+    summary = history.schedule_periods(engine, [schedule_id]).get(schedule_id)
+    context["catchup"] = summary.catchup if summary else None
     cells = [(cell.period, EXPECTED.get(cell.status)) for cell in strip]
     context["period_plots"] = period_plots(history.schedule_period_stats(engine, config, cells,
                                                                          first=strip[0].period if strip else None))
@@ -54,7 +55,7 @@ def period_plots(stats: history.PeriodStats, *, scope: str = "") -> dict[str, st
         "outcomes": plots.column_chart(
             f"Sync outcome by {size} of period{scope}",
             [(periods.bucket_label(d, size), v) for d, v in stats.outcomes],
-            ["success", "failed", SKIPPED], colours=OUTCOME_COLOURS, y_label="periods (latest try)",
+            ["stored", "failed", "skipped by the API"], colours=OUTCOME_COLOURS, y_label="periods",
             x_label=axis, empty_text="no period synced yet"),
         "freshness": plots.line_chart(
             f"Freshness by period{scope}",
@@ -66,7 +67,6 @@ def period_plots(stats: history.PeriodStats, *, scope: str = "") -> dict[str, st
 
 def schedule_table_periods(result) -> dict:
     """The schedule table's figures by period: failed periods and catchup progress per schedule id."""
-    engine = chart_engine()
-    failed = history.failed_periods(engine, [item["chart_id"] for item in result.items])
-    return {"failed_periods": {item["id"]: failed.get(item["chart_id"], 0) for item in result.items},
-            "catchup": history.catchup_progress(engine, [item["id"] for item in result.items])}
+    summary = history.schedule_periods(chart_engine(), [item["id"] for item in result.items])
+    return {"failed_periods": {i: p.failed for i, p in summary.items()},
+            "catchup": {i: p.catchup for i, p in summary.items() if p.catchup is not None}}

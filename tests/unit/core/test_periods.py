@@ -37,3 +37,12 @@ def test_freshness_counts_from_the_end_of_the_period():
     assert periods.lag_seconds(published + timedelta(hours=3), published) == 3 * 3600
     assert periods.lag_seconds(published - timedelta(hours=1), published) == 0.0
     assert periods.lag_seconds(None, published) is None
+
+
+def test_counting_periods_agrees_with_listing_them():
+    first = date(2025, 11, 27)
+    for freq in (calendar.Frequency.DAILY, calendar.Frequency.WEEKLY, calendar.Frequency.MONTHLY):
+        for last in (first - timedelta(days=1), first, date(2026, 2, 28), date(2026, 11, 26)):
+            for weekday in (None, 0, 4):
+                assert calendar.count_periods_between(freq, first, last, weekday) == len(
+                    calendar.periods_between(freq, first, last, weekday)), (freq, last, weekday)

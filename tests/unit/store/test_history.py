@@ -102,18 +102,20 @@ def test_history_filters_by_latest_status_and_period_range(engine):
 
 
 def test_failed_periods_count_what_the_status_filter_finds(engine):
-    assert history.failed_periods(engine, [1, 2, 3]) == {1: 2, 2: 1}
-    assert history.failed_periods(engine, []) == {}
+    counts = history.period_counts(engine, [1, 2, 3], NOW - timedelta(hours=1))
+    assert {chart_id: c.failed for chart_id, c in counts.items()} == {1: 2, 2: 1}
+    assert history.period_counts(engine, [], NOW) == {}
 
 
 def test_catchup_progress_counts_periods_due_done_rate_and_eta(engine):
-    progress = service.catchup_progress(engine, [11, 12], now=NOW)
-    daily = progress[11]
+    summary = service.schedule_periods(engine, [11, 12, 99], now=NOW)
+    assert set(summary) == {11, 12}
+    daily = summary[11].catchup
     # June 1-14 due; June 1-10 stored and June 12 skipped by the API are done, 11 of them in the last hour
-    assert (daily.done, daily.total, daily.recent) == (11, 14, 11)
+    assert (daily.done, daily.total, daily.recent, summary[11].failed) == (11, 14, 11, 2)
     assert daily.running and daily.rate_per_hour == 11.0
     assert daily.eta == NOW + timedelta(hours=3 / 11)
-    weekly = progress[12]
+    weekly = summary[12].catchup
     assert (weekly.done, weekly.total, weekly.running, weekly.eta) == (1, 6, False, None)  # Fridays May 1 - June 5
 
 
