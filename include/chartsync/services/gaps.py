@@ -150,8 +150,9 @@ def chart_coverage(engine: Engine, chart_id: int, today: date | None = None) -> 
 def heal(engine: Engine, slugs: list[str] | None, *, actor: str, today: date | None = None) -> list[HealResult]:
     """Backfill each chart's gap ranges now: the first range's backfill starts, the other ranges are
     queued behind it. Every backfill Airflow accepted is audited, naming ``actor``. Every door calls this."""
-    for slug in slugs or []:
-        get_chart(engine, slug=slug)  # an unknown chart is bad input, whichever door
+    for slug in slugs or []:  # an unknown chart, or one without a schedule, is bad input: refused before any backfill
+        if row_of_chart(engine, get_chart(engine, slug=slug).id) is None:
+            raise ScheduleNotFound(f"chart {slug!r} has no sync schedule")
     by_slug: dict[str, list[GapRange]] = {}
     for gap in list_gaps(engine, today=today) if slugs is None else [
             g for slug in slugs for g in _chart_gaps(engine, slug, today)]:
@@ -170,8 +171,8 @@ def heal(engine: Engine, slugs: list[str] | None, *, actor: str, today: date | N
 def _chart_gaps(engine: Engine, slug: str, today: date | None) -> list[GapRange]:
     try:
         return list_gaps(engine, slug=slug, today=today)
-    except (ScheduleNotFound, ScheduleError):
-        return []
+    except ScheduleError:
+        return []  # invalid settings: no DAG to backfill
 
 
 def _heal_chart(engine: Engine, slug: str, ranges: list[GapRange], row, actor: str) -> HealResult:

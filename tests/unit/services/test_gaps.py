@@ -185,6 +185,8 @@ def test_an_unknown_chart_or_one_without_a_schedule_is_refused(engine):
         gaps.list_gaps(engine, slug="b")
     with pytest.raises(ChartNotFound):
         gaps.heal(engine, ["no-such-chart"], actor="t")
+    with pytest.raises(ScheduleNotFound):
+        gaps.heal(engine, ["a", "b"], actor="t")
 
 
 class FakeAirflow:
