@@ -194,6 +194,15 @@ def badge_of(page, slug: str) -> str:
     return page.locator("tr", has_text=slug).locator("td:not(.name) > .badge").first.inner_text().strip()
 
 
+def confirmed(page) -> str:
+    """The page's own confirmation step (a <dialog>, no confirm(): see test_airflow_ui.py): its question, then Confirm."""
+    dialog = page.locator("dialog#confirm-dialog")
+    dialog.wait_for(state="visible")
+    text = dialog.locator("p").inner_text()
+    dialog.get_by_role("button", name="Confirm").click()
+    return text
+
+
 def select_rows(page, slugs: list[str], name: str = "chart_id") -> None:
     for slug in slugs:
         page.locator("tr", has_text=slug).locator(f"input[name={name}]").check()
@@ -221,8 +230,11 @@ def test_anonymous_is_sent_to_the_airflow_login_and_back(airflow_site, new_sessi
 def test_pages_sit_in_the_airflow_ui_navigation(airflow_site, new_session):
     plugins = airflow_site.api("GET", "/api/v2/plugins").json()["plugins"]
     views = {v["url_route"]: v for p in plugins if p["name"] == "chart_sync_admin" for v in p["external_views"]}
-    assert set(views) == {"chart-sync-charts", "chart-sync-schedules", "chart-sync-stats", "chart-sync-alerts"}
-    assert {v["category"] for v in views.values()} == {"Chart sync"}
+    assert set(views) == {"chart-sync-charts", "chart-sync-schedules", "chart-sync-stats", "chart-sync-alerts",
+                          "chart-sync-audit", "chart-sync-dag", "chart-sync-run"}
+    assert {v["category"] for v in views.values() if v["destination"] == "nav"} == {"Chart sync"}
+    assert views["chart-sync-dag"]["href"].endswith("/ui/dags/{DAG_ID}")
+    assert views["chart-sync-run"]["destination"] == "dag_run"
     session = new_session("admin", landing="/plugin/chart-sync-schedules")
     frame = session.page.frame_locator("iframe")
     assert frame.locator("h1").first.inner_text(timeout=60_000).startswith("Sync schedules")
@@ -261,8 +273,8 @@ def test_charts_bulk_add_and_trigger_with_confirmation(airflow_site, new_session
     page.get_by_label("Frequency (add)").select_option("daily")
     page.get_by_label("a year of history").uncheck()
     page.get_by_role("button", name="Apply").click()
+    assert confirmed(page) == "Add to sync schedule: 2 charts. Continue?"
     page.wait_for_url(f"**{UI}/charts")
-    assert session.dialogs[-1] == "Add to sync schedule: 2 charts. Continue?"
     assert flash(page).startswith("Add to sync schedule: 2 done.")
     assert "chart_sync__spotify-top-200-fr-daily appears at the next parse" in flash(page)
     for slug in (FR_DAILY, DE_DAILY):
@@ -273,12 +285,14 @@ def test_charts_bulk_add_and_trigger_with_confirmation(airflow_site, new_session
     # adding it again is a conflict, reported per chart
     select_rows(page, [FR_DAILY])
     page.get_by_role("button", name="Apply").click()
+    confirmed(page)
     assert flash(page).startswith("Add to sync schedule: 1 conflict.")
     assert "already has a sync schedule" in flash(page)
     # trigger a manual sync
     select_rows(page, [GLOBAL_DAILY])
     page.get_by_label("Action").select_option("trigger")
     page.get_by_role("button", name="Apply").click()
+    confirmed(page)
     assert flash(page).startswith("Trigger manual sync: 1 done.")
     run_id = re.search(r"run (manual__chartsync__\S+)", flash(page)).group(1)
     r = airflow_site.api("GET", f"/api/v2/dags/chart_sync__{GLOBAL_DAILY}/dagRuns/{run_id}")
@@ -287,6 +301,7 @@ def test_charts_bulk_add_and_trigger_with_confirmation(airflow_site, new_session
     select_rows(page, [US_DAILY])
     page.get_by_label("Action").select_option("trigger")
     page.get_by_role("button", name="Apply").click()
+    confirmed(page)
     assert flash(page).startswith("Trigger manual sync: 1 not-found.") and "add one first" in flash(page)
 
 
@@ -363,24 +378,26 @@ def test_schedule_actions_single_and_bulk(airflow_site, new_session):
     session = new_session("admin", landing=f"{UI}/schedules")
     page = session.page
     page.locator("tr", has_text=US_WEEKLY).get_by_role("button", name="Deactivate").click()
-    assert session.dialogs[-1] == "Deactivate Spotify Top 200 United States Weekly? Its DAG is paused."
+    assert confirmed(page) == "Deactivate Spotify Top 200 United States Weekly? Its DAG is paused."
     assert flash(page).startswith("Deactivate: 1 done.")
     assert not airflow_site.schedule(US_WEEKLY).is_active
     assert airflow_site.api("GET", f"/api/v2/dags/chart_sync__{US_WEEKLY}").json()["is_paused"] is True
     assert badge_of(page, US_WEEKLY) == "Inactive"
     page.locator("tr", has_text=US_WEEKLY).get_by_role("button", name="Activate").click()
+    confirmed(page)
     assert flash(page).startswith("Activate: 1 done.")
     assert airflow_site.api("GET", f"/api/v2/dags/chart_sync__{US_WEEKLY}").json()["is_paused"] is False
     # bulk: deactivate two, one of them already inactive
     select_rows(page, [GB_DAILY, DEEZER_FR], "schedule_id")
     page.get_by_label("Action").select_option("deactivate")
     page.get_by_role("button", name="Apply").click()
-    assert session.dialogs[-1] == "Deactivate: 2 schedules. Continue?"
+    assert confirmed(page) == "Deactivate: 2 schedules. Continue?"
     assert flash(page).startswith("Deactivate: 1 done, 1 unchanged.")
     assert not airflow_site.schedule(DEEZER_FR).is_active
     # heal the weekly chart's gaps: one Airflow backfill over exactly its gap ranges
     ranges = gaps.list_gaps(airflow_site.engine, airflow_site.chart_id(US_WEEKLY))
     page.locator("tr", has_text=US_WEEKLY).get_by_role("button", name="Heal").click()
+    confirmed(page)
     text = flash(page)
     assert text.startswith("Heal gaps: 1 created."), text
     periods = sum(g.periods for g in ranges)
@@ -388,8 +405,10 @@ def test_schedule_actions_single_and_bulk(airflow_site, new_session):
     backfills = airflow_site.api("GET", "/api/v2/backfills", params={"dag_id": f"chart_sync__{US_WEEKLY}"}).json()
     assert [b["from_date"][:10] for b in backfills["backfills"]] == [str(ranges[0].start)]
     page.locator("tr", has_text=US_WEEKLY).get_by_role("button", name="Heal").click()
+    confirmed(page)
     assert flash(page).startswith("Heal gaps: 1 already-running.")
     page.locator("tr", has_text=GLOBAL_DAILY).get_by_role("button", name="Trigger").click()
+    confirmed(page)
     assert flash(page).startswith("Trigger manual sync: 1 done.")
     session.screenshot("schedules-after-actions")
 
@@ -445,7 +464,8 @@ def test_schedule_configuration_is_editable_and_validated(airflow_site, new_sess
     assert row.deadline_hours == 30 and not row.fetch_track_metadata and not row.is_active
     page.get_by_label("Sync frequency").select_option("cron")
     page.get_by_role("button", name="Save configuration").click()
-    assert flash(page) == "Nothing saved: Cron expression: required for the cron frequency"
+    assert page.locator("#config-error").inner_text() == "Nothing saved: Cron expression: required for the cron frequency"
+    assert page.get_by_label("Sync frequency").input_value() == "cron"  # what was typed stays
     assert airflow_site.schedule(GB_DAILY).sync_frequency == "daily"
     page.get_by_label("Sync frequency").select_option("custom")
     page.get_by_label("Interval (hours)").fill("12")

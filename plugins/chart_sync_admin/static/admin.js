@@ -11,6 +11,7 @@
     if (!select) return null;
     var kind = form.dataset.bulk || "item";
     var count = form.querySelectorAll("input[name=" + kind + "_id]:checked").length;
+    if (!count) return null;  // nothing selected: the server says so
     var label = select.options[select.selectedIndex].text;
     return label + ": " + count + " " + kind + (count === 1 ? "" : "s") + ". Continue?";
   }

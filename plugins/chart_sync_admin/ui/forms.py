@@ -108,12 +108,14 @@ def confirm(request: Request, viewer: Viewer, form: FormData, label: str, names:
                   back=back(request, form, default))
 
 
-def invalid_form(request: Request, form: FormData, exc: schedule.ScheduleError, page, *args) -> Response:
+def invalid_form(request: Request, form: FormData, exc: schedule.ScheduleError, page, *args,
+                 default: str = "/charts") -> Response:
     """The page of a form that failed validation, rendered again (422) with what the user typed and
     the validator's message, which names the field by its label (no redirect: nothing is lost)."""
     values: dict = {k: str(v)[:200] for k, v in form.multi_items() if k != csrf.FIELD}
     values["chart_id_list"] = [str(i) for i in form_ids(form, "chart_id")]
     request.state.form_values = values
+    request.state.here = back(request, form, default)
     request.state.form_error = {"field": exc.field, "label": exc.label, "text": str(exc)}
     response = page(request, *args)
     response.status_code = 422

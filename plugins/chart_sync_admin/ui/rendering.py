@@ -76,7 +76,9 @@ def render(request: Request, viewer: Viewer, template: str, status: int = 200, *
         "static": lambda name: f"{app_root(request)}{STATIC_PATH}/{name}",
         "airflow": lambda path: f"{airflow}{path}",
         "dag_url": lambda dag_id: f"{airflow}/dags/{quote(dag_id, safe='')}",
-        "here": request.url.path + (f"?{request.url.query}" if request.url.query else ""),
+        # where a form returns to: this page (a form re-rendered by its POST: the page it was sent from)
+        "here": getattr(request.state, "here", None)
+        or request.url.path + (f"?{request.url.query}" if request.url.query else ""),
         "status_labels": STATUS_LABELS, "frequencies": FREQUENCIES, "field": FIELD_LABELS, "limits": LIMITS,
         # a form that failed validation, shown again as the user filled it in (forms.invalid_form)
         "form_values": getattr(request.state, "form_values", None),

@@ -144,7 +144,8 @@ def schedule_config(request: Request, viewer: ViewerDep, form: FormDep, schedule
         }
         change = schedules.update_schedule(chart_engine(), schedule_id, changes, actor=viewer.name)
     except schedules.ScheduleError as exc:
-        return invalid_form(request, form, exc, schedule_page, viewer, schedule_id)
+        return invalid_form(request, form, exc, schedule_page, viewer, schedule_id,
+                            default=f"/schedules/{schedule_id}")
     text = f"Configuration saved. {change.message}." if change.changed else "Nothing changed."
     row = schedules.get_schedule(chart_engine(), schedule_id)
     return redirect(request, to, [message("success", text, links=[dag_link(schedule.dag_id_for(row.slug))])])
