@@ -80,15 +80,15 @@ class PeriodStats:
 def schedule_period_stats(engine: Engine, config: ScheduleConfig, cells: Iterable[tuple[date, bool | None]],
                           *, first: date | None = None) -> PeriodStats:
     """One schedule's periods by month: coverage from its coverage strip's cells (``(period, stored)``,
-    stored None for a period not expected), outcomes and freshness from its executions."""
+    stored None for a period not expected), outcomes and freshness from its tries and stored rankings."""
     outcomes = store.period_outcomes(engine, config.chart_id, first)
     freq = config.period_frequency
-    lag = [(o.period, periods.lag_seconds(o.first_stored_at, calendar.published_at(freq, o.period)))
+    lag = [(o.period, periods.lag_seconds(o.stored_at, calendar.published_at(freq, o.period)))
            for o in outcomes]
     return PeriodStats(
         periods.MONTH,
         periods.percent_by_bucket(((day, int(bool(stored)), 1) for day, stored in cells if stored is not None)),
-        periods.sum_by_bucket((o.period, _outcome(o.first_stored_at is not None, o.status)) for o in outcomes),
+        periods.sum_by_bucket((o.period, _outcome(o.stored_at is not None, o.status)) for o in outcomes),
         {"each period": [(day, seconds) for day, seconds in lag if seconds is not None]},
     )
 

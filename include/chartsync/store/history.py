@@ -15,13 +15,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
-from sqlalchemy import Engine, and_, case, func, or_, select
+from sqlalchemy import Engine, String, and_, case, distinct, func, or_, select
 
 from chartsync.core.outcomes import EXECUTION_STATUSES, FAILED, SKIPPED, SUCCESS
 from chartsync.core.paging import Page, PageRequest
-from chartsync.core.timestamps import as_utc, midnight
+from chartsync.core.timestamps import as_utc
 from chartsync.store.stats import epoch
-from chartsync.store.tables import chart, chart_sync_execution, chart_sync_schedule
+from chartsync.store.tables import chart, chart_ranking, chart_sync_execution, chart_sync_schedule
 
 TRY_COLUMNS = ("id", "dag_id", "run_id", "try_number", "period", "status", "started_at", "completed_at",
                "duration_seconds", "rankings_created", "rankings_updated", "entries_written", "tracks_created",
@@ -109,29 +109,48 @@ def period_history(engine: Engine, chart_id: int, *, status: str | None = None, 
 class PeriodCounts:
     failed: int = 0  # periods whose latest try failed (what the history's status filter finds)
     done: int = 0  # periods of the history window stored, or skipped because the API never published them
-    recent: int = 0  # of those, first done since ``recent_since``
+    recent: int = 0  # periods of the window a try stored or skipped since ``recent_since`` (the rate)
 
 
 def period_counts(engine: Engine, chart_ids: Sequence[int], recent_since: datetime) -> dict[int, PeriodCounts]:
-    """Per chart, its failed periods and its catchup's periods done: one scan of the charts' executions,
-    grouped by period (a period's latest try failed when its latest failed start is its latest start)."""
+    """Per chart, its failed periods and its catchup's periods done, without sorting every execution:
+    stored rankings of the window counted on their index, then the few failed and skipped tries and the
+    recent ones (a failed try is its period's latest when no later try of the period exists)."""
     if not chart_ids:
         return {}
-    e, s = chart_sync_execution.c, chart_sync_schedule.c
-    done = e.status.in_((SUCCESS, SKIPPED))
-    per_period = (select(e.chart_id, e.period, func.max(e.started_at).label("latest"),
-                         func.max(case((e.status == FAILED, e.started_at))).label("latest_failed"),
-                         func.min(case((done, e.completed_at))).label("done_at"))
-                  .where(e.chart_id.in_(list(chart_ids))).group_by(*_group(e)).subquery("per_period"))
-    p = per_period.c
-    in_window = and_(p.done_at.is_not(None), p.period >= s.history_start)
-    query = (select(p.chart_id, func.sum(case((p.latest_failed == p.latest, 1), else_=0)).label("failed"),
-                    func.sum(case((in_window, 1), else_=0)).label("done"),
-                    func.sum(case((and_(in_window, p.done_at >= recent_since), 1), else_=0)).label("recent"))
-             .select_from(per_period.join(chart_sync_schedule, s.chart_id == p.chart_id)).group_by(p.chart_id))
+    ids = list(chart_ids)
+    e, s, rk = chart_sync_execution.c, chart_sync_schedule.c, chart_ranking.c
+    other = chart_sync_execution.alias("other").c
+    same_group = or_(other.period == e.period, and_(e.period.is_(None), other.period.is_(None), other.run_id == e.run_id))
+    later = or_(other.started_at > e.started_at, and_(other.started_at == e.started_at, other.id > e.id))
+    latest = ~select(other.id).where(other.chart_id == e.chart_id, same_group, later).exists()
+    ranked = select(rk.id).where(rk.chart_id == e.chart_id, rk.period == e.period).exists()
+    in_window = e.period >= s.history_start
+    recent = e.started_at >= recent_since
+
+    def periods(condition):
+        return func.count(distinct(case((condition, e.period))))
+
+    tries = (select(e.chart_id,
+                    func.count(distinct(case((and_(e.status == FAILED, latest), _group_key(e))))).label("failed"),
+                    periods(and_(e.status == SKIPPED, in_window, ~ranked)).label("skipped"),
+                    periods(and_(recent, e.status.in_((SUCCESS, SKIPPED)), in_window)).label("recent"))
+             .join(chart_sync_schedule, s.chart_id == e.chart_id)
+             .where(e.chart_id.in_(ids), or_(e.status.in_((FAILED, SKIPPED)), recent)).group_by(e.chart_id))
+    stored = (select(rk.chart_id, func.count()).join(chart_sync_schedule, s.chart_id == rk.chart_id)
+              .where(rk.chart_id.in_(ids), rk.period >= s.history_start).group_by(rk.chart_id))
     with engine.connect() as conn:
-        return {row.chart_id: PeriodCounts(int(row.failed or 0), int(row.done or 0), int(row.recent or 0))
-                for row in conn.execute(query)}
+        found = dict(conn.execute(stored).all())
+        counts = {chart_id: PeriodCounts(done=int(n)) for chart_id, n in found.items()}
+        for row in conn.execute(tries):
+            counts[row.chart_id] = PeriodCounts(int(row.failed), int(found.get(row.chart_id, 0)) + int(row.skipped),
+                                                int(row.recent))
+    return counts
+
+
+def _group_key(e):
+    """One value per period group (see ``_group``) for COUNT(DISTINCT ...): the period, else the run."""
+    return func.coalesce(func.cast(e.period, String), e.run_id)
 
 
 @dataclass(frozen=True)
@@ -139,59 +158,68 @@ class PeriodOutcome:
     period: date
     status: str  # of the latest try
     tries: int
-    first_stored_at: datetime | None
+    stored_at: datetime | None  # when its stored ranking was written (None: not stored)
 
 
 def period_outcomes(engine: Engine, chart_id: int, first: date | None = None) -> list[PeriodOutcome]:
-    """Every period of a chart (from ``first``), oldest first: latest status, tries, first stored."""
-    e = chart_sync_execution.c
+    """Every period of a chart (from ``first``) that was tried, oldest first: latest status, tries, and
+    when its ranking was stored."""
+    e, rk = chart_sync_execution.c, chart_ranking.c
     ranked = _ranked(e.chart_id == chart_id, e.period.is_not(None), *([e.period >= first] if first else []))
     r = ranked.c
-    query = select(r.period, r.status, r.tries, r.first_stored_at).where(r.rn == 1).order_by(r.period)
+    query = (select(r.period, r.status, r.tries, rk.fetched_at)
+             .select_from(ranked.outerjoin(chart_ranking, and_(rk.chart_id == r.chart_id, rk.period == r.period)))
+             .where(r.rn == 1).order_by(r.period))
     with engine.connect() as conn:
         return [PeriodOutcome(row.period, row.status, int(row.tries),
-                              as_utc(row.first_stored_at) if row.first_stored_at is not None else None)
+                              as_utc(row.fetched_at) if row.fetched_at is not None else None)
                 for row in conn.execute(query)]
 
 
 # -- the fleet by period -------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class PeriodFigures:
-    """The periods of one date synced by the charts of one publication frequency (the chart's own):
-    how many were stored, skipped by the API (never stored) or only failed, and when they were stored."""
+    """The periods of one date of the charts of one publication frequency (the chart's own): how many
+    are stored (and when, on average), how many were tried and never stored: skipped by the API, failed."""
 
     period: date
     chart_frequency: str | None
     stored: int = 0
     skipped: int = 0
     failed: int = 0
-    mean_stored_epoch: float | None = None  # mean first successful finish, seconds since 1970
+    mean_stored_epoch: float | None = None  # mean time the stored rankings were written, seconds since 1970
 
 
 def fleet_period_figures(engine: Engine, first: date, last: date) -> list[PeriodFigures]:
-    """Per period date and chart frequency (periods from ``first`` to ``last``): the periods' outcomes
-    and the mean time they were first stored; two GROUP BYs, no window (every chart's executions)."""
-    e = chart_sync_execution.c
-
-    def seen(status: str):
-        return func.max(case((e.status == status, 1), else_=0))
-
-    per_period = (select(e.chart_id, e.period, seen(SUCCESS).label("ok"), seen(SKIPPED).label("skipped"),
-                         func.min(case((e.status == SUCCESS, e.completed_at))).label("stored_at"))
-                  # a period's tries start once it has begun: the started_at index narrows short windows
-                  .where(e.period >= first, e.period <= last, e.started_at >= midnight(first))
-                  .group_by(e.chart_id, e.period).subquery("per_period"))
-    p = per_period.c
-    query = (select(p.period, chart.c.frequency, func.sum(p.ok).label("stored"),
-                    func.sum(case((and_(p.ok == 0, p.skipped == 1), 1), else_=0)).label("skipped"),
-                    func.sum(case((and_(p.ok == 0, p.skipped == 0), 1), else_=0)).label("failed"),
-                    func.avg(epoch(p.stored_at)).label("stored_epoch"))
-             .select_from(per_period.join(chart, chart.c.id == p.chart_id))
-             .group_by(p.period, chart.c.frequency).order_by(p.period))
+    """Per period date and chart frequency (periods from ``first`` to ``last``) of the scheduled charts:
+    stored rankings (one GROUP BY over the rankings), and the tried periods never stored (the failed and
+    skipped tries without a ranking: a few rows, found without sorting every execution)."""
+    rk, e, s = chart_ranking.c, chart_sync_execution.c, chart_sync_schedule.c
+    stored = (select(rk.period, chart.c.frequency, func.count().label("n"),
+                     func.avg(epoch(rk.fetched_at)).label("stored_epoch"))
+              .select_from(chart_ranking.join(chart_sync_schedule, s.chart_id == rk.chart_id)
+                           .join(chart, chart.c.id == rk.chart_id))
+              .where(rk.period >= first, rk.period <= last, rk.period >= s.history_start)
+              .group_by(rk.period, chart.c.frequency))
+    ranking = select(rk.id).where(rk.chart_id == e.chart_id, rk.period == e.period).exists()
+    other = chart_sync_execution.alias("other").c
+    skipped_too = select(other.id).where(other.chart_id == e.chart_id, other.period == e.period,
+                                         other.status == SKIPPED).exists()
+    outcome = case((e.status == SKIPPED, SKIPPED), else_=FAILED)
+    never_stored = (select(e.period, chart.c.frequency, outcome.label("outcome"),
+                           func.count(distinct(e.chart_id)).label("n"))
+                    .join(chart, chart.c.id == e.chart_id)
+                    .where(e.status.in_((FAILED, SKIPPED)), e.period >= first, e.period <= last, ~ranking,
+                           or_(e.status == SKIPPED, ~skipped_too))
+                    .group_by(e.period, chart.c.frequency, outcome))
+    figures: dict[tuple, dict] = {}
     with engine.connect() as conn:
-        return [PeriodFigures(row.period, row.frequency, int(row.stored or 0), int(row.skipped or 0),
-                              int(row.failed or 0), float(row.stored_epoch) if row.stored_epoch is not None else None)
-                for row in conn.execute(query)]
+        for row in conn.execute(stored):
+            figures[(row.period, row.frequency)] = {"stored": int(row.n), "mean_stored_epoch": float(row.stored_epoch)}
+        for row in conn.execute(never_stored):
+            figures.setdefault((row.period, row.frequency), {})[row.outcome] = int(row.n)
+    return [PeriodFigures(period, frequency, **values)
+            for (period, frequency), values in sorted(figures.items(), key=lambda kv: (kv[0][0], kv[0][1] or ""))]
 
 
 def schedule_calendars(engine: Engine) -> list:
