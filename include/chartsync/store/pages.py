@@ -200,18 +200,7 @@ def schedule_ids(engine: Engine, *, search: str | None, platform: str | None, fr
     return ids, total
 
 
-# -- one schedule's execution history ------------------------------------------------------------------
-def execution_history(engine: Engine, chart_id: int, *, paging: PageRequest = PageRequest(25)) -> Page:
-    """A chart's executions, newest first (the (chart_id, started_at) index)."""
-    e = chart_sync_execution.c
-    with engine.connect() as conn:
-        total = conn.execute(select(func.count()).where(e.chart_id == chart_id)).scalar_one()
-        rows = conn.execute(select(chart_sync_execution).where(e.chart_id == chart_id)
-                            .order_by(e.started_at.desc(), e.id.desc()).limit(paging.limit).offset(paging.offset)).all()
-    items = [{k: as_utc(v) if isinstance(v, datetime) else v for k, v in r._mapping.items()} for r in rows]
-    return Page(items, total, paging.limit, paging.offset)
-
-
+# -- one run's tries (its history by period: ``store.history``) ----------------------------------------
 def run_executions(engine: Engine, dag_id: str, run_id: str) -> list[dict]:
     """Every try one Airflow run recorded, oldest first: the run's tab in the Airflow UI."""
     e = chart_sync_execution.c

@@ -105,11 +105,3 @@ def test_freshness_and_slowest(engine):
         "under 1 day": 2, "1-2 days": 0, "2-7 days": 0, "7-31 days": 0, "over 31 days": 0, "never synced": 1}
     slowest = pages.slowest_charts(engine, days=30, now=NOW)
     assert [(f.slug, f.value, f.executions) for f in slowest] == [("c4", 40.0, 4), ("c1", 10.167, 6)]
-
-
-def test_execution_history_pages_newest_first(engine):
-    first = pages.execution_history(engine, 1, paging=PageRequest.number(1, 4))
-    assert first.total == 6 and first.pages == 2
-    started = [e["started_at"] for e in first.items]
-    assert started == sorted(started, reverse=True) and started[0].tzinfo is not None
-    assert len(pages.execution_history(engine, 1, paging=PageRequest.number(2, 4)).items) == 2
