@@ -223,15 +223,15 @@ def test_chart_sync_tabs_on_dag_and_run_pages(airflow_site, new_session):
     # a run that synced one period: its tab names that period (not the run id's date)
     logical = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=30)
     created = site.api("POST", f"/api/v2/dags/{dag_id}/dagRuns",
-                       json={"dag_run_id": "scheduled__tab-test", "logical_date": logical.isoformat()})
+                       json={"dag_run_id": "manual__tab-test", "logical_date": logical.isoformat()})
     assert created.status_code in (200, 201), created.text
     period = logical.date() - timedelta(days=1)
     with mock.patch.dict(os.environ, {"AIRFLOW_CONN_SOUNDCHARTS_DEFAULT": site.env["AIRFLOW_CONN_SOUNDCHARTS_DEFAULT"]}):
         sync_period(site.engine, SoundchartsClient(max_attempts=2),
-                    RunRef(site.chart_id(GLOBAL_DAILY), dag_id, "scheduled__tab-test"), GLOBAL_DAILY, period)
-    session.goto(f"/dags/{dag_id}/runs/scheduled__tab-test")
+                    RunRef(site.chart_id(GLOBAL_DAILY), dag_id, "manual__tab-test"), GLOBAL_DAILY, period)
+    session.goto(f"/dags/{dag_id}/runs/manual__tab-test")
     page.get_by_role("tab", name="Chart sync").or_(page.get_by_role("link", name="Chart sync")).first.click()
-    page.wait_for_url("**/runs/scheduled__tab-test/plugin/chart-sync-run")
+    page.wait_for_url("**/runs/manual__tab-test/plugin/chart-sync-run")
     frame = page.frame_locator("iframe")
     assert frame.locator("#run-period").inner_text(timeout=60_000).startswith(f"Period {period}")
     assert frame.locator("tr.execution").count() == 1
@@ -283,6 +283,8 @@ def test_audit_log_page_filters_by_actor_and_target(airflow_site, new_session):
     assert page.locator("tr.audit-entry").count() == min(total, 50)
     page.get_by_label("Actor").fill("e2e-seed")
     page.get_by_role("button", name="Filter").click()
+    page.wait_for_url(re.compile(r"actor=e2e-seed"))
+    page.wait_for_load_state()
     assert page.locator("tr.audit-entry").count() == min(seeded, 50) > 0
     sid = airflow_site.schedule_id(GLOBAL_DAILY)
     page.goto(f"{UI}/audit?target=schedule&target_id={sid}")
