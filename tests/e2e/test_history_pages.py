@@ -95,4 +95,5 @@ def test_failed_period_link_filtered_history_and_tries_unfold_inside_the_airflow
     assert modals == []
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     frame.locator("#history").screenshot(path=str(SCREENSHOTS / "history-by-period-1280.png"))
+    frame.locator(".period-plots").screenshot(path=str(SCREENSHOTS / "history-plots-by-period-1280.png"))
     session.page.screenshot(path=str(SCREENSHOTS / "history-schedule-in-airflow-1280.png"), full_page=True)

@@ -132,9 +132,9 @@ def test_schedule_page_catchup_card_and_period_plots(get):
     html = get("/ui/schedules/1").text
     assert 'class="card stat catchup" data-done="11" data-total="14"' in html
     assert "periods/h · ETA" in html
-    by_month = re.findall(r"<title>([A-Z][a-z]{2} \d{4}): (\d+) (stored|failed|skipped by the API)</title>", html)
+    by_month = re.findall(r"<title>([A-Z][a-z]{2} \d{4}): (\d+) (stored|failed|skipped)</title>", html)
     assert sum(int(n) for _, n, status in by_month if status == "stored") == 10  # by month of period
-    assert {status for _, _, status in by_month} == {"stored", "failed", "skipped by the API"}
+    assert {status for _, _, status in by_month} == {"stored", "failed", "skipped"}
     assert "no period synced yet" not in html and "no period stored yet" not in html
     assert "Freshness by period" in html and "<polyline" in html
 
@@ -142,7 +142,7 @@ def test_schedule_page_catchup_card_and_period_plots(get):
 def test_stats_plots_by_period_are_not_empty_when_every_sync_ran_on_one_day(get):
     html = get("/ui/stats", days=30).text
     assert "Sync outcome by day of period" in html and "Coverage by day of period" in html
-    outcomes = re.findall(r"<title>([A-Z][a-z]{2} \d\d): (\d+) (stored|failed|skipped by the API)</title>", html)
+    outcomes = re.findall(r"<title>([A-Z][a-z]{2} \d\d): (\d+) (stored|failed|skipped)</title>", html)
     assert len({label for label, _, _ in outcomes}) == 12  # one column per period, not one per execution day
     assert ("1", "failed") in {(n, s) for _, n, s in outcomes}
     assert "no period synced yet" not in html and "no period due yet" not in html

@@ -55,7 +55,7 @@ def period_plots(stats: history.PeriodStats, *, scope: str = "") -> dict[str, st
         "outcomes": plots.column_chart(
             f"Sync outcome by {size} of period{scope}",
             [(periods.bucket_label(d, size), v) for d, v in stats.outcomes],
-            ["stored", "failed", "skipped by the API"], colours=OUTCOME_COLOURS, y_label="periods",
+            ["stored", "failed", "skipped"], colours=OUTCOME_COLOURS, y_label="periods",
             x_label=axis, empty_text="no period synced yet"),
         "freshness": plots.line_chart(
             f"Freshness by period{scope}",
