@@ -91,8 +91,8 @@ def windows(engine: Engine, *, slug: str | None = None, chart_id: int | None = N
             raise ScheduleNotFound(f"chart {found.slug!r} has no sync schedule")
         return [window_of(ScheduleConfig.from_row(row), today)]
     result = []
-    for row in load_rows(engine):
-        if chart_ids is None and not row.is_active or chart_ids is not None and row.chart_id not in chart_ids:
+    for row in load_rows(engine, chart_ids=chart_ids):
+        if chart_ids is None and not row.is_active:
             continue
         try:
             result.append(window_of(ScheduleConfig.from_row(row), today))

@@ -20,11 +20,14 @@ def config_query():
     ).join(chart, chart.c.id == chart_sync_schedule.c.chart_id)
 
 
-def load_rows(engine: Engine, slug: str | None = None) -> list:
-    """Raw joined rows (one indexed query); the factory validates each on its own."""
+def load_rows(engine: Engine, slug: str | None = None, chart_ids: list[int] | None = None) -> list:
+    """Raw joined rows (one indexed query; of one chart, or of some charts); the factory validates
+    each on its own."""
     query = config_query().order_by(chart.c.slug)
     if slug is not None:
         query = query.where(chart.c.slug == slug)
+    if chart_ids is not None:
+        query = query.where(chart_sync_schedule.c.chart_id.in_(chart_ids))
     with engine.connect() as conn:
         return list(conn.execute(query))
 
