@@ -176,14 +176,15 @@ def period_facts(engine: Engine, window: Window) -> list[PeriodFact]:
     """Every expected period of one chart (and every period the audit stored as not expected) with
     whether it is stored and its newest failure: one statement, the same expected set as ``runs_query``."""
     (expected, _), r, x, e = _expected([window]), chart_ranking, chart_sync_execution, chart_expected_period
-    last_error = (select(x.c.error).where(x.c.chart_id == window.chart_id, x.c.period == expected.c.period,
-                                          x.c.status == FAILED)
-                  .order_by(x.c.started_at.desc()).limit(1).scalar_subquery())
-    failed = exists().where(x.c.chart_id == window.chart_id, x.c.period == expected.c.period, x.c.status == FAILED)
+    newest = func.row_number().over(partition_by=x.c.period, order_by=x.c.started_at.desc())
+    failures = (select(x.c.period, x.c.error, newest.label("rn"))  # one read of the chart's failed rows
+                .where(x.c.chart_id == window.chart_id, x.c.status == FAILED, x.c.period.is_not(None))
+                .subquery("failures"))
     rows = (select(expected.c.period, literal(True).label("expected"), r.c.id.is_not(None).label("stored"),
-                   last_error.label("error"), failed.label("failed"))
+                   failures.c.error, failures.c.period.is_not(None).label("failed"))
             .select_from(expected.outerjoin(r, and_(r.c.chart_id == expected.c.chart_id,
-                                                    r.c.period == expected.c.period))))
+                                                    r.c.period == expected.c.period))
+                         .outerjoin(failures, and_(failures.c.period == expected.c.period, failures.c.rn == 1))))
     skipped = select(e.c.period, literal(False), literal(False), literal(None), literal(False)).where(
         e.c.chart_id == window.chart_id, e.c.expected.is_(False))
     with engine.connect() as conn:
