@@ -199,7 +199,8 @@ def confirmed(page) -> str:
     dialog = page.locator("dialog#confirm-dialog")
     dialog.wait_for(state="visible")
     text = dialog.locator("p").inner_text()
-    dialog.get_by_role("button", name="Confirm").click()
+    with page.expect_navigation():  # the form goes on once confirmed: wait for the page it answers with
+        dialog.get_by_role("button", name="Confirm").click()
     return text
 
 
@@ -367,7 +368,8 @@ def test_schedules_page_shows_status_rates_counts_and_coverage(airflow_site, new
 
 
 def execution_row(page, period: date):
-    return page.locator("tr.execution").filter(has=page.locator("td:nth-child(2)", has_text=str(period)))
+    """The history's row of a period (one row per period, its tries folded in)."""
+    return page.locator(f'tr.execution[data-period="{period}"]')
 
 
 def gaps_coverage(site, slug: str) -> float:
@@ -436,13 +438,14 @@ def test_schedule_detail_history_gaps_and_coverage_strip_match_the_db(airflow_si
     rows = page.locator("tr.gap")
     assert rows.count() == len(ranges)
     assert f"--from-date {ranges[0].start} --to-date {ranges[0].end}" in rows.first.inner_text()
-    # execution history: counts, durations, errors
+    # execution history by period: counts, durations, errors
+    e = chart_sync_execution.c
     assert page.locator("#history-h").inner_text().endswith(
-        f"{engine.connect().execute(select(func.count()).where(chart_sync_execution.c.chart_id == config.chart_id)).scalar()} executions")
+        f"{engine.connect().execute(select(func.count(e.period.distinct())).where(e.chart_id == config.chart_id)).scalar()} periods")
     failed = execution_row(page, FAILED_DAY)
     assert "failed" in failed.inner_text()
-    failed.locator("summary").click()
-    assert "HTTP 503 from /api/v2.14/chart/song/" in failed.locator("pre").inner_text()
+    failed.locator("td.error summary").click()
+    assert "HTTP 503 from /api/v2.14/chart/song/" in failed.locator("td.error pre").inner_text()
     first_synced = execution_row(page, SYNCED_DAYS[-1])
     assert "1 / 0" in first_synced.inner_text() and "200" in first_synced.inner_text()
     assert page.get_by_role("link", name=f"chart_sync__{GLOBAL_DAILY}").get_attribute("href") == \
@@ -534,8 +537,9 @@ def test_stats_page_plots_render_without_network(airflow_site, new_session):
     page.on("request", lambda r: external.append(r.url) if not r.url.startswith(airflow_site.api_url) else None)
     page.reload()
     plots = page.locator("svg.plot")
-    assert plots.count() == 6
-    assert page.locator("svg.plot polyline").count() >= 5  # success rate, duration, three outcomes
+    assert plots.count() == 9  # coverage, outcome and freshness by period; six by the day the syncs ran
+    assert page.locator(".period-plots svg.plot rect title").count() > 0  # columns by period
+    assert page.locator("svg.plot polyline").count() >= 6  # freshness, success rate, duration, three outcomes
     assert external == []
     engine = airflow_site.engine
     day = TODAY - timedelta(days=5)
@@ -545,7 +549,7 @@ def test_stats_page_plots_render_without_network(airflow_site, new_session):
     page.locator("summary", has_text="The numbers per day").click()
     cells = page.locator(f"tr[data-day='{day}'] td").all_inner_texts()
     assert cells[1] == str(n)
-    assert "Deezer Top 100 France Daily" in page.locator("svg.plot").nth(5).inner_html()  # slowest charts
+    assert "Deezer Top 100 France Daily" in page.locator("svg.plot").nth(8).inner_html()  # slowest charts
     session.screenshot("stats")
     page.get_by_role("link", name="7 days").click()
     assert page.locator("tr[data-day]").count() == 7
