@@ -148,7 +148,7 @@ MANY_WINDOWS = 50  # up to here, probing the indexes per period is the faster pl
 def live_runs(engine: Engine, windows: Iterable[Window]) -> list[Run]:
     """Each window's gap ranges, then one run counting its stored periods (spanning the window: not
     consecutive), in chart order."""
-    windows = list(windows)
+    windows = [w for w in windows if w.first <= w.last]  # a schedule created today expects nothing yet
     if not windows:
         return []
     with engine.begin() as conn:
@@ -175,6 +175,8 @@ class PeriodFact:
 def period_facts(engine: Engine, window: Window) -> list[PeriodFact]:
     """Every expected period of one chart (and every period the audit stored as not expected) with
     whether it is stored and its newest failure: one statement, the same expected set as ``runs_query``."""
+    if window.first > window.last:
+        return []  # a schedule created today expects nothing yet
     (expected, _), r, x, e = _expected([window]), chart_ranking, chart_sync_execution, chart_expected_period
     newest = func.row_number().over(partition_by=x.c.period, order_by=x.c.started_at.desc())
     failures = (select(x.c.period, x.c.error, newest.label("rn"))  # one read of the chart's failed rows

@@ -125,6 +125,14 @@ def test_live_gaps_are_merged_into_ranges_for_all_active_charts_at_once(engine):
     assert [(g.slug, g.start) for g in gaps.list_gaps(engine, slug="c", today=TODAY)] == [("c", days[10])]
 
 
+def test_a_schedule_created_today_expects_nothing_yet(engine):
+    seed(engine, "new", 1, TODAY, [])
+    assert gaps.list_gaps(engine, today=TODAY) == []
+    assert gaps.chart_coverage(engine, 1, today=TODAY).coverage_percent == 100.0
+    config = ScheduleConfig.from_row(schedule_store.load_rows(engine, "new")[0])
+    assert {c.status for c in coverage.coverage_strip(engine, config, today=TODAY)} <= {"outside-window", "not-yet-due"}
+
+
 def test_the_calendar_expects_the_periods_the_audit_has_not_seen(engine):
     days = days_from(TODAY - timedelta(days=10), 10)
     seed(engine, "a", 1, days[0], days[:8], audited=[(d, True, True) for d in days[:8]])  # audited 2 days ago
