@@ -176,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
                 "schedules ?sort=success_rate&desc=1": "/schedules?sort=success_rate&desc=1",
                 "schedules ?status=overdue": "/schedules?status=overdue",
                 "schedule detail (a year of rankings)": f"/schedules/{ranked}",
+                "schedule history ?status=failed&from=": f"/schedules/{ranked}?status=failed&from={today - timedelta(days=90)}",
                 "ranking (newest period)": f"/charts/{ranked}/ranking",
                 "ranking ?sort=streams&desc=1&trend=up": f"/charts/{ranked}/ranking?period={newest}&sort=streams&desc=1&trend=up",
                 "ranking ?q=artist 12": f"/charts/{ranked}/ranking?period={newest}&q=artist+12",
