@@ -190,6 +190,9 @@ def column_chart(title: str, columns: Sequence[tuple[str, Sequence[float]]], nam
                        f'height="{y(base) - y(base + value):.1f}" fill="{colours[part % len(colours)]}">'
                        f'<title>{escape(label)}: {short_number(value)}{escape(unit)} {name}</title></rect>')
             base += value
+        if not base:  # a column of zeros (0 % stored, say) is a fact, not a gap: a hairline says so
+            out.append(f'<rect x="{cx - bar / 2:.1f}" y="{bottom - 2}" width="{bar:.1f}" height="2" '
+                       f'fill="var(--muted, #6b7280)"><title>{escape(label)}: 0{escape(unit)}</title></rect>')
         if i % every == 0:
             out.append(f'<text x="{cx:.1f}" y="{bottom + 16}" text-anchor="middle" '
                        f'fill="var(--muted, #6b7280)">{escape(label)}</text>')

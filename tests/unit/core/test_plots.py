@@ -49,5 +49,7 @@ def test_column_chart_stacks_the_parts_of_each_column_and_says_when_empty():
     heights = [float(b.get("height")) for b in bars]
     assert heights[0] == heights[3] and heights[0] == 14 * heights[1]
     assert "Jan 2026" in svg and "Period" in svg and "no data yet" not in svg
+    zero = parse(column_chart("Coverage", [("Jan 2026", [50.0]), ("Feb 2026", [0.0])], ["stored"], unit="%"))
+    assert [t.text for t in zero.iter(f"{NS}title")][-1] == "Feb 2026: 0%"  # a hairline, not a gap
     for empty in ([], [("Jan 2026", [0, 0, 0])]):
         assert "nothing synced" in column_chart("Outcome", empty, ["success"], empty_text="nothing synced")
