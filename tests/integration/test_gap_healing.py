@@ -16,6 +16,7 @@ from sqlalchemy import delete, insert, select, update
 
 from chartsync.store.tables import (
     chart,
+    chart_expected_period,
     chart_ranking,
     chart_ranking_entry,
     chart_sync_execution,
@@ -208,3 +209,12 @@ def test_live_gaps_agree_everywhere_and_heal_resyncs_exactly_the_gaps(airflow_sq
     assert {(window[1], window[2]), (window[8], window[9])} <= ranges <= {
         (window[1], window[2]), (window[5], window[5]), (window[8], window[9])}, heal_rows
     assert {r.status for r in heal_rows} == {"done"} and len({r.backfill_id for r in heal_rows}) == len(heal_rows)
+
+    # the daily audit DAG, run for real, only refreshes the expected periods: nothing to heal after it
+    af.airflow("dags", "test", "chart_sync_gap_audit")
+    with engine.connect() as conn:
+        refreshed = sorted(conn.execute(select(chart_expected_period.c.period).where(
+            chart_expected_period.c.chart_id == doors.chart_id, chart_expected_period.c.expected)).scalars())
+    assert refreshed == window
+    assert af.chartsync("gaps", "list", DAILY).stdout.strip() == f"{DAILY}: no gaps"
+    assert "nothing-to-heal" in af.chartsync("gaps", "heal", DAILY).stdout
