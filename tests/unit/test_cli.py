@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import create_engine, func, insert, select
 
 from chartsync import cli
+from chartsync.seam import orchestration
 from chartsync.store.migrate import upgrade
 from chartsync.store.tables import chart, chart_ranking, chart_sync_audit, chart_sync_execution, chart_sync_schedule
 
@@ -40,6 +41,15 @@ def schedules(engine) -> list:
     (["schedules", "add", "daily-chart", "--frequency", "cron", "--cron", "61 * * * *"], "not a valid cron"),
     (["schedules", "remove", "daily-chart"], "has no sync schedule"),
     (["charts", "import", "--platform", " "], "--platform: name a platform"),
+    # every command that names a chart refuses an unknown one by its slug
+    (["schedules", "remove", "no-such-chart"], "unknown chart 'no-such-chart'"),
+    (["schedules", "activate", "no-such-chart"], "unknown chart 'no-such-chart'"),
+    (["sync", "no-such-chart"], "unknown chart 'no-such-chart'"),
+    (["gaps", "list", "no-such-chart"], "unknown chart 'no-such-chart'"),
+    (["gaps", "audit", "no-such-chart"], "unknown chart 'no-such-chart'"),
+    (["gaps", "heal", "no-such-chart"], "unknown chart 'no-such-chart'"),
+    (["gaps", "list", "daily-chart"], "chart 'daily-chart' has no sync schedule"),
+    (["gaps", "heal", "daily-chart"], "chart 'daily-chart' has no sync schedule"),
 ])
 def test_bad_input_exits_2_and_writes_nothing(engine, capsys, argv, message):
     assert cli.main(argv) == 2
@@ -59,6 +69,16 @@ def test_argument_errors_exit_2(engine, capsys, argv, message):
     err = capsys.readouterr().err
     assert "error" in err and message in err
     assert schedules(engine) == []
+
+
+def test_output_names_charts_by_slug(engine, capsys, monkeypatch):
+    monkeypatch.setattr(orchestration, "set_paused", lambda dag_id, paused: False)  # the DAG is not parsed
+    assert cli.main(["schedules", "add", "daily-chart", "--no-history"]) == 0
+    assert capsys.readouterr().out.startswith("daily-chart: scheduled daily")
+    assert cli.main(["gaps", "list", "daily-chart"]) == 0
+    assert capsys.readouterr().out.startswith("daily-chart: ")
+    assert cli.main(["schedules", "remove", "daily-chart"]) == 0
+    assert capsys.readouterr().out.startswith("daily-chart: sync schedule removed; chart_sync__daily-chart ")
 
 
 def test_add_detects_frequency_list_and_duplicate(engine, capsys):
