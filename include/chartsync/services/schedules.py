@@ -228,10 +228,11 @@ def schedule_table(engine: Engine, *, search: str | None = None, platform: str |
     if status is not None and status not in SCHEDULE_STATUSES:
         raise ValueError(f"status must be one of {', '.join(SCHEDULE_STATUSES)}")
     now = now or datetime.now(UTC)
-    order = gap_store.coverage_subquery(gaps.windows(engine)) if sort == "coverage" else None
+    every = gaps.windows(engine) if sort == "coverage" else []
+    order = gap_store.coverage_subquery(every) if every else None
     ids, total = pages.schedule_ids(engine, search=search, platform=platform, frequency=frequency,
                                     status=status, sort=sort, descending=descending, paging=paging,
-                                    now=now, coverage=order)
+                                    now=now, coverage=order, windows=len(every))
     rows = rows_by_id(engine, ids)
     coverage = gaps.coverages(engine, [r.chart_id for r in rows])
     items = [item | {"coverage": coverage[item["chart_id"]].record() if item["chart_id"] in coverage else None}

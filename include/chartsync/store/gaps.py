@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from sqlalchemy import (
-    Date, Engine, Integer, and_, case, column, delete, exists, func, insert, literal, select, text, union_all,
+    Connection, Date, Engine, Integer, and_, case, column, delete, exists, func, insert, literal, select, text, union_all,
     values,
 )
 from sqlalchemy.types import TypeDecorator
@@ -145,6 +145,16 @@ def coverage_subquery(windows: list[Window]):
 MANY_WINDOWS = 50  # up to here, probing the indexes per period is the faster plan
 
 
+def plan_for_windows(conn: Connection, windows: int) -> None:
+    """Hash joins for the live statement over many windows (this transaction only, PostgreSQL).
+
+    The planner cannot estimate the calendar x window join (a VALUES list against another, on a
+    range): it guesses a hundred rows for 365,000 and probes the indexes once per period. Hash
+    joins read each table once: 1,000 charts x a year in two thirds of the time."""
+    if conn.dialect.name == "postgresql" and windows > MANY_WINDOWS:
+        conn.execute(text("SET LOCAL enable_nestloop = off"))
+
+
 def live_runs(engine: Engine, windows: Iterable[Window]) -> list[Run]:
     """Each window's gap ranges, then one run counting its stored periods (spanning the window: not
     consecutive), in chart order."""
@@ -152,11 +162,7 @@ def live_runs(engine: Engine, windows: Iterable[Window]) -> list[Run]:
     if not windows:
         return []
     with engine.begin() as conn:
-        if conn.dialect.name == "postgresql" and len(windows) > MANY_WINDOWS:
-            # The planner cannot estimate the calendar x window join (a VALUES list against another,
-            # on a range): it guesses a hundred rows for 365,000 and probes the indexes once per
-            # period. Hash joins read each table once: 1,000 charts x a year in two thirds the time.
-            conn.execute(text("SET LOCAL enable_nestloop = off"))
+        plan_for_windows(conn, len(windows))
         return [Run(row.chart_id, _day(row.start), _day(row.end), int(row.periods), bool(row.stored))
                 for row in conn.execute(runs_query(windows))]
 

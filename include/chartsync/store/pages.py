@@ -29,7 +29,7 @@ from chartsync.core.rules import (
 )
 from chartsync.core.schedule import ScheduleError, dag_id_for
 from chartsync.core.timestamps import as_utc, midnight
-from chartsync.store import stats
+from chartsync.store import gaps, stats
 from chartsync.store.tables import (
     chart,
     chart_ranking,
@@ -153,17 +153,17 @@ def _execution_totals():
 
 def schedule_ids(engine: Engine, *, search: str | None, platform: str | None, frequency: str | None,
                  status: str | None, sort: str, descending: bool, paging: PageRequest,
-                 now: datetime, coverage=None) -> tuple[list[int], int]:
+                 now: datetime, coverage=None, windows: int = 0) -> tuple[list[int], int]:
     """One page of the schedule table: schedule ids in order and how many match; filtered by status
     and sorted by any column (by coverage: ``coverage`` is the live (chart_id, coverage_percent)
-    subquery, ``store.gaps.coverage_subquery``)."""
+    subquery of ``windows`` windows, ``store.gaps.coverage_subquery``)."""
     if sort not in SCHEDULE_SORTS:
         raise ValueError(f"sort must be one of {', '.join(SCHEDULE_SORTS)}")
     page_size, offset = paging.limit, paging.offset
     s = chart_sync_schedule.c
-    if sort == "coverage" and coverage is None:
-        raise ValueError("sorting by coverage needs the live coverage subquery")
     with engine.connect() as conn:
+        if coverage is not None:
+            gaps.plan_for_windows(conn, windows)
         status_expr, last_ok = _status_expression(conn, now)
         totals = _execution_totals()
         rate = totals.c.ok * literal(1.0) / func.nullif(totals.c.ok + totals.c.failed, 0)
@@ -171,7 +171,7 @@ def schedule_ids(engine: Engine, *, search: str | None, platform: str | None, fr
             "chart": func.lower(chart.c.name), "platform": chart.c.platform, "frequency": s.sync_frequency,
             "status": status_expr, "last_sync": last_ok.c.last_success_at, "success_rate": rate,
             "executions": func.coalesce(totals.c.total, 0),
-            "coverage": coverage.c.coverage_percent if coverage is not None else None,
+            "coverage": coverage.c.coverage_percent if coverage is not None else literal(None),
         }
         conditions = [c for c in (
             _search(search),
@@ -190,7 +190,7 @@ def schedule_ids(engine: Engine, *, search: str | None, platform: str | None, fr
             ordered = ordered.outerjoin(last_ok, last_ok.c.chart_id == s.chart_id)
         if sort in ("success_rate", "executions"):
             ordered = ordered.outerjoin(totals, totals.c.chart_id == s.chart_id)
-        if sort == "coverage":
+        if sort == "coverage" and coverage is not None:
             ordered = ordered.outerjoin(coverage, coverage.c.chart_id == s.chart_id)
         query = select(s.id).select_from(ordered).where(*conditions)
         key = keys[sort]
