@@ -28,7 +28,9 @@ sys.path[:0] = [str(ROOT / "include"), str(ROOT / "tests")]
 from sqlalchemy import create_engine, insert, select, text  # noqa: E402
 
 from chartsync.services import gaps  # noqa: E402
+from chartsync.core.paging import PageRequest  # noqa: E402
 from chartsync.store import gaps as gap_store  # noqa: E402
+from chartsync.store import pages  # noqa: E402
 from chartsync.store.migrate import upgrade  # noqa: E402
 from chartsync.store.tables import chart, chart_expected_period, chart_ranking, chart_sync_schedule  # noqa: E402
 from pgcluster import start_postgres  # noqa: E402
@@ -98,6 +100,15 @@ def naive_ranges(engine) -> list[tuple]:
     return ranges
 
 
+def sorted_by_coverage(engine) -> list[int]:
+    """The schedules page sorted by coverage: the live coverage of every schedule, one page of ids."""
+    every = gaps.windows(engine, today=TODAY)
+    ids, _ = pages.schedule_ids(engine, search=None, platform=None, frequency=None, status=None, sort="coverage",
+                                descending=False, paging=PageRequest(50), now=datetime.now(UTC),
+                                coverage=gap_store.coverage_subquery(every), windows=len(every))
+    return ids
+
+
 def timed(fn, repeat: int) -> tuple[float, object]:
     samples, result = [], None
     for _ in range(repeat):
@@ -128,10 +139,12 @@ def main() -> int:
         t_bare, runs = timed(lambda: bare_statement(engine), args.repeat)
         t_cov, cov = timed(lambda: gaps.coverages(engine, list(range(1, args.charts + 1)), today=TODAY), args.repeat)
         assert sum(c.gap_periods for c in cov.values()) == sum(r[3] for r in live)
+        t_sort, _ = timed(lambda: sorted_by_coverage(engine), args.repeat)
         print(f"gap ranges found: {len(live)} over {args.charts} charts ({runs} runs of stored periods and gaps)")
         print(f"live gaps, all charts (list_gaps)  : {t_live * 1000:8.1f} ms")
         print(f"  of which the one statement       : {t_bare * 1000:8.1f} ms")
         print(f"live coverage, all charts          : {t_cov * 1000:8.1f} ms")
+        print(f"a page of schedules by coverage    : {t_sort * 1000:8.1f} ms")
         print(f"naive per-chart loop (baseline)    : {t_naive * 1000:8.1f} ms")
         print(f"ratio naive / live gaps            : {t_naive / t_live:8.1f}x")
         engine.dispose()
