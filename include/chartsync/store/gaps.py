@@ -146,13 +146,15 @@ MANY_WINDOWS = 50  # up to here, probing the indexes per period is the faster pl
 
 
 def plan_for_windows(conn: Connection, windows: int) -> None:
-    """Hash joins for the live statement over many windows (this transaction only, PostgreSQL).
+    """Merge joins for the live statement over many windows (this transaction only, PostgreSQL).
 
     The planner cannot estimate the calendar x window join (a VALUES list against another, on a
-    range): it guesses a hundred rows for 365,000 and probes the indexes once per period. Hash
-    joins read each table once: 1,000 charts x a year in two thirds of the time."""
+    range): it guesses a hundred rows for 365,000 and probes the indexes once per period. Merge
+    joins read the rankings' (chart_id, period) index once, in the order the expected periods come:
+    1,000 charts x a year in half the time of the probes (hash joins: two thirds)."""
     if conn.dialect.name == "postgresql" and windows > MANY_WINDOWS:
         conn.execute(text("SET LOCAL enable_nestloop = off"))
+        conn.execute(text("SET LOCAL enable_hashjoin = off"))
 
 
 def live_runs(engine: Engine, windows: Iterable[Window]) -> list[Run]:
