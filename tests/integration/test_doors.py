@@ -404,14 +404,17 @@ class PagesDoor:
                        q=chart_.slug)
 
     def refused(self, chart_, bad: dict) -> str:
-        """The charts page's "add" with bad settings: back to the page with one error message."""
+        """The charts page's "add" with bad settings: the page again (422), one error message, what was typed
+        still in the form."""
         page = self.page("/charts", q=chart_.slug)
         form = self.form(page, "/charts/bulk")
         typed = {name: str(value) for name, value in bad.items() if name != "sync_frequency"}
         data = form.data({"action": "add", "frequency": bad["sync_frequency"]}, (("chart_id", str(chart_.id)),),
                          fill=typed)
         answer = self.submit(page, form, data)
-        assert [r.status_code for r in answer.history] == [303], (answer.status_code, answer.text[:2000])
+        assert answer.status_code == 422 and not answer.history, (answer.status_code, answer.text[:2000])
+        for value in typed.values():
+            assert f'value="{html.escape(value)}"' in answer.text, f"the form lost {value!r}"
         flashes = self.FLASH.findall(answer.text)
         assert len(flashes) == 1 and flashes[0][0] == "error", flashes or answer.text[:2000]
         return html.unescape(flashes[0][1])
