@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from html import escape
@@ -55,6 +55,18 @@ def _fmt(value: float) -> str:
     return short_number(value)
 
 
+def _axes(left: float, right: float, top: float, bottom: float, ticks: Sequence[float],
+          y: Callable[[float], float], unit: str) -> list[str]:
+    """The two axes and a labelled grid line per tick, shared by the line and column charts."""
+    out = [f'<g stroke="var(--axis, #9ca3af)" fill="none"><line x1="{left}" y1="{bottom}" x2="{right}" '
+           f'y2="{bottom}"/><line x1="{left}" y1="{top}" x2="{left}" y2="{bottom}"/></g>']
+    for tick in ticks:
+        out.append(f'<line x1="{left}" y1="{y(tick):.1f}" x2="{right}" y2="{y(tick):.1f}" '
+                   f'stroke="var(--grid, #e5e7eb)"/><text x="{left - 6}" y="{y(tick) + 4:.1f}" text-anchor="end" '
+                   f'fill="var(--muted, #6b7280)">{short_number(tick)}{escape(unit)}</text>')
+    return out
+
+
 def line_chart(title: str, series: Sequence[Series], *, unit: str = "", width: int = 640, height: int = 260,
                y_max: float | None = None, y_label: str | None = None, desc: str | None = None,
                empty_text: str = "no data yet", x_label: str = "Date") -> str:
@@ -84,12 +96,7 @@ def line_chart(title: str, series: Sequence[Series], *, unit: str = "", width: i
     def y(value: float) -> float:
         return bottom - value / ticks[-1] * (bottom - top)
 
-    out.append(f'<g stroke="var(--axis, #9ca3af)" fill="none"><line x1="{left}" y1="{bottom}" x2="{right}" '
-               f'y2="{bottom}"/><line x1="{left}" y1="{top}" x2="{left}" y2="{bottom}"/></g>')
-    for tick in ticks:
-        out.append(f'<line x1="{left}" y1="{y(tick):.1f}" x2="{right}" y2="{y(tick):.1f}" '
-                   f'stroke="var(--grid, #e5e7eb)"/><text x="{left - 6}" y="{y(tick) + 4:.1f}" text-anchor="end" '
-                   f'fill="var(--muted, #6b7280)">{short_number(tick)}{escape(unit)}</text>')
+    out.extend(_axes(left, right, top, bottom, ticks, y, unit))
     for i in range(5 if span >= 4 else 1):
         day = first + timedelta(days=round(span * i / 4))
         out.append(f'<text x="{x(day):.1f}" y="{bottom + 16}" text-anchor="middle" '
@@ -172,12 +179,7 @@ def column_chart(title: str, columns: Sequence[tuple[str, Sequence[float]]], nam
     def y(value: float) -> float:
         return bottom - value / ticks[-1] * (bottom - top)
 
-    out.append(f'<g stroke="var(--axis, #9ca3af)" fill="none"><line x1="{left}" y1="{bottom}" x2="{right}" '
-               f'y2="{bottom}"/><line x1="{left}" y1="{top}" x2="{left}" y2="{bottom}"/></g>')
-    for tick in ticks:
-        out.append(f'<line x1="{left}" y1="{y(tick):.1f}" x2="{right}" y2="{y(tick):.1f}" '
-                   f'stroke="var(--grid, #e5e7eb)"/><text x="{left - 6}" y="{y(tick) + 4:.1f}" text-anchor="end" '
-                   f'fill="var(--muted, #6b7280)">{short_number(tick)}{escape(unit)}</text>')
+    out.extend(_axes(left, right, top, bottom, ticks, y, unit))
     every = max(1, math.ceil(len(columns) * 48 / (right - left)))  # labels 48 px apart at least
     for i, (label, values) in enumerate(columns):
         cx = left + slot * (i + 0.5)
