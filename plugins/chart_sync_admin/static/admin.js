@@ -1,7 +1,7 @@
 // Progressive enhancement only: every form works without this file (the server asks for
 // confirmation on a page of its own). With it, the confirmation is a <dialog> in the page.
-// No confirm()/alert()/prompt(): the Airflow UI embeds these pages in an iframe sandboxed without
-// allow-modals, where those calls return at once without asking (and confirm() says "no").
+// No browser dialog calls (window's confirm, alert, prompt): the Airflow UI embeds these pages in an
+// iframe sandboxed without allow-modals, where such calls return at once without asking.
 (function () {
   "use strict";
 
