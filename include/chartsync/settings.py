@@ -74,6 +74,9 @@ AUDIENCE_WINDOW_DAYS = 90  # the API serves at most 90 days a call: one call per
 RECONCILE_LOOKBACK = timedelta(days=3)  # how far back a pass looks
 RECONCILE_LIMIT = 500  # task instances (and as many history rows) per pass
 DEFAULT_RECONCILE_SECONDS = 60.0  # how often the scheduler's reconciler runs
+# a try that ended this recently is left to the hook that saw it (it knows why: "marked failed by
+# hand"); the background passes record it after that, the on-demand command at once
+RECONCILE_SETTLE = timedelta(seconds=10)
 
 
 def reconcile_interval() -> float:

@@ -46,7 +46,7 @@ from airflow.listeners import hookimpl
 
 from chartsync.seam.connections import has_supervisor
 from chartsync.seam.task_failures import FailedTry, from_task_instance
-from chartsync.settings import DAG_ID_PREFIX
+from chartsync.settings import DAG_ID_PREFIX, RECONCILE_SETTLE
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +133,8 @@ def check_run(dag_id: str, run_id: str) -> None:
     from chartsync.services import failures  # deferred: every Airflow process imports the plugin
 
     try:
-        failures.reconcile_from_airflow(_chart_engine(), since=WHOLE_RUN, dag_id=dag_id, run_id=run_id)
+        failures.reconcile_from_airflow(_chart_engine(), since=WHOLE_RUN, dag_id=dag_id, run_id=run_id,
+                                        settle=RECONCILE_SETTLE)
     except Exception as exc:
         log.warning("chart-sync: could not check the tries of %s %s now: %s; the reconciliation with Airflow "
                     "records them", dag_id, run_id, exc)
@@ -220,7 +221,7 @@ class Worker(threading.Thread):
         from chartsync.services import failures  # deferred: every Airflow process imports the plugin
 
         try:
-            failures.reconcile_from_airflow(_chart_engine())
+            failures.reconcile_from_airflow(_chart_engine(), settle=RECONCILE_SETTLE)
             advance_heals()
             if self._last_error is not None:
                 log.warning("chart-sync: the chart DB answers again; reconciliation with Airflow resumed")

@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import Engine
 
@@ -96,13 +96,20 @@ def record_airflow_failure(engine: Engine, failed: FailedTry, *, now: datetime |
     return FailureRecord(failed, row_written, alert_raised)
 
 
-def reconcile(engine: Engine, tries: Iterable[FailedTry], *, now: datetime | None = None) -> ReconcileResult:
+def reconcile(engine: Engine, tries: Iterable[FailedTry], *, now: datetime | None = None,
+              settle: timedelta | None = None) -> ReconcileResult:
     """Record every failed try that chart-sync has not seen yet (idempotent: run it as often as you like).
 
     Two queries find what is missing (failed rows, failure alerts); only those tries are recorded.
+    With ``settle``, a try that ended less than that ago is left for a later pass: the hook that saw
+    it end (the api-server's, for a try marked failed by hand) records it with its reason first.
     """
     unique: dict[tuple, FailedTry] = {}
+    recent = (now or datetime.now(UTC)) - settle if settle else None
     for t in tries:
+        ended = _utc(t.ended_at) or _utc(t.started_at)
+        if recent is not None and ended is not None and ended > recent:
+            continue
         unique.setdefault(t.key, t)  # one per try: the first given wins (the current task instance)
     tries = list(unique.values())
     if not tries:
@@ -127,7 +134,7 @@ def reconcile(engine: Engine, tries: Iterable[FailedTry], *, now: datetime | Non
 
 def reconcile_from_airflow(engine: Engine | None = None, *, since: datetime | None = None,
                            limit: int = settings.RECONCILE_LIMIT, dag_id: str | None = None,
-                           run_id: str | None = None) -> ReconcileResult:
+                           run_id: str | None = None, settle: timedelta | None = None) -> ReconcileResult:
     """``reconcile`` with what Airflow's metadata DB says failed since ``since`` (default: 3 days).
 
     Only where the metadata DB is reachable: the scheduler, the api-server, the CLI (not in tasks).
@@ -136,7 +143,7 @@ def reconcile_from_airflow(engine: Engine | None = None, *, since: datetime | No
 
     since = since or datetime.now(UTC) - settings.RECONCILE_LOOKBACK
     tries = orchestration.failed_tries(since, limit, dag_id=dag_id, run_id=run_id)
-    return reconcile(engine or chart_engine(), tries)
+    return reconcile(engine or chart_engine(), tries, settle=settle)
 
 
 # -- the row ------------------------------------------------------------------------------------------

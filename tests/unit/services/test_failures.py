@@ -315,3 +315,23 @@ def test_outside_tasks_the_listeners_work_off_airflows_thread(engine, sent, monk
     (row,) = rows(engine)
     assert (row.try_number, row.status, row.period) == (1, "failed", date(2026, 11, 23))
     assert len(alert_rows(engine)) == 1 and len(sent) == 1
+
+
+def test_a_background_pass_leaves_a_try_that_just_ended_to_the_hook_that_knows_why(engine, sent):
+    # the reconciler raced the api-server's listener once (CI): a try marked failed by hand was
+    # recorded as "killed, timed out, ... or marked failed by hand" instead of Airflow's own words
+    just_ended = failed_try(ended_at=NOW - timedelta(seconds=3))
+    settle = timedelta(seconds=10)
+    assert failures.reconcile(engine, [just_ended], now=NOW, settle=settle).as_dict() == {
+        "checked": 0, "rows_written": 0, "alerts_raised": 0}
+    assert rows(engine) == [] and sent == []
+    marked = replace_final(just_ended, error="TaskInstance's state was manually set to `failed`.")
+    failures.record_airflow_failure(engine, marked, now=NOW)  # the hook, moments later
+    later = NOW + timedelta(seconds=30)
+    assert failures.reconcile(engine, [just_ended], now=later, settle=settle).as_dict() == {
+        "checked": 1, "rows_written": 0, "alerts_raised": 0}
+    (row,) = rows(engine)
+    assert "manually set to `failed`" in row.error and len(sent) == 1
+    # nobody saw it end: the next pass records it; the on-demand command (no settle) at once
+    other = failed_try(run_id="scheduled__2026-11-25T00:00:00+00:00", ended_at=NOW - timedelta(seconds=3))
+    assert failures.reconcile(engine, [other], now=NOW).rows_written == 1
