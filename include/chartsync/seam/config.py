@@ -13,3 +13,13 @@ def ui_base_url() -> str:
 def parse_interval_seconds() -> int:
     """How often the dag-processor re-parses a DAG file: when a new chart's DAG appears at the latest."""
     return conf.getint("dag_processor", "min_file_process_interval", fallback=30)
+
+
+ONE_MACHINE_EXECUTORS = {"LocalExecutor", "SequentialExecutor"}
+
+
+def distributed_executors() -> list[str]:
+    """The configured executors that run tasks on other machines (CeleryExecutor, KubernetesExecutor, ...):
+    where a file on this machine (a SQLite chart DB) is not the same file a task sees."""
+    names = [name.strip() for name in (conf.get("core", "executor", fallback="") or "").split(",") if name.strip()]
+    return [name for name in names if name.split(":")[-1].rsplit(".", 1)[-1] not in ONE_MACHINE_EXECUTORS]

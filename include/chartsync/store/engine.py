@@ -13,6 +13,7 @@ import logging
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL
 
+from chartsync.seam.config import distributed_executors
 from chartsync.seam.connections import get_connection
 from chartsync.settings import CHART_DB_CONN_ID
 
@@ -30,6 +31,10 @@ def url_from_connection(conn) -> URL:
         path = conn.host or conn.schema
         if not path:
             raise ChartDbConfigError("chart_db: a sqlite connection needs the database file path as host")
+        if remote := distributed_executors():
+            raise ChartDbConfigError(
+                f"chart_db: a SQLite file is one machine's, but {', '.join(remote)} runs tasks on other machines "
+                "(each would write its own chart DB); use a postgres connection")
         return URL.create("sqlite+pysqlite", database=path)
     if conn_type in {"postgres", "postgresql"}:
         return URL.create(
