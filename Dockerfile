@@ -1,10 +1,16 @@
 # Astro-compatible image: Airflow 3.3.2 with the chart-sync package and its DAGs/plugins.
+# deploy/docker-compose.yaml and deploy/helm/values.yaml run it. The install steps are
+# deploy/install-runtime.sh, which CI also runs in a clean venv (make image-deps).
 FROM apache/airflow:3.3.2-python3.11
 
-COPY --chown=airflow:root requirements.txt pyproject.toml /opt/chart-sync/
+# the pinned runtime set first: its layer survives changes to the code
+COPY --chown=airflow:root requirements.txt /opt/chart-sync/
+COPY --chown=airflow:root deploy/install-runtime.sh /opt/chart-sync/deploy/
+RUN bash /opt/chart-sync/deploy/install-runtime.sh requirements /opt/chart-sync
+
+COPY --chown=airflow:root pyproject.toml /opt/chart-sync/
 COPY --chown=airflow:root include /opt/chart-sync/include
-RUN pip install --no-cache-dir -r /opt/chart-sync/requirements.txt \
-    && pip install --no-cache-dir /opt/chart-sync
+RUN bash /opt/chart-sync/deploy/install-runtime.sh package /opt/chart-sync
 
 COPY --chown=airflow:root dags /opt/airflow/dags
 COPY --chown=airflow:root plugins /opt/airflow/plugins

@@ -13,12 +13,13 @@ export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS ?= admin:admin,viewer:viewer
 export PATH := $(BIN):$(PATH)
 export PYTHONPATH := $(CURDIR)/include$(if $(PYTHONPATH),:$(PYTHONPATH))
 
-.PHONY: setup databases env run test lint bench clean
+.PHONY: setup databases env run test lint image-deps bench clean
 
-$(VENV)/.installed: requirements.txt pyproject.toml
+# requirements-dev.txt = requirements.txt (the runtime, what the image installs) + the suite's tools
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip uv
-	$(BIN)/uv pip install -q --python $(BIN)/python -r requirements.txt -e .
+	$(BIN)/uv pip install -q --python $(BIN)/python -r requirements-dev.txt -e .
 	# the plugin importable by name (as Airflow does), for import-linter's contracts over it
 	echo "$(CURDIR)/plugins" > "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/chart_sync_plugins.pth"
 	touch $@
@@ -59,6 +60,33 @@ lint: $(VENV)/.installed
 	$(BIN)/uv pip install -q --python $(BIN)/python ruff==0.14.0 import-linter==2.16
 	$(BIN)/ruff check include dags plugins tests benchmarks
 	PYTHONPATH=$(CURDIR)/include:$(CURDIR)/plugins $(BIN)/lint-imports --no-cache
+
+## image-deps: the Docker image's install (deploy/install-runtime.sh, the same steps on the same files the
+## Dockerfile copies) in a fresh venv of the image's Python under a temp dir, then pip check and the imports
+## below. CI runs it beside make test. IMAGE_DEPS_INSTALLER=pip: pip itself, as in the image (13 s with uv,
+## cached; 68 s with pip; both resolve the same versions)
+IMAGE_PYTHON := python$(shell sed -n 's/^FROM apache\/airflow:.*-python\([0-9.]*\).*/\1/p' Dockerfile)
+IMAGE_DEPS_INSTALLER ?= uv
+# what must import in the image besides pip check's metadata: the executor's modules (celery 5.7.0 dropped a
+# name the celery provider 3.26.0 imports; pip check cannot see that) and chart-sync's CLI
+IMAGE_IMPORTS := import airflow.providers.celery.executors.celery_executor_utils, chartsync.cli.main
+image-deps: $(VENV)/.installed
+	@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	python=$$(command -v $(IMAGE_PYTHON) || true); \
+	if [ -z "$$python" ]; then python=$$(command -v python3); \
+		echo "image-deps: $(IMAGE_PYTHON) (the image's) not found, using $$($$python -V)"; fi; \
+	mkdir -p $$tmp/chart-sync/deploy; \
+	cp requirements.txt pyproject.toml $$tmp/chart-sync/; \
+	cp deploy/install-runtime.sh $$tmp/chart-sync/deploy/; \
+	cp -r include $$tmp/chart-sync/; \
+	$$python -m venv $$tmp/venv; \
+	echo "image-deps: $$($$tmp/venv/bin/python -V), installer $(IMAGE_DEPS_INSTALLER)"; \
+	export PYTHON=$$tmp/venv/bin/python CHARTSYNC_INSTALLER=$(IMAGE_DEPS_INSTALLER); \
+	bash $$tmp/chart-sync/deploy/install-runtime.sh requirements $$tmp/chart-sync; \
+	bash $$tmp/chart-sync/deploy/install-runtime.sh package $$tmp/chart-sync; \
+	$$tmp/venv/bin/python -m pip check; \
+	AIRFLOW_HOME=$$tmp/airflow-home $$tmp/venv/bin/python -c "$(IMAGE_IMPORTS)" \
+		&& echo "image-deps: the CeleryExecutor and the chartsync package import"
 
 bench: setup
 	$(BIN)/python benchmarks/parse.py

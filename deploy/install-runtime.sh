@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# chart-sync's runtime install, in one place: the Dockerfile runs it in the image, and
+# `make image-deps` (CI) runs it in a fresh venv and then `pip check`s the result, so a pin
+# that breaks the image breaks CI first.
+#
+#   deploy/install-runtime.sh requirements|package PROJECT_DIR
+#
+#   requirements  the pinned runtime set: PROJECT_DIR/requirements.txt
+#   package       the chart-sync package itself (PROJECT_DIR holds pyproject.toml and include/)
+#
+# PYTHON (default: python) is the interpreter to install into. CHARTSYNC_INSTALLER: pip (default;
+# the image) or uv (the CI check: cached, seconds instead of a minute). Both get the same arguments
+# in the same order and pick the newest release each pin allows; a fresh venv installed either way
+# froze to the same 180-odd versions when this was written (compare: make image-deps
+# IMAGE_DEPS_INSTALLER=pip), and `pip check` judges the result in CI.
+set -euo pipefail
+step=${1:?usage: install-runtime.sh requirements|package PROJECT_DIR}
+project=${2:?usage: install-runtime.sh requirements|package PROJECT_DIR}
+python=${PYTHON:-python}
+
+case ${CHARTSYNC_INSTALLER:-pip} in
+  pip) install=("$python" -m pip install --no-cache-dir) ;;
+  uv) install=(uv pip install --python "$python") ;;
+  *) echo "install-runtime.sh: CHARTSYNC_INSTALLER must be pip or uv" >&2; exit 2 ;;
+esac
+
+case $step in
+  requirements) "${install[@]}" -r "$project/requirements.txt" ;;
+  package) "${install[@]}" "$project" ;;
+  *) echo "install-runtime.sh: unknown step '$step' (requirements or package)" >&2; exit 2 ;;
+esac
