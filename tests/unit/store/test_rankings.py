@@ -1,22 +1,26 @@
-"""The ranking page's read side and the coverage strip, on data synced from the emulator."""
+"""The ranking page's read side and the coverage strip, on data synced from the emulator; the write side
+(``store_ranking``) on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
-from sqlalchemy import create_engine, insert
+from sqlalchemy import create_engine, func, insert, select
+from sqlalchemy.exc import IntegrityError
 
 from chartsync.services import coverage
 from chartsync.store import rankings
 from chartsync.store.migrate import upgrade
-from chartsync.store.tables import chart, chart_expected_period
+from chartsync.store.tables import chart, chart_expected_period, chart_ranking, chart_ranking_entry, track
 from chartsync.core.outcomes import RunRef
 from chartsync.store.executions import record_failure
 from chartsync.core.calendar import Frequency
 from chartsync.core.schedule import ScheduleConfig
 from chartsync.soundcharts.client import SoundchartsClient
+from chartsync.soundcharts.models import Ranking, RankingEntry, atom_for
 from chartsync.services.sync import sync_period
 
 SLUG = "spotify-top-200-gb-daily"
@@ -99,3 +103,103 @@ def test_coverage_strip_marks_each_period(engine):
     assert cells[DAY - timedelta(days=3)].status == "missing"
     assert cells[DAY - timedelta(days=30)].status == "outside-window"
     assert cells[today].status == "not-yet-due"
+
+
+# -- write side: store_ranking on both dialects ------------------------------------------------------
+NOW = datetime(2026, 11, 24, 6, 0, tzinfo=UTC)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request, tmp_path):
+    if request.param == "sqlite":
+        engine = create_engine(f"sqlite:///{tmp_path / 'chart.db'}")
+    else:
+        pg = request.getfixturevalue("postgres")
+        engine = create_engine(pg.url(pg.create_database(f"rankings_{tmp_path.name[-20:].lower().replace('-', '_')}")))
+    upgrade(engine)
+    with engine.begin() as conn:
+        conn.execute(insert(chart).values(id=1, slug=SLUG, name="Spotify GB", platform="spotify", frequency="daily",
+                                          created_at=NOW))
+    yield engine
+    engine.dispose()
+
+
+def fetched(day: date, songs: list[str], **changes) -> Ranking:
+    """A ranking of ``songs`` in that order; ``changes`` maps a song to the fields that differ."""
+    return Ranking(SLUG, atom_for(day), [
+        RankingEntry(**{"song_uuid": uuid, "song_name": f"Song {uuid}", "credit_name": f"Artist {uuid}",
+                        "image_url": None, "position": position, "previous_position": position + 1,
+                        "entry_state": None, "time_on_chart": 9, "time_on_chart_unit": "DOC",
+                        "metric": 1000 - position} | changes.get(uuid, {}))
+        for position, uuid in enumerate(songs, start=1)])
+
+
+def store_one(engine, ranking: Ranking, now: datetime = NOW):
+    with engine.begin() as conn:
+        return rankings.store_ranking(conn, 1, ranking, now)
+
+
+def snapshot(engine) -> dict:
+    with engine.connect() as conn:
+        return {t.name: conn.execute(select(t).order_by(t.c.id)).all()
+                for t in (chart_ranking, chart_ranking_entry, track)}
+
+
+def counts(result) -> tuple:
+    return (result.rankings_created, result.rankings_updated, result.entries_written, result.tracks_created,
+            result.tracks_updated)
+
+
+def test_a_new_period_stores_its_ranking_entries_and_tracks(store):
+    result = store_one(store, fetched(DAY, ["a", "b", "c"], b={"song_name": "It's a \\tab\t\"song\"\n"}))
+    assert counts(result) == (1, 0, 3, 3, 0)
+    page = rankings.ranking_page(store, 1, DAY)
+    assert [(e.position, e.song_uuid, e.streams) for e in page.entries] == [(1, "a", 999), (2, "b", 998), (3, "c", 997)]
+    assert page.entries[1].track_name == "It's a \\tab\t\"song\"\n"  # COPY's escapes on PostgreSQL
+
+
+def test_the_same_data_again_changes_no_row(store):
+    store_one(store, fetched(DAY, ["a", "b", "c"]))
+    before = snapshot(store)
+    again = store_one(store, fetched(DAY, ["a", "b", "c"]), now=NOW + timedelta(hours=1))
+    assert counts(again) == (0, 0, 0, 0, 0) and again.new_track_ids == ()
+    assert snapshot(store) == before  # fetched_at and updated_at included
+
+
+def test_changed_data_replaces_the_entries_and_counts_updates(store):
+    store_one(store, fetched(DAY, ["a", "b", "c"]))
+    later = NOW + timedelta(hours=1)
+    result = store_one(store, fetched(DAY, ["c", "a", "d"], a={"song_name": "Renamed"}), now=later)
+    assert counts(result) == (0, 1, 3, 1, 1)
+    page = rankings.ranking_page(store, 1, DAY)
+    assert [(e.position, e.song_uuid) for e in page.entries] == [(1, "c"), (2, "a"), (3, "d")]
+    assert page.entries[1].track_name == "Renamed" and page.entry_count == 3
+    with store.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(chart_ranking_entry)).scalar() == 3
+        assert conn.execute(select(track.c.updated_at).where(track.c.song_uuid == "a")).scalar().replace(
+            tzinfo=UTC) == later
+
+
+def test_a_renamed_track_alone_leaves_the_entries(store):
+    store_one(store, fetched(DAY, ["a", "b"]))
+    entries = snapshot(store)["chart_ranking_entry"]
+    result = store_one(store, fetched(DAY, ["a", "b"], b={"credit_name": "New credit"}))
+    assert counts(result) == (0, 0, 0, 0, 1)
+    assert snapshot(store)["chart_ranking_entry"] == entries
+
+
+def test_new_tracks_are_created_once_across_periods(store):
+    first = store_one(store, fetched(DAY, ["a", "b", "c"]))
+    second = store_one(store, fetched(DAY + timedelta(days=1), ["b", "d", "a", "e"]))
+    assert (first.tracks_created, second.tracks_created) == (3, 2)
+    with store.connect() as conn:
+        ids = dict(conn.execute(select(track.c.song_uuid, track.c.id)).all())
+    assert len(ids) == 5 and set(second.new_track_ids) == {ids["d"], ids["e"]}
+
+
+def test_a_failure_part_way_leaves_nothing(store):
+    broken = fetched(DAY, ["a", "b", "c"])
+    broken = Ranking(SLUG, broken.ranking_date, [*broken.entries, replace(broken.entries[0], song_uuid="z")])
+    with pytest.raises(IntegrityError):  # two entries at position 1: the entries' write fails after the tracks'
+        store_one(store, broken)
+    assert snapshot(store) == {"chart_ranking": [], "chart_ranking_entry": [], "track": []}

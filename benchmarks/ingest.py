@@ -1,0 +1,306 @@
+"""The ingest floor: ``store_ranking`` on PostgreSQL against the least work any store can do, and
+against the naive per-row way.
+
+Generates one chart's daily rankings once (a year of 200 entries by default; most tracks stay
+from one day to the next, a few are new each day, now and then one re-enters; a fixed seed), then
+times in one run, each in a fresh migrated database on a throw-away PostgreSQL:
+
+(a) the COPY floor: per period one transaction that COPYs the ranking row, the new tracks and the
+    entries, with ids the client already knows (no lookups at all);
+(b) ``store_ranking`` for every period, one transaction per period, as the sync task calls it;
+(c) the per-row way: per entry, look the track up, insert it if new, insert the entry;
+(d) ``store_ranking`` again over the same periods: it must report 0 created and 0 updated and
+    leave every row as it was.
+
+(a), (b) and (c) take turns period by period, so a busy machine (2 shared cores) slows them alike.
+
+It prints a table and exits 1 when a target is missed: (b) at most 1.5x (a), (c) at least 30x (b).
+
+    .venv/bin/python benchmarks/ingest.py [--periods 365] [--entries 200] [--repeat 3] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import random
+import statistics
+import sys
+import time
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "include"), str(ROOT / "tests")]
+
+import psycopg2  # noqa: E402
+from sqlalchemy import Engine, create_engine, func, insert, select, text  # noqa: E402
+
+from chartsync.core.outcomes import SyncResult  # noqa: E402
+from chartsync.core.trends import trend, weeks_on_chart  # noqa: E402
+from chartsync.soundcharts.models import Ranking, RankingEntry, atom_for  # noqa: E402
+from chartsync.store.migrate import upgrade  # noqa: E402
+from chartsync.store.rankings import store_ranking  # noqa: E402
+from chartsync.store.tables import chart, chart_ranking, chart_ranking_entry, track  # noqa: E402
+from pgcluster import Postgres, start_postgres  # noqa: E402
+
+CHART_ID = 1
+FIRST_PERIOD = date(2025, 11, 24)
+NOW = datetime(2026, 11, 24, tzinfo=UTC)
+SEED = 13
+MAX_FLOOR_RATIO, MIN_PER_ROW_RATIO = 1.5, 30.0
+TEMPLATE = "chartsync_bench_ingest"
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# -- the rankings -------------------------------------------------------------------------------------------
+def generate(periods: int, entries: int, seed: int = SEED) -> list[Ranking]:
+    """Daily rankings of one chart: each day 2 to 8 tracks leave (mostly from the bottom half) and as many
+    come in, a quarter of those re-entering; the rest move a few places."""
+    rng = random.Random(seed)
+    songs = iter(range(1, 10**9))
+
+    def song() -> str:
+        return f"{next(songs):08d}-bench-song"
+
+    order = [song() for _ in range(entries)]
+    previous: dict[str, int] = {}
+    days: dict[str, int] = {}
+    left: list[str] = []
+    rankings = []
+    for i in range(periods):
+        day = FIRST_PERIOD + timedelta(days=i)
+        if i:
+            leaving = set(rng.sample(order[entries // 3:], rng.randint(2, 8)))
+            order = [s for s in order if s not in leaving]
+            for _ in leaving:
+                comer = left.pop(rng.randrange(len(left))) if left and rng.random() < 0.25 else song()
+                order.insert(rng.randrange(len(order) + 1), comer)
+            left += leaving
+            place = {s: i + rng.gauss(0, 3) for i, s in enumerate(order)}
+            order.sort(key=place.__getitem__)
+        ranked = []
+        for position, uuid in enumerate(order, start=1):
+            state = None if uuid in previous else ("RE_ENTRY" if uuid in days else "NEW")
+            days[uuid] = days.get(uuid, 0) + 1
+            ranked.append(RankingEntry(
+                song_uuid=uuid, song_name=f"Song {uuid[:8]}", credit_name=f"Artist {int(uuid[:8]) % 997}",
+                image_url=f"https://img.example/{uuid}.jpg", position=position,
+                previous_position=previous.get(uuid), entry_state=state, time_on_chart=days[uuid],
+                time_on_chart_unit="DOC", metric=int(3_000_000 / position ** 0.6 * rng.uniform(0.9, 1.1))))
+        previous = {uuid: position for position, uuid in enumerate(order, start=1)}
+        rankings.append(Ranking(slug="bench-chart", ranking_date=atom_for(day), entries=ranked))
+    return rankings
+
+
+# -- the four ways, one period at a time ---------------------------------------------------------------------
+class CopyFloor:
+    """Per period one transaction of three COPYs; the client numbers rankings and tracks itself."""
+
+    def __init__(self, pg: Postgres, database: str) -> None:
+        self.conn = psycopg2.connect(host=pg.host, port=pg.port, user=pg.user, password=pg.password,
+                                     dbname=database)
+        self.track_ids: dict[str, int] = {}
+        self.rankings = 0
+
+    def store(self, ranking: Ranking) -> None:
+        self.rankings += 1
+        new_tracks, entry_lines = io.StringIO(), io.StringIO()
+        for e in ranking.entries:
+            if e.song_uuid not in self.track_ids:
+                self.track_ids[e.song_uuid] = len(self.track_ids) + 1
+                new_tracks.write(_line(self.track_ids[e.song_uuid], e.song_uuid, e.song_name, e.credit_name,
+                                       e.image_url, NOW, NOW))
+            entry_lines.write(_line(self.rankings, e.position, e.previous_position,
+                                    trend(e.position, e.previous_position, e.entry_state), e.time_on_chart,
+                                    e.time_on_chart_unit, weeks_on_chart(e.time_on_chart, e.time_on_chart_unit),
+                                    e.metric, self.track_ids[e.song_uuid]))
+        with self.conn.cursor() as cur:
+            cur.copy_from(io.StringIO(_line(self.rankings, CHART_ID, ranking.period, ranking.ranking_date,
+                                            len(ranking.entries), NOW)), "chart_ranking",
+                          columns=("id", "chart_id", "period", "ranking_date", "entry_count", "fetched_at"))
+            new_tracks.seek(0)
+            cur.copy_from(new_tracks, "track", columns=("id", "song_uuid", "name", "credit_name", "image_url",
+                                                        "created_at", "updated_at"))
+            entry_lines.seek(0)
+            cur.copy_from(entry_lines, "chart_ranking_entry",
+                          columns=("ranking_id", "position", "previous_position", "trend", "time_on_chart",
+                                   "time_on_chart_unit", "weeks_on_chart", "streams", "track_id"))
+        self.conn.commit()
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def _line(*values) -> str:
+    return "\t".join(r"\N" if v is None else str(v) for v in values) + "\n"
+
+
+def with_store_ranking(engine: Engine, ranking: Ranking) -> SyncResult:
+    """As ``services.sync.sync_period`` stores a period: in a transaction of its own."""
+    with engine.begin() as conn:
+        return store_ranking(conn, CHART_ID, ranking, NOW)
+
+
+def per_row(engine: Engine, ranking: Ranking) -> None:
+    """What a first implementation does: a round trip per track lookup, per new track, per entry."""
+    with engine.begin() as conn:
+        ranking_id = conn.execute(insert(chart_ranking).values(
+            chart_id=CHART_ID, period=ranking.period, ranking_date=ranking.ranking_date,
+            entry_count=len(ranking.entries), fetched_at=NOW)).inserted_primary_key[0]
+        for e in ranking.entries:
+            track_id = conn.execute(select(track.c.id).where(track.c.song_uuid == e.song_uuid)).scalar()
+            if track_id is None:
+                track_id = conn.execute(insert(track).values(
+                    song_uuid=e.song_uuid, name=e.song_name, credit_name=e.credit_name, image_url=e.image_url,
+                    created_at=NOW, updated_at=NOW)).inserted_primary_key[0]
+            conn.execute(insert(chart_ranking_entry).values(
+                ranking_id=ranking_id, position=e.position, previous_position=e.previous_position,
+                trend=trend(e.position, e.previous_position, e.entry_state), time_on_chart=e.time_on_chart,
+                time_on_chart_unit=e.time_on_chart_unit,
+                weeks_on_chart=weeks_on_chart(e.time_on_chart, e.time_on_chart_unit), streams=e.metric,
+                track_id=track_id))
+
+
+# -- the run --------------------------------------------------------------------------------------------------
+def row_versions(engine: Engine) -> tuple:
+    """Row counts and the newest row version (xmin) of the three tables: equal before and after = untouched."""
+    with engine.connect() as conn:
+        return tuple(conn.execute(select(func.count(), text("max(xmin::text::bigint)")).select_from(t)).one()
+                     for t in (chart_ranking, chart_ranking_entry, track))
+
+
+def contents(engine: Engine) -> list[tuple]:
+    """What every way must end with: each period's entries as (position, song, trend, streams)."""
+    r, e = chart_ranking, chart_ranking_entry
+    with engine.connect() as conn:
+        return conn.execute(select(r.c.period, e.c.position, track.c.song_uuid, e.c.trend, e.c.streams)
+                            .join(e, e.c.ranking_id == r.c.id).join(track, track.c.id == e.c.track_id)
+                            .order_by(r.c.period, e.c.position)).all()
+
+
+def fresh_database(pg: Postgres, name: str) -> str:
+    return pg.create_database(name, template=TEMPLATE)
+
+
+COUNTS = ("rankings_created", "rankings_updated", "entries_written", "tracks_created", "tracks_updated")
+
+
+def run(pg: Postgres, rankings: list[Ranking], repeat: int) -> tuple[dict[str, float], list[str]]:
+    """Median seconds of each way, and the checks that failed.
+
+    (a), (b) and (c) take turns period by period (in a rotating order), so a busy machine slows them
+    alike; (d) runs after them."""
+    samples: dict[str, list[float]] = {way: [] for way in ("floor", "store", "per_row", "rerun")}
+    problems: list[str] = []
+    expected = {"rankings_created": len(rankings), "entries_written": sum(len(r.entries) for r in rankings),
+                "tracks_created": len({e.song_uuid for r in rankings for e in r.entries})}
+    for attempt in range(1, repeat + 1):
+        floor = CopyFloor(pg, fresh_database(pg, "ingest_floor"))
+        store = create_engine(pg.url(fresh_database(pg, "ingest_store")))
+        by_row = create_engine(pg.url(fresh_database(pg, "ingest_per_row")))
+        steps = [("floor", floor.store), ("store", lambda r: with_store_ranking(store, r)),
+                 ("per_row", lambda r: per_row(by_row, r))]
+        seconds = dict.fromkeys(("floor", "store", "per_row"), 0.0)
+        first = dict.fromkeys(COUNTS, 0)
+        for i, ranking in enumerate(rankings):
+            for way, step in steps[i % 3:] + steps[:i % 3]:
+                start = time.perf_counter()
+                result = step(ranking)
+                seconds[way] += time.perf_counter() - start
+                if way == "store":
+                    _add(first, result)
+            if (i + 1) % 50 == 0:
+                log(f"  [{attempt}/{repeat}] {i + 1}/{len(rankings)} periods")
+        floor.close()
+        log(f"  [{attempt}/{repeat}] (a) COPY floor {seconds['floor']:.2f} s, (b) store_ranking "
+            f"{seconds['store']:.2f} s, (c) per-row {seconds['per_row']:.2f} s; store_ranking counted {first}")
+        if any(first[name] != count for name, count in expected.items()):
+            problems.append(f"store_ranking counted {first}, expected {expected}")
+        before = row_versions(store)
+        again = dict.fromkeys(COUNTS, 0)
+        start = time.perf_counter()
+        for ranking in rankings:
+            _add(again, with_store_ranking(store, ranking))
+        seconds["rerun"] = time.perf_counter() - start
+        log(f"  [{attempt}/{repeat}] (d) rerun {seconds['rerun']:.2f} s; counted {again}")
+        if any(again.values()) or row_versions(store) != before:
+            problems.append(f"the rerun changed something: {again}")
+        if attempt == 1:
+            floor_engine = create_engine(pg.url("ingest_floor"))
+            stored = contents(store)
+            if contents(floor_engine) != stored or contents(by_row) != stored:
+                problems.append("the ways disagree on what is stored")
+            floor_engine.dispose()
+        store.dispose()
+        by_row.dispose()
+        for way, value in seconds.items():
+            samples[way].append(value)
+    return {way: statistics.median(s) for way, s in samples.items()}, problems
+
+
+def _add(totals: dict[str, int], result: SyncResult) -> None:
+    for name in totals:
+        totals[name] += getattr(result, name)
+
+
+def table(seconds: dict[str, float], periods: int) -> str:
+    floor = seconds["floor"]
+    rows = [("(a) COPY floor, a transaction per period", "floor"),
+            ("(b) store_ranking, a transaction per period", "store"),
+            ("(c) per-row: look up, insert track, insert entry", "per_row"),
+            ("(d) store_ranking rerun, same data (no-op)", "rerun")]
+    lines = ["| way | total s | per period ms | vs floor |", "|---|---:|---:|---:|"]
+    lines += [f"| {label} | {seconds[key]:.2f} | {1000 * seconds[key] / periods:.2f} | "
+              f"{seconds[key] / floor:.2f}x |" for label, key in rows]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=__doc__.split("\n\n", 1)[1])
+    parser.add_argument("--periods", type=int, default=365, help="daily periods of the chart (default 365)")
+    parser.add_argument("--entries", type=int, default=200, help="entries per ranking (default 200)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each way; the median counts (default 3)")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 30 periods, once")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.periods, args.repeat = 30, 1
+    if args.periods < 1 or args.entries < 10 or args.repeat < 1:
+        parser.error("--periods and --repeat must be positive, --entries at least 10")
+
+    rankings = generate(args.periods, args.entries)
+    tracks = len({e.song_uuid for r in rankings for e in r.entries})
+    log(f"ingest: {args.periods} daily periods x {args.entries} entries ({args.periods * args.entries} entry rows, "
+        f"{tracks} tracks), {args.repeat} run(s) of each way")
+    pg = start_postgres()
+    try:
+        template = create_engine(pg.url(pg.create_database(TEMPLATE)))
+        upgrade(template)
+        with template.begin() as conn:
+            conn.execute(insert(chart).values(id=CHART_ID, slug="bench-chart", name="Bench chart",
+                                              platform="spotify", frequency="daily", created_at=NOW))
+        template.dispose()
+        seconds, problems = run(pg, rankings, args.repeat)
+    finally:
+        pg.stop()
+    print(f"{args.periods} periods x {args.entries} entries, {tracks} tracks; median of {args.repeat} run(s)")
+    print(table(seconds, args.periods))
+    floor_ratio, per_row_ratio = seconds["store"] / seconds["floor"], seconds["per_row"] / seconds["store"]
+    print(f"store_ranking / COPY floor: {floor_ratio:.2f}x (target <= {MAX_FLOOR_RATIO}x)")
+    print(f"per-row / store_ranking:    {per_row_ratio:.1f}x (target >= {MIN_PER_ROW_RATIO:g}x)")
+    if floor_ratio > MAX_FLOOR_RATIO:
+        problems.append(f"store_ranking is {floor_ratio:.2f}x the COPY floor (target <= {MAX_FLOOR_RATIO}x)")
+    if per_row_ratio < MIN_PER_ROW_RATIO:
+        problems.append(f"the per-row way is only {per_row_ratio:.1f}x store_ranking (target >= {MIN_PER_ROW_RATIO:g}x)")
+    for problem in problems:
+        print(f"MISSED: {problem}")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
