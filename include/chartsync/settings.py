@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+import zlib
 from datetime import timedelta
 from pathlib import Path
 
@@ -22,8 +23,12 @@ AUDIENCE_DAG_ID = "chart_sync_audience"
 GAP_AUDIT_DAG_ID = "chart_sync_gap_audit"
 DIGEST_DAG_ID = "chart_sync_alert_digest"
 RETENTION_DAG_ID = "chart_sync_retention"
-RANKINGS_ASSET_URI = "chartsync://rankings"  # every sync emits it; the track metadata DAG consumes it
+RANKINGS_ASSET_URI = "chartsync://rankings"  # every sync emits it (and <URI>/<slug>); track metadata consumes it
 ASSET_GROUP = "chart-sync"
+
+# -- the chart DAG files: dags/chart_sync_00.py ... one per shard, each parsed on its own ------------------------
+CHART_DAG_SHARDS = 8  # 10,000 schedules: ~1,250 DAGs a file. Changing it moves DAGs: add or remove files too
+CHART_DAG_FILE = "dags/chart_sync_{shard:02d}.py"
 
 # -- connections and the pool --------------------------------------------------------------------------
 CHART_DB_CONN_ID = "chart_db"
@@ -94,9 +99,22 @@ def airflow_home() -> Path:
     return Path(os.environ.get("AIRFLOW_HOME", "~/airflow")).expanduser()
 
 
-def snapshot_path() -> Path:
-    """The last-known-good copy of the schedule rows (per machine: each dag-processor keeps its own)."""
-    return Path(os.environ.get(SNAPSHOT_ENV, airflow_home() / "chartsync" / "schedules.json"))
+def chart_dag_shard(slug: str) -> int:
+    """The shard, and so the DAG file, of a chart's DAG: a hash of its slug that every process agrees
+    on (crc32, not ``hash()``, which is salted per process)."""
+    return zlib.crc32(slug.encode()) % CHART_DAG_SHARDS
+
+
+def chart_dag_file(slug: str) -> str:
+    """The DAG file a chart's DAG lives in, as the messages name it: ``dags/chart_sync_03.py``."""
+    return CHART_DAG_FILE.format(shard=chart_dag_shard(slug))
+
+
+def snapshot_path(shard: int) -> Path:
+    """The last-known-good copy of one shard's schedule rows (per machine: each dag-processor keeps
+    its own); CHARTSYNC_SCHEDULE_SNAPSHOT names the base, ``schedules.json`` -> ``schedules-03.json``."""
+    base = Path(os.environ.get(SNAPSHOT_ENV, airflow_home() / "chartsync" / "schedules.json"))
+    return base.with_name(f"{base.stem}-{shard:02d}{base.suffix}")
 
 
 def deadline_alerts_enabled(argv: list[str] | None = None) -> bool:

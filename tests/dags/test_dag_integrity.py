@@ -1,13 +1,17 @@
-"""Every chart DAG imports and carries retries, tags and an owner; a bad row hits only its own chart."""
+"""Every chart DAG imports and carries retries, tags and an owner; a bad row hits only its own chart;
+each chart's DAG is built by one shard file, the one its slug names."""
 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, insert, update
 
+from chartsync import settings
 from chartsync.services import schedules
 from chartsync.store.migrate import upgrade
 from chartsync.store.tables import chart, chart_sync_schedule
@@ -54,12 +58,23 @@ def _id(engine, slug):
     return next(r.id for r in _charts(engine) if r.slug == slug)
 
 
-def _dagbag():
+def _dagbag(path: str = "dags"):
     from airflow.dag_processing.dagbag import DagBag
 
     from conftest import ROOT
 
-    return DagBag(dag_folder=str(ROOT / "dags"))
+    return DagBag(dag_folder=str(ROOT / path))
+
+
+def _chart_dags_by_file() -> dict[str, set[str]]:
+    """The chart DAG ids each shard file builds, parsed file by file as the dag-processor does."""
+    built = {}
+    for k in range(settings.CHART_DAG_SHARDS):
+        path = settings.CHART_DAG_FILE.format(shard=k)
+        bag = _dagbag(path)
+        assert bag.import_errors == {}, path
+        built[path] = {d for d in bag.dag_ids if d.startswith("chart_sync__")}
+    return built
 
 
 def test_every_dag_imports_with_retries_tags_and_owner(chart_db):
@@ -105,13 +120,55 @@ def test_bad_row_becomes_a_paused_placeholder_naming_the_field(chart_db):
     assert [t.task_id for t in broken.tasks] == ["config_error"]
 
 
+def test_the_shard_files_are_the_configured_ones():
+    from conftest import ROOT
+
+    files = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "dags").glob("chart_sync*.py"))
+    assert files == [settings.CHART_DAG_FILE.format(shard=k) for k in range(settings.CHART_DAG_SHARDS)]
+    for k, path in enumerate(files):
+        assert f"build_dags(shard={k}," in (ROOT / path).read_text(), path
+
+
+def test_each_chart_dag_is_built_by_one_file_the_one_its_slug_names(chart_db):
+    built = _chart_dags_by_file()
+    counts = Counter(dag_id for dag_ids in built.values() for dag_id in dag_ids)
+    assert counts == Counter({f"chart_sync__{slug}": 1 for slug, *_ in ROWS})
+    for slug, *_ in ROWS:
+        assert f"chart_sync__{slug}" in built[settings.chart_dag_file(slug)], slug
+    assert len({settings.chart_dag_shard(slug) for slug, *_ in ROWS}) > 1  # the rows do spread
+
+
+def test_a_new_schedule_changes_one_file_only(chart_db):
+    before = _chart_dags_by_file()
+    schedules.add_schedule(chart_db, _new_chart(chart_db, "chart-new"), today=date(2026, 11, 24))
+    after = _chart_dags_by_file()
+    assert {path for path in after if after[path] != before[path]} == {settings.chart_dag_file("chart-new")}
+
+
+def _new_chart(engine, slug):
+    with engine.begin() as conn:
+        conn.execute(insert(chart).values(slug=slug, name=slug.title(), platform="spotify", frequency="daily",
+                                          created_at=datetime.now(UTC)))
+    return next(r for r in _charts(engine) if r.slug == slug)
+
+
 def test_parsing_context_builds_only_the_requested_dag(chart_db, monkeypatch):
     monkeypatch.setenv("_AIRFLOW_PARSING_CONTEXT_DAG_ID", "chart_sync__chart-weekly")
     assert {d for d in _dagbag().dag_ids if d.startswith("chart_sync__")} == {"chart_sync__chart-weekly"}
+    built = _chart_dags_by_file()  # the DAG's own file builds it; every other file builds nothing
+    assert {path: ids for path, ids in built.items() if ids} == {
+        settings.chart_dag_file("chart-weekly"): {"chart_sync__chart-weekly"}}
 
 
 def test_chart_db_outage_keeps_the_last_known_dags(chart_db, monkeypatch, tmp_path):
     first = set(_dagbag().dag_ids)
+    snapshots = sorted(Path(tmp_path).glob("snapshot-*.json"))
+    assert len(snapshots) == settings.CHART_DAG_SHARDS  # one a shard, empty ones too
     monkeypatch.setenv("AIRFLOW_CONN_CHART_DB", json.dumps({"conn_type": "sqlite",
                                                              "host": str(tmp_path / "missing" / "x.db")}))
-    assert set(_dagbag().dag_ids) == first
+    bag = _dagbag()
+    assert set(bag.dag_ids) == first
+    assert "config-error" in bag.dags["chart_sync__chart-broken"].tags  # the bad row still hits only its chart,
+    assert bag.dags["chart_sync__chart-weekly"].timetable.expression == "0 0 * * FRI"  # not its shard's others
+    monkeypatch.setenv("_AIRFLOW_PARSING_CONTEXT_DAG_ID", "chart_sync__chart-monthly")
+    assert {d for d in _dagbag().dag_ids if d.startswith("chart_sync__")} == {"chart_sync__chart-monthly"}

@@ -259,7 +259,7 @@ def test_create_detects_the_frequency_and_says_when_the_dag_appears(admin, engin
     assert schedule["sync_frequency"] == "daily"
     assert schedule["dag_id"] == created["dag_id"] == f"chart_sync__{GLOBAL_DAILY}"
     assert schedule["status"] == "active" and schedule["dag"] is None and not created["dag_in_airflow"]
-    assert "next parse of dags/chart_sync.py" in created["message"]
+    assert "next parse of dags/chart_sync_07.py" in created["message"]  # the shard file of its slug
     assert "min_file_process_interval = 5 s" in created["message"]
     assert schedule["history_start"] <= (date.today() - timedelta(days=364)).isoformat()
 

@@ -1,7 +1,10 @@
 """The DAG factory: one sync DAG per row of ``chart_sync_schedule``.
 
-Reading the config table at parse time is deliberate and kept cheap: one indexed query, only
-the requested DAG when Airflow's parsing context names one, and a last-known-good snapshot
+The schedules are spread over ``settings.CHART_DAG_SHARDS`` DAG files (``dags/chart_sync_00.py``
+...) by a hash of the slug, so each file stays quick to parse however many charts there are, and a
+new schedule changes one file's DAGs only; a DAG's id never depends on its file. Reading the
+config table at parse time is deliberate and kept cheap: only the file's shard, only the requested
+DAG when Airflow's parsing context names one, and a last-known-good snapshot per shard
 (``store.snapshot``) so a chart DB outage never makes DAGs vanish. A bad row yields a paused
 placeholder DAG that shows the error: only that chart is affected.
 
@@ -12,6 +15,7 @@ The task body is a few lines: ``services.sync.sync_run`` decides and returns an 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,10 +24,18 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowRescheduleExcept
 
 from chartsync import settings
 from chartsync.builders.callbacks import deadlines_for
-from chartsync.builders.defaults import RANKINGS_ASSET, default_args
+from chartsync.builders.defaults import RANKINGS_ASSET, chart_rankings_asset, default_args
 from chartsync.core import calendar
 from chartsync.core.calendar import Frequency
-from chartsync.core.outcomes import Failed, NotPublishedYet, RunRef, Skipped, SyncOutcome, rankings_event_extra
+from chartsync.core.outcomes import (
+    Failed,
+    NotPublishedYet,
+    RunRef,
+    Skipped,
+    SyncOutcome,
+    SyncResult,
+    rankings_event_extra,
+)
 from chartsync.core.schedule import ScheduleConfig, ScheduleError, slug_of
 from chartsync.core.timestamps import midnight
 from chartsync.store import snapshot
@@ -34,32 +46,35 @@ log = logging.getLogger(__name__)
 
 
 # -- reading the config table --------------------------------------------------------------------
-def read_schedule_rows(dag_id: str | None = None) -> list[Any]:
-    """Rows of the config table; the snapshot when the chart DB cannot be read."""
+def read_schedule_rows(shard: int, dag_id: str | None = None) -> list[Any]:
+    """The shard's rows of the config table (only ``dag_id``'s when it names one of them); the
+    shard's snapshot when the chart DB cannot be read."""
     slug = slug_of(dag_id)
-    if dag_id and slug is None:
+    if dag_id and (slug is None or settings.chart_dag_shard(slug) != shard):
         return []  # another file's DAG: build nothing
     try:
-        rows = load_rows(chart_engine(), slug)
+        rows = load_rows(chart_engine(), slug) if slug else load_rows(chart_engine(), shard=shard)
     except Exception as exc:  # the DB is down or unconfigured: keep the DAGs we knew
-        rows = snapshot.read(slug)
+        rows = snapshot.read(shard, slug)
         log.warning("chart-sync: chart DB unreadable (%s); using the snapshot of %d schedules", exc, len(rows))
         return rows
     if slug is None:
-        snapshot.write(rows)
+        snapshot.write(shard, rows)
     return rows
 
 
 # -- building DAGs ---------------------------------------------------------------------------------
-def build_dags(dag_id: str | None = None) -> dict[str, DAG]:
-    """Every chart DAG (or only ``dag_id``), keyed by dag_id; bad rows become placeholder DAGs."""
+def build_dags(shard: int, dag_id: str | None = None) -> dict[str, DAG]:
+    """The chart DAGs of one DAG file's shard (or only ``dag_id``, when it is one of them), keyed by
+    dag_id; bad rows become placeholder DAGs."""
     dags: dict[str, DAG] = {}
-    for row in read_schedule_rows(dag_id):
+    task_defaults = default_args()  # once for the file: every DAG takes its own copy
+    for row in read_schedule_rows(shard, dag_id):
         try:
             config = ScheduleConfig.from_row(row)
             if config.dag_id in dags:
                 raise ScheduleError("slug", f"{config.slug!r} collides with another chart's DAG id")
-            dags[config.dag_id] = build_dag(config)
+            dags[config.dag_id] = build_dag(config, task_defaults)
         except Exception as exc:
             log.error("chart-sync: schedule %s (chart %r) is invalid: %s", row.id, row.slug, exc)
             broken = broken_dag(row, exc)
@@ -85,7 +100,8 @@ def start_date_for(config: ScheduleConfig) -> datetime:
     return midnight(day)
 
 
-def build_dag(config: ScheduleConfig) -> DAG:
+def build_dag(config: ScheduleConfig, task_defaults: dict[str, Any] | None = None) -> DAG:
+    """One chart's sync DAG; ``task_defaults`` (``defaults.default_args()``) may be shared by many."""
     start = start_date_for(config)
     with DAG(
         dag_id=config.dag_id,
@@ -95,14 +111,17 @@ def build_dag(config: ScheduleConfig) -> DAG:
         catchup=config.sync_historical_data,
         is_paused_upon_creation=not config.is_active,
         max_active_runs=settings.CHART_DAG_MAX_ACTIVE_RUNS,
-        default_args=default_args(),
+        default_args=default_args() if task_defaults is None else task_defaults,
         tags=[settings.TAG, f"platform:{config.platform}", f"frequency:{config.frequency.value}"],
         doc_md=doc_md(config),
         params={},
         deadline=deadlines_for(config),  # sync deadline + runtime degradation (builders.callbacks)
     ) as dag:
 
-        @task(task_id="sync_ranking", outlets=[RANKINGS_ASSET])
+        # multiple_outputs as `-> dict` implies it; said here, Airflow need not evaluate that (string)
+        # annotation for every DAG (compile + eval: 8% of a DAG's parse)
+        @task(task_id="sync_ranking", outlets=[RANKINGS_ASSET, chart_rankings_asset(config.slug)],
+              multiple_outputs=True)
         def sync_ranking(**context: Any) -> dict:
             from chartsync.services import sync  # deferred: parse-time cost (the client loads the http provider)
             from chartsync.soundcharts.client import SoundchartsClient  # deferred: likewise
@@ -187,11 +206,13 @@ def run_type(context: dict) -> str | None:
 def task_result(outcome: SyncOutcome, config: ScheduleConfig, context: dict) -> dict:
     """The outcome in Airflow's terms: a return value, a reschedule, or a failure without retry.
 
-    Synced and skipped periods announce themselves on the rankings asset: the event's extra names
-    the execution rows and new tracks (the track metadata DAG reads it).
+    Synced and skipped periods announce themselves on the rankings asset, whose event's extra names
+    the execution rows and new tracks (the track metadata DAG reads it), and on the chart's own asset
+    (``chart_event_extra``: for DAGs downstream of one chart).
     """
     if outcome.results and (outlets := context.get("outlet_events")) is not None:
         outlets[RANKINGS_ASSET].extra = rankings_event_extra(config.chart_id, config.slug, outcome.results)
+        outlets[chart_rankings_asset(config.slug)].extra = chart_event_extra(config, outcome.results)
     if isinstance(outcome, NotPublishedYet):
         raise AirflowRescheduleException(outcome.retry_at)
     if isinstance(outcome, Failed):
@@ -199,3 +220,13 @@ def task_result(outcome: SyncOutcome, config: ScheduleConfig, context: dict) -> 
     if isinstance(outcome, Skipped):
         return {"period": outcome.period.isoformat(), "status": "skipped"}
     return outcome.result.as_dict()
+
+
+def chart_event_extra(config: ScheduleConfig, results: Sequence[SyncResult]) -> dict[str, Any]:
+    """The extra of the chart's own asset event: the newest period stored, every period stored by
+    this run (oldest first) and what they wrote."""
+    periods = sorted(r.period for r in results)
+    return {"chart_id": config.chart_id, "slug": config.slug, "period": periods[-1].isoformat(),
+            "periods": [p.isoformat() for p in periods],
+            "entries_written": sum(r.entries_written for r in results),
+            "tracks_created": sum(r.tracks_created for r in results)}

@@ -1,5 +1,5 @@
 """What every chart-sync DAG starts from: the task defaults (declared once, layered per DAG) and
-the rankings asset every sync emits."""
+the rankings assets every sync emits: the aggregate one and the chart's own."""
 
 from __future__ import annotations
 
@@ -11,6 +11,11 @@ from chartsync import settings
 from chartsync.builders.callbacks import on_task_failure
 
 RANKINGS_ASSET = Asset(settings.RANKINGS_ASSET_URI, group=settings.ASSET_GROUP)
+
+
+def chart_rankings_asset(slug: str) -> Asset:
+    """One chart's rankings, ``chartsync://rankings/<slug>``: what a DAG downstream of one chart waits for."""
+    return Asset(f"{settings.RANKINGS_ASSET_URI}/{slug}", group=settings.ASSET_GROUP)
 
 
 def default_args(**overrides: Any) -> dict[str, Any]:

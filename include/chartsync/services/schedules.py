@@ -30,6 +30,7 @@ from chartsync.core.timestamps import as_utc
 from chartsync.seam import config as airflow_config
 from chartsync.seam import orchestration
 from chartsync.services import charts, gaps
+from chartsync.settings import chart_dag_file
 from chartsync.store import audit, pages
 from chartsync.store import gaps as gap_store
 from chartsync.store import schedules as schedule_store
@@ -156,8 +157,8 @@ def delete_schedule(engine: Engine, schedule_id: int, *, actor: str) -> Schedule
         raise ScheduleNotFound(f"chart {row.slug!r} has no sync schedule")
     dag_id = dag_id_for(row.slug)
     known = orchestration.set_paused(dag_id, True)
-    fate = ("is paused and disappears at the next parse of dags/chart_sync.py; its runs and the synced "
-            "rankings are kept" if known else "was never parsed, so Airflow has nothing to remove")
+    fate = (f"is paused and disappears at the next parse of {chart_dag_file(row.slug)}; its runs and the "
+            "synced rankings are kept" if known else "was never parsed, so Airflow has nothing to remove")
     return ScheduleChange(schedule_id, row.chart_id, row.slug, dag_id, known, f"{dag_id} {fate}")
 
 
@@ -181,9 +182,9 @@ def _follow_in_airflow(schedule_id: int, chart_id: int, slug: str, is_active: bo
     state = "active" if is_active else "paused"
     if known:
         message = f"{dag_id} is {state}" + ("; changes to its schedule apply at the next parse of "
-                                            "dags/chart_sync.py" if changed and not created else "")
+                                            f"{chart_dag_file(slug)}" if changed and not created else "")
     else:
-        message = (f"{dag_id} appears at the next parse of dags/chart_sync.py (within [dag_processor] "
+        message = (f"{dag_id} appears at the next parse of {chart_dag_file(slug)} (within [dag_processor] "
                    f"min_file_process_interval = {airflow_config.parse_interval_seconds()} s) and starts {state}")
     return ScheduleChange(schedule_id, chart_id, slug, dag_id, known, message, changed)
 

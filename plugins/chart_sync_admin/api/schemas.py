@@ -240,7 +240,8 @@ class ScheduleDetailOut(ScheduleOut):
 class ScheduleWriteOut(Response):
     schedule: ScheduleOut
     dag_id: str
-    dag_in_airflow: bool = Field(description="false: the DAG appears at the next parse of dags/chart_sync.py")
+    dag_in_airflow: bool = Field(description="false: the DAG appears at the next parse of its DAG file "
+                                             "(dags/chart_sync_NN.py, named in `message`)")
     changed: bool
     message: str
 
