@@ -84,6 +84,27 @@ def on_task_instance_failed(previous_state, task_instance, error) -> None:
 
 
 @hookimpl
+def on_starting(component) -> None:
+    """In the scheduler, before its LocalExecutor forks the workers that fork every task process:
+    import what chart-sync's tasks import (the DAG factory their DAG file runs, the sync and metadata
+    services, the Soundcharts client and the database driver), so that no task pays for it again:
+    about a second a task, at every period of a catchup (benchmarks/catchup.py). Imports only: no
+    thread, no connection is made before the fork."""
+    if _process() != "scheduler":
+        return
+    try:
+        import psycopg2  # noqa: F401
+        import sqlalchemy.dialects.postgresql.psycopg2  # noqa: F401
+
+        import chartsync.builders.chart_dags  # noqa: F401
+        import chartsync.builders.tracks  # noqa: F401
+        import chartsync.services.sync  # noqa: F401
+        import chartsync.soundcharts.client  # noqa: F401
+    except Exception:
+        log.exception("chart-sync: preloading the task modules (tasks import them themselves)")
+
+
+@hookimpl
 def on_dag_run_failed(dag_run, msg) -> None:
     _run_ended(dag_run)
 
