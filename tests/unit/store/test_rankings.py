@@ -203,3 +203,20 @@ def test_a_failure_part_way_leaves_nothing(store):
     with pytest.raises(IntegrityError):  # two entries at position 1: the entries' write fails after the tracks'
         store_one(store, broken)
     assert snapshot(store) == {"chart_ranking": [], "chart_ranking_entry": [], "track": []}
+
+
+def test_songs_names_and_units_the_sql_has_to_quote_are_stored_as_given(store):
+    odd_song = 'a,"b"\\{c} d'  # what a text[] literal or COPY line must escape
+    ranking = fetched(DAY, [odd_song, "NULL", "c"], **{
+        odd_song: {"song_name": 'Name, "quoted" \\ {braced}', "credit_name": None, "image_url": "NULL"},
+        "NULL": {"credit_name": "", "time_on_chart_unit": None},
+        "c": {"time_on_chart_unit": "W\tC", "previous_position": None, "metric": None}})
+    assert counts(store_one(store, ranking)) == (1, 0, 3, 3, 0)
+    with store.connect() as conn:
+        tracks = {row.song_uuid: (row.name, row.credit_name, row.image_url) for row in conn.execute(select(track))}
+        units = conn.execute(select(chart_ranking_entry.c.time_on_chart_unit, chart_ranking_entry.c.streams)
+                             .order_by(chart_ranking_entry.c.position)).all()
+    assert tracks[odd_song] == ('Name, "quoted" \\ {braced}', None, "NULL")
+    assert tracks["NULL"] == ("Song NULL", "", None)
+    assert units == [("DOC", 999), (None, 998), ("W\tC", None)]
+    assert counts(store_one(store, ranking)) == (0, 0, 0, 0, 0)
