@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from collections import Counter
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, insert, update
@@ -162,7 +161,7 @@ def test_parsing_context_builds_only_the_requested_dag(chart_db, monkeypatch):
 
 def test_chart_db_outage_keeps_the_last_known_dags(chart_db, monkeypatch, tmp_path):
     first = set(_dagbag().dag_ids)
-    snapshots = sorted(Path(tmp_path).glob("snapshot-*.json"))
+    snapshots = sorted(tmp_path.glob("snapshot-*.json"))
     assert len(snapshots) == settings.CHART_DAG_SHARDS  # one a shard, empty ones too
     monkeypatch.setenv("AIRFLOW_CONN_CHART_DB", json.dumps({"conn_type": "sqlite",
                                                              "host": str(tmp_path / "missing" / "x.db")}))
