@@ -51,9 +51,11 @@ run:
 		|| { tail -25 $(AIRFLOW_HOME)/logs/setup.log; echo "chart-sync: make setup failed, see $(AIRFLOW_HOME)/logs/setup.log"; exit 1; }
 	@$(BIN)/python -m chartsync.demo --emulator-port $(EMULATOR_PORT)
 
-## test: the whole suite (starts and stops its own servers: PostgreSQL, the emulator, Airflow)
+## test: the whole suite (starts and stops its own servers: PostgreSQL, the emulator, Airflow), in TEST_WORKERS
+## pytest-xdist processes (default 2; a file's tests stay in one: they share its fixtures); TEST_WORKERS=0: one process
+TEST_WORKERS ?= 2
 test: $(VENV)/.installed
-	$(BIN)/python -m pytest -p no:cacheprovider $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 ## lint: ruff, and import-linter's contracts (the layers, who may import airflow, a pure core)
 lint: $(VENV)/.installed

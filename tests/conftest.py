@@ -152,6 +152,8 @@ def pytest_configure(config) -> None:
     """Airflow code that runs inside the pytest process (the CLI's and the services' calls into Airflow,
     in unit tests) gets its own metadata DB too, never the developer's $AIRFLOW_HOME: a private home and
     a copy of the migrated template. Set before anything imports airflow, which reads its config once."""
+    if getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput"):
+        return  # pytest-xdist's controller runs no test: each worker process gets its own (below)
     if "airflow" in sys.modules:
         raise pytest.UsageError("airflow was imported before tests/conftest.py could give it a metadata DB")
     os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="chartsync-pytest-airflow-")

@@ -172,9 +172,10 @@ def test_live_gaps_agree_everywhere_and_heal_resyncs_exactly_the_gaps(airflow_sq
         out = af.chartsync("gaps", "heal", DAILY).stdout
         assert f"{DAILY}: created: " in out and "2 more range(s) queued" in out, out
         assert "1 successful run(s) whose rankings are gone cleared" in out, out
-        # the first range's backfill runs, the others wait (the cleared run may have re-synced its period already)
+        # one range's backfill at a time, the last range waits; the first range (and the cleared run's period)
+        # may be re-synced already under a quick scheduler, so its gap is gone from the list
         states = [g["heal"] for g in doors.get(API + "/gaps/", chart_id=doors.chart_id)["items"]]
-        assert states[0] == "running" and set(states[1:]) == {"queued"}, states
+        assert states[-1] == "queued" and states.count("running") <= 1 and set(states) <= {"running", "queued"}, states
         assert doors.page()["heal"][-1] == "queued"
 
         def done() -> bool:
