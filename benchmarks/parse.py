@@ -2,7 +2,8 @@
 
 For each size (default 1,000, 10,000 and 50,000 schedules on a SQLite chart DB) every shard file
 ``dags/chart_sync_NN.py`` is parsed the way the dag-processor parses it: imported in a fresh
-interpreter that has Airflow loaded and its objects frozen for the garbage collector (the
+interpreter that has Airflow loaded, and what the plugin makes the dag-processor import before it
+forks (``chart_sync_admin.listeners.preload``), its objects frozen for the garbage collector (the
 dag-processor forks its parsing processes after ``gc.freeze()``), with the file's own imports,
 its chart DB read and snapshot, and its DAGs. Against each file: the same DAGs written as
 literals (same deadlines, assets, callbacks and defaults; no DB, no config objects), parsed the
@@ -48,6 +49,9 @@ JUDGED_UP_TO = 10_000
 PARSE = """
 import gc, runpy, sys, time
 import airflow.sdk
+sys.path.insert(0, {plugins!r})
+from chart_sync_admin.listeners import preload
+preload()  # what the dag-processor imported before it forked (the plugin's on_starting)
 gc.freeze()
 if sys.argv[1] == "file":
     start = time.process_time()
@@ -131,7 +135,7 @@ def literal_dags(charts: list[int]) -> dict:
 
 def parse_seconds(*argv: str, repeat: int) -> float:
     """The best of ``repeat`` parsing processes (see PARSE)."""
-    code = PARSE.format(benchmarks=str(ROOT / "benchmarks"))
+    code = PARSE.format(benchmarks=str(ROOT / "benchmarks"), plugins=str(ROOT / "plugins"))
     env = {**os.environ, "PYTHONPATH": str(ROOT / "include")}
     return min(float(subprocess.run([sys.executable, "-c", code, *argv], env=env, check=True, capture_output=True,
                                     text=True).stdout.split()[-1]) for _ in range(repeat))

@@ -32,6 +32,7 @@ A hook never raises into Airflow: a chart DB problem is logged, and the reconcil
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import queue
@@ -62,7 +63,7 @@ def _process() -> str:
     if has_supervisor():
         return "task"
     command = sys.argv[1] if len(sys.argv) > 1 else ""
-    return command if command in ("scheduler", "api-server") else "airflow"
+    return command if command in ("scheduler", "api-server", "dag-processor") else "airflow"
 
 
 # -- hooks ------------------------------------------------------------------------------------------
@@ -83,25 +84,33 @@ def on_task_instance_failed(previous_state, task_instance, error) -> None:
         log.exception("chart-sync: on_task_instance_failed listener")
 
 
+# what chart-sync's tasks and DAG files import: the DAG factory, the sync and metadata services, the
+# Soundcharts client and the database driver
+TASK_MODULES = ("psycopg2", "sqlalchemy.dialects.postgresql.psycopg2", "chartsync.builders.chart_dags",
+                "chartsync.builders.tracks", "chartsync.services.sync", "chartsync.soundcharts.client")
+
+
+def preload() -> None:
+    for name in TASK_MODULES:
+        importlib.import_module(name)
+
+
 @hookimpl
 def on_starting(component) -> None:
-    """In the scheduler, before its LocalExecutor forks the workers that fork every task process:
-    import what chart-sync's tasks import (the DAG factory their DAG file runs, the sync and metadata
-    services, the Soundcharts client and the database driver), so that no task pays for it again:
-    about a second a task, at every period of a catchup (benchmarks/catchup.py). Imports only: no
-    thread, no connection is made before the fork."""
-    if _process() != "scheduler":
+    """In the scheduler and the dag-processor, before they fork (the LocalExecutor's workers, which
+    fork every task process; a parsing process per DAG file): import ``TASK_MODULES`` once, so that no
+    task and no parse pays for them again: about a second a task, at every period of a catchup
+    (benchmarks/catchup.py), and a tenth of a second per DAG file parse (benchmarks/parse.py).
+    Imports only: no thread, no connection is made before the fork."""
+    where = _process()
+    if where not in ("scheduler", "dag-processor"):
         return
     try:
-        import psycopg2  # noqa: F401
-        import sqlalchemy.dialects.postgresql.psycopg2  # noqa: F401
-
-        import chartsync.builders.chart_dags  # noqa: F401
-        import chartsync.builders.tracks  # noqa: F401
-        import chartsync.services.sync  # noqa: F401
-        import chartsync.soundcharts.client  # noqa: F401
+        preload()
     except Exception:
         log.exception("chart-sync: preloading the task modules (tasks import them themselves)")
+        return
+    log.info("chart-sync: the %s imported the DAG factory and the task modules: its forks inherit them", where)
 
 
 @hookimpl
