@@ -49,6 +49,7 @@ JUDGED_UP_TO = 10_000
 PARSE = """
 import gc, runpy, sys, time
 import airflow.sdk
+import airflow.dag_processing.processor  # the dag-processor's own code: it forks the parsing process
 sys.path.insert(0, {plugins!r})
 from chart_sync_admin.listeners import preload
 preload()  # what the dag-processor imported before it forked (the plugin's on_starting)
