@@ -87,6 +87,8 @@ def test_every_dag_imports_with_retries_tags_and_owner(chart_db):
         for task in dag.tasks:
             assert task.retries >= 3, (dag.dag_id, task.task_id)
             assert task.owner == "chart-sync"
+            # a returned dict is one XCom (return_value), not one execution-API call per key
+            assert getattr(task, "multiple_outputs", False) is False, (dag.dag_id, task.task_id)
 
 
 def test_schedule_catchup_and_pause_follow_the_config(chart_db):

@@ -31,7 +31,7 @@ def build_digest_dag():
         ),
     ) as dag:
 
-        @task(task_id="send_digest")
+        @task(task_id="send_digest", multiple_outputs=False)  # one XCom, not one per key
         def send_digest() -> dict:
             return alerts.run_digest(chart_engine())
 

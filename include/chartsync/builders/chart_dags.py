@@ -118,10 +118,11 @@ def build_dag(config: ScheduleConfig, task_defaults: dict[str, Any] | None = Non
         deadline=deadlines_for(config),  # sync deadline + runtime degradation (builders.callbacks)
     ) as dag:
 
-        # multiple_outputs as `-> dict` implies it; said here, Airflow need not evaluate that (string)
-        # annotation for every DAG (compile + eval: 8% of a DAG's parse)
+        # one XCom, return_value: a `-> dict` annotation alone would push every key as an XCom of its own
+        # (a dozen execution-API calls a try, a third of a second at each period of a catchup); said
+        # here, Airflow also need not evaluate the (string) annotation for every DAG (8 % of a parse)
         @task(task_id="sync_ranking", outlets=[RANKINGS_ASSET, chart_rankings_asset(config.slug)],
-              multiple_outputs=True)
+              multiple_outputs=False)
         def sync_ranking(**context: Any) -> dict:
             from chartsync.services import sync  # deferred: parse-time cost (the client loads the http provider)
             from chartsync.soundcharts.client import SoundchartsClient  # deferred: likewise

@@ -38,7 +38,7 @@ def build_gap_audit_dag() -> DAG:
         ),
     ) as dag:
 
-        @task(task_id="audit_gaps")
+        @task(task_id="audit_gaps", multiple_outputs=False)  # one XCom, not one per key
         def audit_gaps() -> dict:
             engine = chart_engine()
             configs, invalid = schedules.active_configs(engine)
@@ -78,7 +78,7 @@ def build_retention_dag():
         ),
     ) as dag:
 
-        @task(task_id="prune_history")
+        @task(task_id="prune_history", multiple_outputs=False)  # one XCom, not one per key
         def prune_history() -> dict:
             days = retention.retention_days(get_variable(settings.RETENTION_VARIABLE))
             return retention.prune(chart_engine(), days)

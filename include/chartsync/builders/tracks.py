@@ -42,7 +42,7 @@ def build_track_metadata_dag():
         ),
     ) as dag:
 
-        @task(task_id="fetch_track_metadata")
+        @task(task_id="fetch_track_metadata", multiple_outputs=False)  # one XCom, not one per key
         def fetch_track_metadata(**context: Any) -> dict:
             events = (context.get("triggering_asset_events") or {}).get(RANKINGS_ASSET, [])
             findings = findings_from_extras(event.extra for event in events)
@@ -75,7 +75,7 @@ def build_audience_dag():
         ),
     ) as dag:
 
-        @task(task_id="fetch_audience")
+        @task(task_id="fetch_audience", multiple_outputs=False)  # one XCom, not one per key
         def fetch_audience_task(**context: Any) -> dict:
             song_uuid = context["params"]["song_uuid"]
             return audience.refresh_song(chart_engine(), SoundchartsClient(), song_uuid).summary()
