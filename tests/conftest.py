@@ -397,3 +397,19 @@ def alert_channel_env(receiver: AlertReceiver, smtp: SmtpReceiver | None = None,
         env["AIRFLOW_CONN_CHARTSYNC_ALERT_SMTP"] = smtp.conn_json()
         env["AIRFLOW_VAR_CHARTSYNC_ALERT_EMAIL_TO"] = "ops@example.com, charts@example.com"
     return env
+
+
+def migrated_chart_engine(request, tmp_path: Path, name: str):
+    """A migrated chart DB for a fixture parametrized ``["sqlite", "postgres"]``: a SQLite file in
+    ``tmp_path``, or database ``name`` on the session's PostgreSQL."""
+    from sqlalchemy import create_engine
+
+    from chartsync.store.migrate import upgrade
+
+    if request.param == "sqlite":
+        engine = create_engine(f"sqlite:///{tmp_path / 'chart.db'}")
+    else:
+        pg = request.getfixturevalue("postgres")
+        engine = create_engine(pg.url(pg.create_database(name)))
+    upgrade(engine)
+    return engine

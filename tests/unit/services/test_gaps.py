@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 import random
 
 import pytest
-from sqlalchemy import create_engine, delete, insert, select
+from sqlalchemy import delete, insert, select
 
 from chartsync.core.gaps import runs_of
 from chartsync.core.schedule import ScheduleNotFound
@@ -16,7 +16,7 @@ from chartsync.services import coverage, gaps
 from chartsync.services.charts import ChartNotFound
 from chartsync.store import gaps as gap_store
 from chartsync.store import schedules as schedule_store
-from chartsync.store.migrate import upgrade
+from conftest import migrated_chart_engine
 from chartsync.store.tables import chart, chart_expected_period, chart_ranking, chart_sync_audit, chart_sync_schedule
 from chartsync.core.calendar import Frequency
 from chartsync.core.schedule import ScheduleConfig
@@ -68,12 +68,7 @@ def test_backfill_command_closes_the_range():
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def engine(request, tmp_path):
-    if request.param == "sqlite":
-        engine = create_engine(f"sqlite:///{tmp_path / 'chart.db'}")
-    else:
-        pg = request.getfixturevalue("postgres")
-        engine = create_engine(pg.url(pg.create_database("gaps_unit")))
-    upgrade(engine)
+    engine = migrated_chart_engine(request, tmp_path, "gaps_unit")
     yield engine
     engine.dispose()
 

@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from chartsync.services import coverage
 from chartsync.store import rankings
 from chartsync.store.migrate import upgrade
+from conftest import migrated_chart_engine
 from chartsync.store.tables import chart, chart_expected_period, chart_ranking, chart_ranking_entry, track
 from chartsync.core.outcomes import RunRef
 from chartsync.store.executions import record_failure
@@ -111,12 +112,7 @@ NOW = datetime(2026, 11, 24, 6, 0, tzinfo=UTC)
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def store(request, tmp_path):
-    if request.param == "sqlite":
-        engine = create_engine(f"sqlite:///{tmp_path / 'chart.db'}")
-    else:
-        pg = request.getfixturevalue("postgres")
-        engine = create_engine(pg.url(pg.create_database(f"rankings_{tmp_path.name[-20:].lower().replace('-', '_')}")))
-    upgrade(engine)
+    engine = migrated_chart_engine(request, tmp_path, f"rankings_{tmp_path.name[-20:].lower().replace('-', '_')}")
     with engine.begin() as conn:
         conn.execute(insert(chart).values(id=1, slug=SLUG, name="Spotify GB", platform="spotify", frequency="daily",
                                           created_at=NOW))
