@@ -75,6 +75,19 @@ AUDIENCE_MAX_AGE = timedelta(days=7)
 AUDIENCE_WINDOW_DAYS = 90  # the API serves at most 90 days a call: one call per platform
 
 
+# -- data quality (core.quality): hard checks reject a ranking before anything is written; soft checks
+# store it and flag it in chart_ranking_quality. Change a threshold here; it applies to rankings stored after.
+QUALITY_MIN_FILL = 1.0  # flag "short": fewer entries than this share of the chart's published size
+QUALITY_STREAM_PLATFORMS = ("spotify",)  # platforms whose chart entries normally carry streams
+QUALITY_MAX_NO_STREAMS_SHARE = 0.05  # flag "missing_streams": more entries than this without streams
+QUALITY_CHURN_HISTORY = 30  # the recent rankings the chart's usual churn is the mean of
+QUALITY_CHURN_MIN_HISTORY = 5  # fewer stored before it: churn is not judged
+QUALITY_CHURN_FACTOR = 3.0  # flag "churn": new entries above this multiple of the usual share ...
+QUALITY_CHURN_MIN_SHARE = 0.10  # ... and above this share of the ranking
+QUALITY_MAX_PREVIOUS_MISMATCH_SHARE = 0.02  # flag "previous_mismatch": previous positions the previous period contradicts
+QUALITY_FLAGS = ("short", "gaps", "missing_streams", "churn", "previous_mismatch")
+QUALITY_CHECK_DAG_ID = "chart_sync_quality_checks"  # the daily warehouse-wide checks (common.sql operators)
+
 # -- reconciling Airflow's failures into chart-sync (services.failures; the scheduler's reconciler) ------------
 RECONCILE_LOOKBACK = timedelta(days=3)  # how far back a pass looks
 RECONCILE_LIMIT = 500  # task instances (and as many history rows) per pass

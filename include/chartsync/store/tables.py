@@ -107,6 +107,29 @@ chart_ranking_entry = Table(
     UniqueConstraint("ranking_id", "position", name="uq_chart_ranking_entry_position"),
 )
 
+chart_ranking_quality = Table(
+    "chart_ranking_quality",
+    metadata,
+    # The soft checks of one stored ranking (``core.quality``), written in the ranking's transaction.
+    # ``flags`` names the checks it failed ([] = clean); a NULL measure means "could not be measured"
+    # (no published size, a platform without streams, too little history, no previous period stored).
+    Column("ranking_id", Integer, ForeignKey("chart_ranking.id", ondelete="CASCADE"), primary_key=True),
+    Column("chart_id", Integer, ForeignKey("chart.id", ondelete="CASCADE"), nullable=False),
+    Column("period", Date, nullable=False),
+    Column("entry_count", Integer, nullable=False),
+    Column("expected_count", Integer),  # the chart's published size (chart.max_results)
+    Column("missing_positions", Integer, nullable=False),  # holes in 1..the highest position
+    Column("no_streams_share", Float),  # entries without streams, on a platform that has them
+    Column("new_share", Float, nullable=False),  # entries new to the chart this period
+    Column("usual_new_share", Float),  # the chart's mean new_share over its recent rankings
+    Column("previous_checked", Integer, nullable=False, server_default="0"),  # entries with a previous position
+    Column("previous_mismatches", Integer),  # ... that the previous stored period contradicts
+    Column("flags", JSON, nullable=False),
+    Column("flagged", Boolean, nullable=False),
+    Column("checked_at", DateTime(timezone=True), nullable=False),
+    Index("ix_chart_ranking_quality_chart_period", "chart_id", "period"),
+)
+
 track_audience = Table(
     "track_audience",
     metadata,
