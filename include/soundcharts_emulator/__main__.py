@@ -34,7 +34,14 @@ fault SPEC: kind[:key=value,...] with kind 429|500|slow|hang|malformed|unpublish
   delay          slow: seconds before answering (default 1); hang: seconds to
                  hold the request before dropping the connection unanswered
                  (default 60; 0 = drop at once)
-  variant        malformed: truncated (default) | missing_items
+  variant        malformed: how the 200 answer is broken; any answer, request by
+                 request: truncated (default, cut JSON) | missing_items; only
+                 rankings, as valid JSON, every page of a fetch alike (count
+                 counts rankings): duplicate_positions (position 1 twice) |
+                 duplicate_songs (the first song again, last) |
+                 position_out_of_range (the last at maxResultsCount + 1) |
+                 short (143 of 200 entries) | gap (no position 57) |
+                 no_streams (metric null on every entry)
   date           unpublished: YYYY-MM-DD to hide (default: the newest ranking)
 
 a hang past the client timeout: the chart-sync client (SoundchartsClient) waits
@@ -46,6 +53,7 @@ examples:
   --fault 429:count=2,retry_after=1
   --fault slow:delay=2.5,path_contains=/ranking/
   --fault unpublished:date=2026-11-20,path_contains=spotify-top-200-global-daily
+  --fault malformed:variant=duplicate_positions,path_contains=/ranking/,count=1
   a repeatable soak: about 10 % of ranking requests fail (429, 500 or a hang), 1 % malformed
   --seed 7 --fault 429:rate=0.04,path_contains=/ranking/
     --fault 500:rate=0.03,path_contains=/ranking/

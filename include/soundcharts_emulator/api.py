@@ -3,8 +3,9 @@
 Paths and JSON shapes follow the public ``soundcharts`` SDK (github.com/
 soundcharts/python-sdk, ``src/soundcharts/charts.py`` and ``song.py``) and
 /work/shared/reference/soundcharts-api.md.  Transport, authentication and
-the 429/500/slow/hang/malformed faults live in ``server``; the ``unpublished``
-fault is applied here because it changes which rankings exist.
+the 429/500/slow/hang faults and the malformed body variants live in ``server``; the
+``unpublished`` fault and the malformed ranking variants are applied here because they change
+which rankings exist and what they list.
 """
 
 from __future__ import annotations
@@ -165,7 +166,7 @@ def _latest_period(request: Request, chart: catalog.Chart) -> int:
 
 def ranking(request: Request, slug: str, when: str) -> dict[str, object]:
     chart = _get_chart(slug)
-    _window(request)  # fail fast, before computing the ranking
+    offset, _ = _window(request)  # fail fast, before computing the ranking
     if when == "latest":
         k = _latest_period(request, chart)
     else:
@@ -176,6 +177,8 @@ def ranking(request: Request, slug: str, when: str) -> dict[str, object]:
         if not published or _withheld(request, _unpublished_rules(request), chart, k, newest):
             raise ApiError(404, NO_RANKING)
     entries = rankings.ranking_entries(chart.slug, k)
+    if rule := request.faults.ranking_fault(request.path, urlencode(request.query), first_page=offset == 0):
+        entries = rankings.corrupted(chart, entries, rule.variant)
     ranking_date = catalog.atom(catalog.period_date(chart, k))
     page = _paged(request, list(entries), {"related": {"chart": chart.to_json(), "date": ranking_date}})
     page["items"] = [rankings.entry_json(chart, k, entry) for entry in page["items"]]

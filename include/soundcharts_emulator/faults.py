@@ -1,4 +1,4 @@
-"""Switchable faults: rate limits, server errors, slowness, hangs, bad bodies, late rankings.
+"""Switchable faults: rate limits, server errors, slowness, hangs, bad bodies, bad rankings, late rankings.
 
 A rule is a small JSON object (also accepted by ``POST /__admin/faults``)::
 
@@ -16,15 +16,35 @@ A rule is a small JSON object (also accepted by ``POST /__admin/faults``)::
   request before dropping the connection without any answer (hang, default
   ``HANG_DELAY`` = 60, twice the chart-sync client's 30 s read timeout, so its
   request times out and is retried; ``delay=0`` drops the connection at once);
-- ``variant``: ``truncated`` (default: cut JSON text) or ``missing_items``
-  (valid JSON without ``items``) for malformed, which only hits 200 answers;
+- ``variant`` (malformed, which only hits 200 answers): how the answer is broken.
+  Body variants break any answer, request by request: ``truncated`` (default:
+  cut JSON text) or ``missing_items`` (valid JSON without ``items``).  Ranking
+  variants only hit the ranking endpoint and keep valid JSON, but corrupt the
+  ranking's items (``rankings.corrupted``):
+
+  - ``duplicate_positions``: the entry at position 2 says position 1 too;
+  - ``duplicate_songs``: the last entry lists the first entry's song again;
+  - ``position_out_of_range``: the last entry's position is the chart's
+    ``maxResultsCount`` + 1 (201 on a 200 chart);
+  - ``short``: the last entries are missing (a 200 chart answers 143, a 100
+    chart 71; ``page.total`` says so);
+  - ``gap``: the entry at position 57 is missing, the others keep their positions;
+  - ``no_streams``: ``metric`` is null on every entry.
+
+  A ranking variant corrupts the whole ranking before it is paged, so every
+  page of one fetch agrees: the first page (no ``offset``, or 0) fires the rule
+  like any request (``count``, ``rate``), and the later pages of that ranking
+  follow the first page's decision until its next first page.  So ``count``
+  counts corrupted rankings, not requests;
 - ``date``: ``YYYY-MM-DD`` ranking date to hide (unpublished).  Without a date,
   an unpublished rule hides each matching chart's newest ranking and makes
   ``ranking/latest`` answer 404.
 
 On the command line the same rule reads ``kind[:key=value,...]``, e.g.
 ``429:count=2,retry_after=1``, ``429:rate=0.1,path_contains=/ranking/`` or
-``unpublished:date=2026-11-20,path_contains=spotify`` (values cannot contain commas).
+``unpublished:date=2026-11-20,path_contains=spotify`` or
+``malformed:variant=duplicate_positions,path_contains=/ranking/,count=1`` (values cannot
+contain commas).
 
 Rate decisions are seeded (``FaultBook(seed=...)``, ``--seed``, ``POST /__admin/seed``)
 and keyed by the request, not drawn from one shared stream: rule *i* hits the
@@ -47,7 +67,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 KINDS = ("429", "500", "slow", "hang", "malformed", "unpublished")
-MALFORMED_VARIANTS = ("truncated", "missing_items")
+BODY_VARIANTS = ("truncated", "missing_items")  # the answer's text, request by request (server)
+RANKING_VARIANTS = ("duplicate_positions", "duplicate_songs", "position_out_of_range",  # hard checks
+                    "short", "gap", "no_streams")  # soft checks; the ranking's items (api, rankings)
+MALFORMED_VARIANTS = BODY_VARIANTS + RANKING_VARIANTS
 SLOW_DELAY = 1.0
 HANG_DELAY = 60.0  # > the chart-sync client's read timeout (SoundchartsClient.timeout, 30 s)
 _FOREVER = {"", "none", "null", "forever", "inf"}
@@ -71,7 +94,7 @@ class FaultRule:
         if self.kind not in KINDS:
             raise ValueError(f"fault kind {self.kind!r} is not one of {', '.join(KINDS)}")
         if self.variant not in MALFORMED_VARIANTS:
-            raise ValueError(f"fault variant {self.variant!r} is not one of {MALFORMED_VARIANTS}")
+            raise ValueError(f"fault variant {self.variant!r} is not one of {', '.join(MALFORMED_VARIANTS)}")
         if self.delay is None:
             self.delay = HANG_DELAY if self.kind == "hang" else SLOW_DELAY
         if (self.count is not None and self.count < 0) or self.retry_after < 0 or self.delay < 0:
@@ -184,6 +207,7 @@ class FaultBook:
         self._seed = seed
         self._asked: Counter[tuple[int, str]] = Counter()  # (rule index, request) -> times asked
         self._injected: Counter[str] = Counter()
+        self._rankings: dict[str, FaultRule] = {}  # ranking path -> the variant its last first page drew
 
     @property
     def seed(self) -> int:
@@ -203,6 +227,7 @@ class FaultBook:
         with self._lock:
             self._rules.clear()
             self._asked.clear()
+            self._rankings.clear()
 
     def reset(self) -> None:
         """Clear the rules and the injected-fault counters (the seed stays)."""
@@ -210,6 +235,7 @@ class FaultBook:
             self._rules.clear()
             self._asked.clear()
             self._injected.clear()
+            self._rankings.clear()
 
     def to_json(self) -> list[dict[str, object]]:
         with self._lock:
@@ -230,22 +256,42 @@ class FaultBook:
         with self._lock:
             return self._fire(rule)
 
-    def take(self, kind: str, path: str, query: str = "") -> FaultRule | None:
+    def take(self, kind: str, path: str, query: str = "",
+             variants: tuple[str, ...] | None = None) -> FaultRule | None:
         """Fire and return the first armed rule of ``kind`` matching ``path`` that hits this request.
 
         A rule without a rate always hits; one with a rate hits as its seeded decision
-        for this request (``path`` and ``query``) says.
+        for this request (``path`` and ``query``) says.  ``variants``: only rules of these.
         """
         request = f"{path}?{query}" if query else path
         with self._lock:
             for index, rule in enumerate(self._rules):
                 if rule.kind != kind or not rule.applies_to(path):
                     continue
+                if variants is not None and rule.variant not in variants:
+                    continue
                 if rule.rate is not None and not self._draw(index, request, rule.rate):
                     continue
                 if self._fire(rule):
                     return rule
         return None
+
+    def ranking_fault(self, path: str, query: str, first_page: bool) -> FaultRule | None:
+        """The ranking variant that corrupts this page of the ranking at ``path``, if any.
+
+        A first page fires a rule as ``take`` does; a later page gets what the last first
+        page of the same ranking drew, so one fetch is corrupted alike on every page.
+        """
+        if not first_page:
+            with self._lock:
+                return self._rankings.get(path)
+        rule = self.take("malformed", path, query, RANKING_VARIANTS)
+        with self._lock:
+            if rule is None:
+                self._rankings.pop(path, None)
+            else:
+                self._rankings[path] = rule
+        return rule
 
     def _draw(self, index: int, request: str, rate: float) -> bool:
         """The seeded decision of rule ``index`` for the next time it is asked about ``request``."""

@@ -18,6 +18,9 @@ Entry conventions:
   this one included (days for daily charts ``DOC``, weeks or months ``WOC``);
   ``entryDate``: the date of its first appearance on the chart.
 
+``corrupted`` breaks a ranking for the malformed ranking variants of ``faults`` (duplicate
+positions or songs, a position past the chart's size, missing entries, a hole, no streams).
+
 Counting periods on chart only looks back to the song's release, at most
 ``LIFETIME_DAYS``, so the cost of a cold ranking is bounded; computed rankings
 are cached.
@@ -55,13 +58,15 @@ from soundcharts_emulator.songs import (
 # Noise per frequency: daily charts move a little, monthly ones more.
 _SIGMA = {"daily": 0.05, "weekly": 0.09, "monthly": 0.12}
 _M64 = (1 << 64) - 1
+SHORT_SHARE = 0.715  # the ``short`` variant keeps this share of the entries: 143 of 200
+GAP_POSITION = 57  # the ``gap`` variant's missing position
 
 
 class Entry(NamedTuple):
     key: int
     position: int
     old_position: int | None
-    metric: int
+    metric: int | None  # None: only in a ``no_streams`` corrupted ranking
     state: str
     first_period: int
     periods_on_chart: int
@@ -147,3 +152,21 @@ def entry_json(chart: Chart, k: int, entry: Entry) -> dict[str, object]:
         "timeOnChart": entry.periods_on_chart,
         "timeOnChartUnit": chart.time_unit,
     }
+
+
+def corrupted(chart: Chart, entries: tuple[Entry, ...], variant: str) -> tuple[Entry, ...]:
+    """``entries`` broken as the malformed ranking ``variant`` says (see ``faults``)."""
+    first, *middle, last = entries
+    if variant == "duplicate_positions":
+        return (first, middle[0]._replace(position=first.position), *middle[1:], last)
+    if variant == "duplicate_songs":
+        return (first, *middle, last._replace(key=first.key))
+    if variant == "position_out_of_range":
+        return (first, *middle, last._replace(position=chart.size + 1))
+    if variant == "short":
+        return entries[: int(len(entries) * SHORT_SHARE)]
+    if variant == "gap":
+        return tuple(entry for entry in entries if entry.position != GAP_POSITION)
+    if variant == "no_streams":
+        return tuple(entry._replace(metric=None) for entry in entries)
+    raise ValueError(f"no ranking variant {variant!r}")

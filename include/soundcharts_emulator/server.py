@@ -18,6 +18,9 @@ not counted:
 - ``GET|POST /__admin/seed``: read or set the seed of the ``rate`` decisions,
   body ``{"seed": n}``; setting it starts the decisions over (see ``faults``).
 
+Malformed rules of a body variant break answers here; those of a ranking variant corrupt
+a ranking's items in ``api.ranking``, before it is paged.
+
 A ``hang`` fault holds its request for its delay, then drops the connection
 without an answer; ``shutdown()`` releases hanging requests at once.
 """
@@ -35,7 +38,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs
 
 from soundcharts_emulator import api
-from soundcharts_emulator.faults import FaultBook, FaultRule, parse_seed, to_rule
+from soundcharts_emulator.faults import BODY_VARIANTS, FaultBook, FaultRule, parse_seed, to_rule
 
 QUOTA_START = 1_000_000
 NO_ANSWER = 0  # the status of a reply that drops the connection without answering (hang)
@@ -138,7 +141,7 @@ def api_reply(state: EmulatorState, method: str, path: str, query: str, headers:
         payload = api.handle(request)
     except api.ApiError as exc:
         return exc.status, exc.payload(), {}
-    if rule := state.faults.take("malformed", path, query):
+    if rule := state.faults.take("malformed", path, query, BODY_VARIANTS):  # ranking variants: api.ranking
         return 200, _corrupt(payload, rule.variant), {}
     return 200, payload, {}
 

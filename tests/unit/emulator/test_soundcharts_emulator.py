@@ -19,7 +19,7 @@ import pytest
 
 from soundcharts_emulator import catalog, rankings
 from soundcharts_emulator.__main__ import build_parser
-from soundcharts_emulator.faults import HANG_DELAY, KINDS, parse_fault_spec
+from soundcharts_emulator.faults import HANG_DELAY, KINDS, RANKING_VARIANTS, parse_fault_spec
 from soundcharts_emulator.server import EmulatorServer, start_server
 
 TODAY = date(2026, 11, 24)  # a Tuesday
@@ -377,6 +377,111 @@ def test_malformed_bodies(http: httpx.Client) -> None:
     add_fault(http, kind="malformed", variant="missing_items", count=1)
     body = http.get("/api/v2/chart/song/platforms").json()
     assert "items" not in body and "page" in body
+
+
+def get_ranking(http: httpx.Client, path: str) -> tuple[list[dict], dict]:
+    """Every item of a ranking paged as the chart-sync client pages it (the first page, then explicit
+    offsets up to ``page.total``); also the first page's body."""
+    first = http.get(path, params={"limit": 100}).json()
+    items = list(first["items"])
+    while len(items) < first["page"]["total"]:
+        body = http.get(path, params={"offset": len(items), "limit": 100}).json()
+        assert body["items"], body
+        items.extend(body["items"])
+    return items, first
+
+
+def _duplicate_positions(items: list[dict]) -> None:
+    positions = [item["position"] for item in items]
+    assert len(items) == 200 and positions[:3] == [1, 1, 3] and positions[3:] == list(range(4, 201))
+
+
+def _duplicate_songs(items: list[dict]) -> None:
+    assert [item["position"] for item in items] == list(range(1, 201))
+    assert items[-1]["song"] == items[0]["song"]  # on the second page, the first page's song
+    assert len({item["song"]["uuid"] for item in items}) == 199
+
+
+def _position_out_of_range(items: list[dict]) -> None:
+    assert [item["position"] for item in items] == [*range(1, 200), 201]
+
+
+def _short(items: list[dict]) -> None:
+    assert [item["position"] for item in items] == list(range(1, 144))
+
+
+def _gap(items: list[dict]) -> None:
+    assert [item["position"] for item in items] == [*range(1, 57), *range(58, 201)]
+
+
+def _no_streams(items: list[dict]) -> None:
+    assert len(items) == 200 and {item["metric"] for item in items} == {None}
+
+
+RANKING_VARIANT_CHECKS = {
+    "duplicate_positions": _duplicate_positions, "duplicate_songs": _duplicate_songs,
+    "position_out_of_range": _position_out_of_range, "short": _short, "gap": _gap, "no_streams": _no_streams,
+}
+
+
+def test_every_ranking_variant_has_a_check() -> None:
+    assert set(RANKING_VARIANT_CHECKS) == set(RANKING_VARIANTS)
+
+
+@pytest.mark.parametrize("variant", list(RANKING_VARIANT_CHECKS))
+def test_ranking_variants_corrupt_every_page_of_one_fetch_as_valid_json(http: httpx.Client, variant: str) -> None:
+    path = ranking_path(DAILY, atom(TODAY - timedelta(days=1)))
+    clean, _ = get_ranking(http, path)
+    add_fault(http, kind="malformed", variant=variant, path_contains="/ranking/", count=1)
+    items, first = get_ranking(http, path)
+    RANKING_VARIANT_CHECKS[variant](items)
+    assert first["page"]["total"] == len(items) and first["related"]["chart"]["maxResultsCount"] == 200
+    assert {item["rankDate"] for item in items} == {clean[0]["rankDate"]}
+    # count=1 counted the ranking, not its two pages: the next fetch is clean again
+    assert get_ranking(http, path)[0] == clean
+    assert http.get("/__admin/requests").json()["faults_injected"]["malformed"] == 1
+    assert http.get("/__admin/faults").json()["faults"][0]["fired"] == 1
+
+
+def test_ranking_variants_follow_the_first_page_with_a_rate(http: httpx.Client) -> None:
+    """A rate decides per fetch, at its first page: the second page always agrees with the first."""
+    path = ranking_path(DAILY, atom(TODAY - timedelta(days=2)))
+    add_fault(http, kind="malformed", variant="short", rate=0.5)
+    totals = []
+    for _ in range(12):
+        items, first = get_ranking(http, path)
+        assert [item["position"] for item in items] == list(range(1, len(items) + 1))
+        totals.append(len(items))
+    assert set(totals) == {143, 200}  # 12 draws at 0.5: both, but for a 1 in 2,048 chance
+    assert http.get("/__admin/requests").json()["faults_injected"]["malformed"] == totals.count(143)
+
+
+def test_ranking_variants_leave_other_answers_and_body_variants_other_rules(http: httpx.Client) -> None:
+    add_fault(http, kind="malformed", variant="duplicate_songs")  # every path: only rankings are hit
+    assert http.get("/api/v2/chart/song/platforms").json()["items"]
+    assert http.get("/__admin/requests").json()["faults_injected"]["malformed"] == 0
+    add_fault(http, kind="malformed", variant="truncated", count=1, path_contains="/ranking/")
+    broken = http.get(ranking_path(WEEKLY, "latest"))  # the body variant breaks the answer first
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(broken.content)
+
+
+def test_ranking_variant_rules_parse_from_the_command_line_and_bad_ones_are_refused(http: httpx.Client) -> None:
+    rule = parse_fault_spec("malformed:variant=duplicate_positions,path_contains=/ranking/")
+    assert (rule.kind, rule.variant, rule.path_contains, rule.count) == \
+        ("malformed", "duplicate_positions", "/ranking/", None)
+    args = build_parser().parse_args(["--fault", "malformed:variant=gap,count=2"])
+    assert [(r.variant, r.count) for r in args.fault] == [("gap", 2)]
+    response = http.post("/__admin/faults", json={"kind": "malformed", "variant": "duplicate"})
+    assert response.status_code == 400 and "duplicate_positions" in response.json()["errors"][0]["message"]
+
+
+def test_corrupted_keeps_other_charts_sizes_in_range() -> None:
+    chart = catalog.get_chart("deezer-top-100-fr-daily")
+    entries = rankings.ranking_entries(chart.slug, catalog.newest_period(chart, TODAY))
+    assert len(rankings.corrupted(chart, entries, "short")) == 71
+    assert rankings.corrupted(chart, entries, "position_out_of_range")[-1].position == 101
+    assert rankings.ranking_entries(chart.slug, catalog.newest_period(chart, TODAY)) == entries  # cache intact
 
 
 def test_unpublished_date_is_hidden_and_404(http: httpx.Client) -> None:
