@@ -105,13 +105,22 @@ class Digest:
     overdue: list[dict]
     alerts: dict[str, list[dict]]  # failure / deadline / degradation alerts of the window
     failed_tries: int
+    # per chart, its rankings checked in the window and flagged: chart, chart_name, schedule_id, flagged,
+    # flag_counts ({flag: rankings})
+    quality: list[dict] = field(default_factory=list)
+
+    @property
+    def rankings_flagged(self) -> int:
+        return sum(q["flagged"] for q in self.quality)
 
 
 def digest_alert(digest: Digest, base_url: str) -> Alert:
-    """One alert that lists overdue schedules, final failures and deadline misses of the window."""
+    """One alert that lists overdue schedules, final failures, deadline misses and the charts with flagged
+    rankings of the window."""
     counts = [f"{len(digest.overdue)} overdue schedule(s)", f"{len(digest.alerts[FAILURE])} failure(s)",
               f"{len(digest.alerts[DEADLINE])} deadline miss(es)",
-              f"{len(digest.alerts[DEGRADATION])} slow run(s)", f"{digest.failed_tries} failed try(ies)"]
+              f"{len(digest.alerts[DEGRADATION])} slow run(s)", f"{digest.failed_tries} failed try(ies)",
+              f"{digest.rankings_flagged} ranking(s) flagged"]
     details = []
     for o in digest.overdue:
         last = f"last success {o['last_success']:%Y-%m-%d %H:%M} UTC" if o["last_success"] else "never synced"
@@ -123,6 +132,11 @@ def digest_alert(digest: Digest, base_url: str) -> Alert:
             where = a["links"].get("dag_run") or a["links"].get("dag") or ""
             details.append(f"{LABELS[kind].lower()}: {a['chart_name'] or a['chart'] or a['dag_id']}{period} "
                            f"at {a['created_at']:%Y-%m-%d %H:%M} UTC {where}".rstrip())
+    for q in digest.quality:
+        flags = ", ".join(f"{flag} {n}" for flag, n in q["flag_counts"].items() if n)
+        page = links(base_url, schedule_id=q["schedule_id"]).get("schedule", "")
+        details.append(f"ranking quality: {q['chart_name']} ({q['chart']}), {q['flagged']} ranking(s) flagged "
+                       f"({flags}) {page}".rstrip())
     window = f"{digest.since:%Y-%m-%d %H:%M} - {digest.until:%Y-%m-%d %H:%M} UTC"
     summary = f"{window}: " + ", ".join(counts) + ("." if details else "; nothing to report.")
     return Alert(kind=DIGEST, summary=summary, dag_id=DIGEST_DAG_ID, details=tuple(details))

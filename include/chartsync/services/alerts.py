@@ -47,6 +47,7 @@ from chartsync.core.schedule import dag_id_for
 from chartsync.core.timestamps import as_utc, parse_utc
 from chartsync.seam import notifiers
 from chartsync.seam.config import ui_base_url
+from chartsync.store import quality_reports
 from chartsync.store import alerts as alert_store
 from chartsync.store.engine import chart_engine
 
@@ -212,7 +213,11 @@ def collect_digest(engine: Engine, now: datetime, window: timedelta = timedelta(
     since = now - window
     rows = list_alerts(engine, since=since, paging=PageRequest(1000)).items
     alerts = {k: [r for r in rows if r["kind"] == k] for k in (FAILURE, DEADLINE, DEGRADATION)}
-    return Digest(since, now, overdue_schedules(engine, now), alerts, alert_store.failed_tries_since(engine, since))
+    flagged = [{"chart_id": c.chart_id, "chart": c.slug, "chart_name": c.name, "schedule_id": c.schedule_id,
+                "flagged": c.rankings_flagged, "flag_counts": c.flag_counts}
+               for c in quality_reports.flagged_since(engine, since)]
+    return Digest(since, now, overdue_schedules(engine, now), alerts, alert_store.failed_tries_since(engine, since),
+                  flagged)
 
 
 def run_digest(engine: Engine, now: datetime | None = None) -> dict:
@@ -232,6 +237,7 @@ def run_digest(engine: Engine, now: datetime | None = None) -> dict:
     result = {"overdue": [o["chart"] for o in digest.overdue], "new_overdue_alerts": len(newly),
               "failures": len(digest.alerts[FAILURE]), "deadline_misses": len(digest.alerts[DEADLINE]),
               "slow_runs": len(digest.alerts[DEGRADATION]), "failed_tries": digest.failed_tries,
-              "channels": channels}
+              "rankings_flagged": digest.rankings_flagged,
+              "flagged_charts": {q["chart"]: q["flagged"] for q in digest.quality}, "channels": channels}
     log.info("chart-sync digest: %s", result)
     return result

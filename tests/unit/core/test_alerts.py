@@ -104,3 +104,21 @@ def test_webhook_payload_is_json_with_links():
     assert json.loads(json.dumps(body))["links"]["schedule"] == "http://af/chart-sync/ui/schedules/7"
     assert body["chart"] == {"id": 3, "slug": "spotify-top-200-global-daily", "name": "Top 200 Global"}
     assert (body["kind"], body["period"], body["run_id"]) == ("deadline", "2026-11-23", RUN_ID)
+
+
+def test_digest_counts_flagged_rankings_and_lists_their_charts():
+    since = NOW - timedelta(days=1)
+    none = {"failure": [], "deadline": [], "degradation": []}
+    quiet = alerts.digest_alert(alerts.Digest(since, NOW, [], none, 0), "http://af")
+    assert quiet.summary.endswith("0 failed try(ies), 0 ranking(s) flagged; nothing to report.")
+    flagged = [{"chart_id": 3, "chart": "spotify-top-200-global-daily", "chart_name": "Top 200 Global",
+                "schedule_id": 7, "flagged": 2, "flag_counts": {"short": 2, "gaps": 1, "churn": 0}},
+               {"chart_id": 4, "chart": "deezer-top-100-fr-daily", "chart_name": "FR", "schedule_id": None,
+                "flagged": 1, "flag_counts": {"churn": 1}}]
+    digest = alerts.Digest(since, NOW, [], none, 0, flagged)
+    alert = alerts.digest_alert(digest, "http://af")
+    assert digest.rankings_flagged == 3 and "3 ranking(s) flagged." in alert.summary
+    assert alert.details == (
+        "ranking quality: Top 200 Global (spotify-top-200-global-daily), 2 ranking(s) flagged (short 2, gaps 1) "
+        "http://af/chart-sync/ui/schedules/7",
+        "ranking quality: FR (deezer-top-100-fr-daily), 1 ranking(s) flagged (churn 1)")

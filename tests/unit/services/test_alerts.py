@@ -20,6 +20,7 @@ from chartsync.store.migrate import upgrade
 from chartsync.store.tables import (
     chart,
     chart_ranking,
+    chart_ranking_quality,
     chart_sync_alert,
     chart_sync_execution,
     chart_sync_schedule,
@@ -196,6 +197,19 @@ def test_failure_alert_only_when_no_retry_is_left(engine):
     assert total == 1 and row["schedule_id"] is not None and row["run_id"] == RUN_ID
 
 
+def flag_rankings(engine, chart_id_: int, checks: dict[date, tuple[list[str], datetime]]) -> None:
+    """Rankings of the periods with quality rows (flags, checked at), as the sync stores them."""
+    with engine.begin() as conn:
+        for period, (flags, checked_at) in checks.items():
+            ranking_id = conn.execute(insert(chart_ranking).values(
+                chart_id=chart_id_, period=period, ranking_date=period.isoformat(), entry_count=150,
+                fetched_at=checked_at)).inserted_primary_key[0]
+            conn.execute(insert(chart_ranking_quality).values(
+                ranking_id=ranking_id, chart_id=chart_id_, period=period, entry_count=150, expected_count=200,
+                missing_positions=50 if "gaps" in flags else 0, new_share=0.1, flags=flags, flagged=bool(flags),
+                checked_at=checked_at))
+
+
 def test_digest_lists_overdue_failures_and_misses_and_alerts_new_overdue_once(engine):
     weekly = chart_id(engine, "deezer-top-100-fr-weekly")
     with engine.begin() as conn:  # the daily chart synced an hour ago; the weekly one 12 days ago
@@ -207,11 +221,21 @@ def test_digest_lists_overdue_failures_and_misses_and_alerts_new_overdue_once(en
                     run_id="r9", period=date(2026, 11, 17))
     alert_store.record_alert(engine, failure, "x", {}, NOW - timedelta(hours=3))
     alert_store.record_alert(engine, Alert("deadline", "y", chart_id=weekly), "y", {}, NOW - timedelta(days=2))
+    flag_rankings(engine, chart_id(engine), {date(2026, 11, 22): (["short", "gaps"], NOW - timedelta(hours=5)),
+                                             date(2026, 11, 23): (["short"], NOW - timedelta(hours=1)),
+                                             date(2026, 11, 10): (["churn"], NOW - timedelta(days=3)),
+                                             date(2026, 11, 21): ([], NOW - timedelta(hours=2))})
     result = alerts.run_digest(engine, NOW)
     assert result["overdue"] == ["deezer-top-100-fr-weekly"] and result["new_overdue_alerts"] == 1
     assert (result["failures"], result["deadline_misses"]) == (1, 0)  # the miss is older than a day
+    # flagged in the window: the clean one and the one checked three days ago do not count
+    assert result["rankings_flagged"] == 2 and result["flagged_charts"] == {"spotify-top-200-global-daily": 2}
     (digest,), _ = listed(engine, kind="digest")
     assert "1 overdue schedule(s), 1 failure(s), 0 deadline miss(es)" in digest["message"]
+    assert "0 failed try(ies), 2 ranking(s) flagged." in digest["message"]
+    schedule_id = alert_store.chart_of_dag(engine, "chart_sync__spotify-top-200-global-daily").schedule_id
+    assert ("ranking quality: Top 200 Global (spotify-top-200-global-daily), 2 ranking(s) flagged (short 2, gaps 1) "
+            f"http://airflow.test/chart-sync/ui/schedules/{schedule_id}") in digest["message"]
     assert ("overdue: FR (deezer-top-100-fr-weekly, weekly), last success 2026-11-12 15:00 UTC"
             in digest["message"])
     assert "sync failed: FR, period 2026-11-17" in digest["message"]
