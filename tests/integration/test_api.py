@@ -19,6 +19,7 @@ from chartsync.store.tables import (
     chart,
     chart_sync_alert,
     chart_ranking,
+    chart_ranking_quality,
     chart_sync_audit,
     chart_sync_execution,
     chart_sync_schedule,
@@ -147,7 +148,8 @@ def test_openapi_spec_is_served(services):
     spec = requests.get(f"{services.api_url}/chart-sync/openapi.json", timeout=30).json()
     paths = set(spec["paths"])
     assert {f"/api/sync/{p}" for p in ("schedules/", "schedules/{schedule_id}/", "schedules/bulk/", "trigger/",
-                                       "status/{chart_id}/", "gaps/", "gaps/heal/", "stats/", "audit/")} <= paths
+                                       "status/{chart_id}/", "gaps/", "gaps/heal/", "stats/", "audit/",
+                                       "schedules/{schedule_id}/quality/")} <= paths
     assert spec["servers"] == [{"url": "/chart-sync"}]
     assert set(spec["paths"]["/api/sync/schedules/{schedule_id}/"]) == {"get", "put", "patch", "delete"}
 
@@ -157,10 +159,10 @@ EVERY_ENDPOINT = [
     ("PUT", "/schedules/1/", {}), ("PATCH", "/schedules/1/", {}), ("DELETE", "/schedules/1/", None),
     ("POST", "/schedules/bulk/", {"action": "activate", "chart_ids": [1]}), ("POST", "/trigger/", {"chart_id": 1}),
     ("GET", "/status/1/", None), ("GET", "/gaps/", None), ("POST", "/gaps/heal/", {}), ("GET", "/stats/", None),
-    ("GET", "/audit/", None),
+    ("GET", "/audit/", None), ("GET", "/schedules/1/quality/", None),
 ]
 WRITES = [e for e in EVERY_ENDPOINT if e[0] != "GET"]
-READS = [e for e in EVERY_ENDPOINT if e[0] == "GET" and e[1] != "/schedules/1/"]  # no schedule 1 yet
+READS = [e for e in EVERY_ENDPOINT if e[0] == "GET" and not e[1].startswith("/schedules/1/")]  # no schedule 1 yet
 
 
 def test_anonymous_requests_are_401(anonymous):
@@ -437,6 +439,46 @@ def test_status_of_a_chart(admin, viewer, engine):
     assert viewer.get(f"/schedules/{sid}/").json()["coverage"] == coverage
     assert body["dag"] is None and body["next_run_at"] is None  # not parsed yet
     assert viewer.get(f"/schedules/{sid}/").json()["executions"][0]["status"] == "success"
+
+
+def test_quality_of_a_schedule_summary_and_flagged_rankings(admin, viewer, anonymous, engine):
+    [cid] = add_charts(engine, "qualitytest", 1)
+    sid = create(admin, chart_id=cid, sync_frequency="daily")["schedule"]["id"]
+    first, now = date(2026, 10, 1), datetime.now(UTC)
+    flags = {2: ["short", "gaps"], 4: ["churn"], 5: ["short"]}  # day 0: stored before the checks
+    with engine.begin() as conn:
+        for day in range(6):
+            period = first + timedelta(days=day)
+            rid = conn.execute(insert(chart_ranking).values(
+                chart_id=cid, period=period, ranking_date=period.isoformat(), entry_count=143,
+                fetched_at=now)).inserted_primary_key[0]
+            if day:
+                conn.execute(insert(chart_ranking_quality).values(
+                    ranking_id=rid, chart_id=cid, period=period, entry_count=143, expected_count=200,
+                    missing_positions=57 if day == 2 else 0, new_share=0.4 if day == 4 else 0.05,
+                    usual_new_share=0.05, flags=flags.get(day, []), flagged=day in flags, checked_at=now))
+    assert anonymous.get(f"/schedules/{sid}/quality/").status_code == 401
+    r = viewer.get(f"/schedules/{sid}/quality/", params={"page_size": 2})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert (body["schedule_id"], body["chart_id"], body["slug"]) == (sid, cid, "qualitytest-chart-0")
+    summary = body["summary"]
+    assert (summary["rankings_stored"], summary["rankings_checked"], summary["rankings_flagged"]) == (6, 5, 3)
+    assert summary["flag_counts"] == {"short": 2, "gaps": 1, "missing_streams": 0, "churn": 1,
+                                      "previous_mismatch": 0}
+    assert summary["last_flagged_period"] == "2026-10-06"
+    rankings = body["rankings"]
+    assert (rankings["total"], rankings["page_size"], len(rankings["items"])) == (3, 2, 2)
+    newest = rankings["items"][0]
+    assert (newest["period"], newest["status"], newest["flags"]) == ("2026-10-06", "flagged", ["short"])
+    assert newest["notes"] == [{"flag": "short", "text": "143 of 200 entries"}]
+    assert newest["checks"]["expected_count"] == 200 and newest["checks"]["previous_mismatches"] is None
+    gaps_only = viewer.get(f"/schedules/{sid}/quality/", params={"flag": "gaps"}).json()["rankings"]
+    assert [(i["period"], [n["text"] for n in i["notes"]]) for i in gaps_only["items"]] == [
+        ("2026-10-03", ["143 of 200 entries", "57 positions missing"])]
+    assert viewer.get("/schedules/999999/quality/").status_code == 404
+    bad = viewer.get(f"/schedules/{sid}/quality/", params={"flag": "nonsense"})
+    assert bad.status_code == 422 and "flag" in json.dumps(bad.json()["detail"])
 
 
 # -- Airflow: triggers and the paused state ------------------------------------------------------------

@@ -17,12 +17,14 @@ from chartsync.store import audit
 from chartsync.services import alerts
 from chartsync.services import gaps
 from chartsync.services import history
+from chartsync.services import quality
 from chartsync.services import schedules
 from chartsync.store import stats
 from chartsync.store.engine import chart_engine
 from chartsync.core.alerts import KINDS
 from chartsync.core.outcomes import EXECUTION_STATUSES
 from chartsync.core.paging import Page, PageRequest
+from chartsync.settings import QUALITY_FLAGS
 from fastapi import APIRouter, Depends, Path, Query, Request, status
 
 from chart_sync_admin.api import schemas as m
@@ -95,6 +97,18 @@ def get_history(schedule_id: ScheduleId, paging: PagingDep, status: ExecutionSta
                 period_to: Annotated[date | None, Query(alias="to", description="last period")] = None):
     return page_out(history.period_history(engine(), schedule_id, status=status, first=period_from,
                                            last=period_to, paging=paging))
+
+
+QualityFlag = Literal[QUALITY_FLAGS]
+
+
+@router.get("/schedules/{schedule_id}/quality/", response_model=m.QualityOut, dependencies=can_read,
+            summary="A schedule's data quality: rankings checked and flagged, per flag, and the flagged rankings")
+def get_quality(schedule_id: ScheduleId, paging: PagingDep,
+                flag: Annotated[QualityFlag | None, Query(description="only rankings with this flag")] = None):
+    report = quality.schedule_quality(engine(), schedule_id, flag=flag, paging=paging)
+    return {"schedule_id": report.schedule_id, "chart_id": report.chart_id, "slug": report.slug,
+            "summary": report.summary, "rankings": page_out(report.rankings)}
 
 
 @router.put("/schedules/{schedule_id}/", response_model=m.ScheduleWriteOut, dependencies=can_edit,

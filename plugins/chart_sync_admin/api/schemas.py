@@ -374,3 +374,49 @@ class AuditOut(Response):
     before: dict | None
     after: dict | None
     created_at: datetime
+
+
+class FlagNoteOut(Response):
+    flag: str
+    text: str = Field(description="the measure that raised the flag, e.g. '143 of 200 entries'")
+
+
+class QualityChecksOut(Response):
+    """A ranking's soft-check measures (null: could not be measured)."""
+
+    entry_count: int
+    expected_count: int | None = Field(description="the chart's published size")
+    missing_positions: int = Field(description="holes in 1..the highest position")
+    no_streams_share: float | None = Field(description="entries without streams, on a platform that has them")
+    new_share: float = Field(description="entries new to the chart this period")
+    usual_new_share: float | None = Field(description="the chart's mean new_share over its recent rankings")
+    previous_checked: int = Field(description="entries with a previous position")
+    previous_mismatches: int | None = Field(description="... that the previous stored period contradicts")
+
+
+class RankingQualityOut(Response):
+    ranking_id: int | None
+    period: date
+    status: Literal["flagged", "clean", "not-checked"] = Field(
+        description="not-checked: stored before the checks existed")
+    flags: list[str]
+    notes: list[FlagNoteOut] = Field(description="each flag with the measure that raised it")
+    checked_at: datetime | None
+    checks: QualityChecksOut | None
+
+
+class QualitySummaryOut(Response):
+    rankings_stored: int
+    rankings_checked: int = Field(description="stored with their checks (older rankings have none)")
+    rankings_flagged: int
+    flag_counts: dict[str, int] = Field(description="rankings per flag, every flag listed")
+    last_checked_at: datetime | None
+    last_flagged_period: date | None
+
+
+class QualityOut(Response):
+    schedule_id: int
+    chart_id: int
+    slug: str
+    summary: QualitySummaryOut
+    rankings: Page[RankingQualityOut] = Field(description="the flagged rankings, newest period first")
