@@ -15,7 +15,8 @@ from chartsync.services import schedules
 from chartsync.store.migrate import upgrade
 from chartsync.store.tables import chart, chart_sync_schedule
 
-MAINTENANCE_DAGS = {"chart_sync_gap_audit", "chart_sync_track_metadata", "chart_sync_audience"}  # at least these; every DAG of the package is checked below
+MAINTENANCE_DAGS = {"chart_sync_gap_audit", "chart_sync_track_metadata", "chart_sync_audience",
+                    "chart_sync_quality_checks"}  # at least these; every DAG of the package is checked below
 ROWS = [
     ("chart-daily", "daily", None, {}),
     ("chart-weekly", "weekly", 4, {}),
@@ -173,3 +174,21 @@ def test_chart_db_outage_keeps_the_last_known_dags(chart_db, monkeypatch, tmp_pa
     assert bag.dags["chart_sync__chart-weekly"].timetable.expression == "0 0 * * FRI"  # not its shard's others
     monkeypatch.setenv("_AIRFLOW_PARSING_CONTEXT_DAG_ID", "chart_sync__chart-monthly")
     assert {d for d in _dagbag().dag_ids if d.startswith("chart_sync__")} == {"chart_sync__chart-monthly"}
+
+
+def test_quality_check_dag_is_daily_one_common_sql_task_per_check_and_passes_a_clean_warehouse(chart_db):
+    from airflow.providers.common.sql.operators.sql import SQLTableCheckOperator
+
+    from chartsync.builders.callbacks import on_task_failure
+    from chartsync.builders.quality import CHECKS
+
+    dag = _dagbag("dags/chart_quality.py").dags[settings.QUALITY_CHECK_DAG_ID]
+    assert dag.catchup is False and dag.timetable.expression == "0 5 * * *"
+    assert "quality" in dag.tags and dag.is_paused_upon_creation is False
+    assert sorted(t.task_id for t in dag.tasks) == sorted(c.name for c in CHECKS)
+    for task in dag.tasks:
+        assert isinstance(task, SQLTableCheckOperator), task.task_id
+        assert (task.conn_id, task.retry_on_failure, task.pool) == (settings.CHART_DB_CONN_ID, False, "default_pool")
+        assert task.on_failure_callback in (on_task_failure, [on_task_failure])  # the alert path of every DAG
+        assert list(task.checks) == [task.task_id]  # the failure names the check: task id and check name
+        task.execute({})  # the fixture's warehouse (schedules, no rankings yet) through the sqlite provider's hook

@@ -1,0 +1,103 @@
+"""The warehouse-wide quality checks DAG: daily, one common.sql ``SQLTableCheckOperator`` task per
+check against the ``chart_db`` connection, each task named after its check.
+
+How the provider runs a check (``providers/common/sql/operators/sql.py``, common-sql 2.4.0):
+``SELECT CASE WHEN <check_statement> THEN 1 ELSE 0 END FROM <table> WHERE <partition_clause>``,
+then ``MIN`` of that. The table is not aliased, so a correlated subquery in the clause names it by
+its table name. A row-wise statement (``EXISTS (...)`` per entry) would fail on an empty table: the
+``MIN`` of no rows is NULL, which the operator cannot read as a boolean. So every check here is
+"``COUNT(*) = 0`` of the rows that break the rule", the rule's negation in ``partition_clause``: an
+aggregate always answers one row, and an empty warehouse passes. The SQL is plain enough for
+PostgreSQL and SQLite alike (the SQLite connection needs the sqlite provider's hook).
+
+``SQLColumnCheckOperator`` only offers null, distinct, unique, min and max of one column: it cannot
+say "references a row of another table", "unique per (chart, period)", "matches a count of other
+rows" or "empty after trimming", so no check here uses it.
+
+A failed check fails its task at once (``retry_on_failure=False``: the provider raises
+``AirflowFailException``, as re-reading the same rows cannot help); a database error is retried as
+usual. The failure callback of every chart-sync task (``builders.callbacks.on_task_failure``) then
+raises the failure alert to the alert channels and records it in ``chart_sync_alert`` (the alerts
+feed): its summary starts with the task id, the check's name, followed by the provider's message.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from airflow.providers.common.sql.operators.sql import SQLTableCheckOperator
+from airflow.sdk import DAG, CronTriggerTimetable
+
+from chartsync import settings
+from chartsync.builders.defaults import without_api
+from chartsync.store.tables import chart, chart_ranking, chart_ranking_entry, track
+
+CHART, RANKING, ENTRY, TRACK = chart.name, chart_ranking.name, chart_ranking_entry.name, track.name
+
+
+@dataclass(frozen=True)
+class WarehouseCheck:
+    """One rule over the stored warehouse: ``broken`` selects the rows of ``table`` that break it."""
+
+    name: str  # the task id, and the check's name in the provider's message
+    table: str
+    broken: str  # a WHERE condition on ``table``; a correlated subquery names it by its table name
+    rule: str  # what holds when the check passes, for the task's documentation
+
+    def operator(self) -> SQLTableCheckOperator:
+        return SQLTableCheckOperator(
+            task_id=self.name,
+            conn_id=settings.CHART_DB_CONN_ID,
+            table=self.table,
+            checks={self.name: {"check_statement": "COUNT(*) = 0", "partition_clause": self.broken}},
+            retry_on_failure=False,
+            doc_md=f"{self.rule}\n\nFails when this finds rows:\n\n"
+                   f"```sql\nSELECT * FROM {self.table} WHERE {self.broken}\n```",
+        )
+
+
+CHECKS = (
+    WarehouseCheck("entries_reference_rankings", ENTRY,
+                   f"NOT EXISTS (SELECT 1 FROM {RANKING} WHERE {RANKING}.id = {ENTRY}.ranking_id)",
+                   "Every ranking entry belongs to a stored ranking."),
+    WarehouseCheck("entries_reference_tracks", ENTRY,
+                   f"NOT EXISTS (SELECT 1 FROM {TRACK} WHERE {TRACK}.id = {ENTRY}.track_id)",
+                   "Every ranking entry lists a stored track."),
+    WarehouseCheck("rankings_reference_charts", RANKING,
+                   f"NOT EXISTS (SELECT 1 FROM {CHART} WHERE {CHART}.id = {RANKING}.chart_id)",
+                   "Every ranking belongs to a stored chart."),
+    WarehouseCheck("one_ranking_per_chart_period", RANKING,
+                   f"EXISTS (SELECT 1 FROM {RANKING} other WHERE other.chart_id = {RANKING}.chart_id "
+                   f"AND other.period = {RANKING}.period AND other.id <> {RANKING}.id)",
+                   "A chart has at most one ranking per period."),
+    WarehouseCheck("entry_count_matches_entries", RANKING,
+                   f"{RANKING}.entry_count <> (SELECT COUNT(*) FROM {ENTRY} WHERE {ENTRY}.ranking_id = {RANKING}.id)",
+                   "A ranking's entry_count is the number of its entry rows."),
+    WarehouseCheck("tracks_have_names", TRACK, f"{TRACK}.name IS NULL OR TRIM({TRACK}.name) = ''",
+                   "Every track has a name (not NULL, not empty)."),
+)
+
+
+def build_quality_check_dag() -> DAG:
+    listing = "\n".join(f"- `{c.name}`: {c.rule}" for c in CHECKS)
+    with DAG(
+        dag_id=settings.QUALITY_CHECK_DAG_ID,
+        description="Daily warehouse-wide data quality checks of the chart DB (references, uniqueness, counts, names)",
+        # no start_date: the first run is the next tick, not an immediate one when the DAG appears
+        schedule=CronTriggerTimetable("0 5 * * *", timezone="UTC"),  # after the gap audit, before the digest
+        catchup=False,
+        max_active_runs=1,
+        is_paused_upon_creation=False,
+        default_args=without_api(),
+        tags=[settings.TAG, "quality"],
+        doc_md=(
+            "# Warehouse quality checks\n\nDaily at 05:00 UTC (and on demand), common.sql's "
+            f"`SQLTableCheckOperator` on the `{settings.CHART_DB_CONN_ID}` connection, one task per check:\n\n"
+            f"{listing}\n\nA failed check fails its task without retries and raises a failure alert naming "
+            "the check (the channels of the Variable `chartsync_alert_channels`, and the alerts feed); the "
+            "daily digest lists it. Each task's documentation holds the SQL that finds the offending rows."
+        ),
+    ) as dag:
+        for check in CHECKS:
+            check.operator()
+    return dag
