@@ -252,7 +252,7 @@ def _claim_period(conn: Connection, chart_id: int, ranking: FetchedRanking, entr
              "entry_count": entry_count, "fetched_at": now}
     if conn.dialect.name == "postgresql":
         params = {**claim, "uuids": _text_array(uuids)}
-        with _driver_cursor(conn, "INSERT chart_ranking") as cursor:
+        with driver_cursor(conn, "INSERT chart_ranking") as cursor:
             cursor.execute(_CLAIM_SQL, params)
             returned = cursor.fetchall()
             claimed_id = returned[0][1] if returned and returned[0][0] is None else None
@@ -316,7 +316,7 @@ def _insert_tracks(conn: Connection, fresh: list[tuple]) -> list[tuple]:
     """Insert (song_uuid, name, credit_name, image_url, created_at, updated_at) rows unless the song is
     stored; (id, song_uuid) of those inserted."""
     if conn.dialect.name == "postgresql":
-        with _driver_cursor(conn, "INSERT track") as cursor:
+        with driver_cursor(conn, "INSERT track") as cursor:
             return execute_values(cursor, _INSERT_TRACKS_SQL, fresh, page_size=len(fresh), fetch=True)
     columns = ("song_uuid", "name", "credit_name", "image_url", "created_at", "updated_at")
     return conn.execute(
@@ -343,7 +343,7 @@ def _insert_entries(conn: Connection, ranking_id: int, rows: list[tuple]) -> Non
     if conn.dialect.name != "postgresql":
         conn.execute(insert(chart_ranking_entry), [dict(zip(columns, (*row, ranking_id))) for row in rows])
         return
-    with _driver_cursor(conn, f"COPY {chart_ranking_entry.name}") as cursor:
+    with driver_cursor(conn, f"COPY {chart_ranking_entry.name}") as cursor:
         cursor.copy_from(io.StringIO(_copy_text(rows, ranking_id)), chart_ranking_entry.name, columns=columns)
 
 
@@ -363,8 +363,9 @@ _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\
 
 
 @contextmanager
-def _driver_cursor(conn: Connection, what: str) -> Iterator:
-    """The driver's own cursor on the connection, its errors raised as SQLAlchemy's (IntegrityError...)."""
+def driver_cursor(conn: Connection, what: str) -> Iterator:
+    """The driver's own cursor on the connection, its errors raised as SQLAlchemy's (IntegrityError...): for
+    the write path's plain SQL on PostgreSQL (here and in ``store.quality``)."""
     try:
         with conn.connection.cursor() as cursor:
             yield cursor

@@ -1,0 +1,116 @@
+"""The quality row's write side (``store.quality``) on SQLite and PostgreSQL: the context the soft checks
+compare with, and an upsert that leaves an unchanged row alone."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from sqlalchemy import insert, select, text, update
+
+from chartsync import settings
+from chartsync.core.quality import QualityContext, RankingQuality
+from chartsync.soundcharts.models import Ranking, RankingEntry, atom_for
+from chartsync.store import quality
+from chartsync.store.rankings import store_ranking
+from chartsync.store.tables import chart, chart_ranking_quality
+from conftest import migrated_chart_engine
+
+SLUG = "spotify-top-200-gb-daily"
+DAY = date(2026, 3, 4)
+NOW = datetime(2026, 3, 5, 6, 0, tzinfo=UTC)
+CLEAN = RankingQuality(entry_count=3, expected_count=200, missing_positions=0, no_streams_share=0.0, new_share=0.0,
+                       usual_new_share=None, previous_checked=0, previous_mismatches=None)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request, tmp_path):
+    engine = migrated_chart_engine(request, tmp_path, f"quality_{tmp_path.name[-20:].lower().replace('-', '_')}")
+    with engine.begin() as conn:
+        conn.execute(insert(chart).values(id=1, slug=SLUG, name="Spotify GB", platform="spotify", frequency="daily",
+                                          max_results=200, created_at=NOW))
+    yield engine
+    engine.dispose()
+
+
+def stored(engine, day: date, songs: list[str]) -> None:
+    entries = [RankingEntry(song, f"Song {song}", None, None, position, None, None, 1, "DOC", 10)
+               for position, song in enumerate(songs, start=1)]
+    with engine.begin() as conn:
+        store_ranking(conn, 1, Ranking(SLUG, atom_for(day), entries), NOW)
+
+
+def save(engine, day: date, measured: RankingQuality, now: datetime = NOW) -> bool:
+    with engine.begin() as conn:
+        return quality.save_quality(conn, 1, day, measured, now)
+
+
+def context(engine, day: date) -> QualityContext:
+    with engine.connect() as conn:
+        return quality.read_context(conn, 1, day)
+
+
+def rows(engine) -> list:
+    """The quality rows, with their row version on PostgreSQL (xmin: any write changes it)."""
+    version = text("xmin::text") if engine.dialect.name == "postgresql" else text("NULL")
+    with engine.connect() as conn:
+        return conn.execute(select(chart_ranking_quality, version).order_by(chart_ranking_quality.c.period)).all()
+
+
+def test_the_context_names_the_chart_the_newest_stored_period_before_and_the_history(store):
+    assert context(store, DAY) == QualityContext("spotify", 200, "daily", None, {}, ())
+    stored(store, DAY - timedelta(days=3), ["x", "y"])
+    stored(store, DAY - timedelta(days=2), ["b", "a", "c"])
+    stored(store, DAY, ["a", "b"])  # this period's own row is not its context
+    for back, share in ((3, 0.5), (2, 0.25)):
+        save(store, DAY - timedelta(days=back), replace(CLEAN, new_share=share))
+    found = context(store, DAY)
+    assert found.previous_period == DAY - timedelta(days=2)
+    assert dict(found.previous_positions) == {"b": 1, "a": 2, "c": 3}
+    assert tuple(found.recent_new_shares) == (0.25, 0.5)  # newest first
+
+
+def test_the_history_is_the_last_quality_churn_history_rows(store, monkeypatch):
+    for back in range(1, 5):
+        stored(store, DAY - timedelta(days=back), ["a"])
+        save(store, DAY - timedelta(days=back), replace(CLEAN, new_share=back / 10))
+    monkeypatch.setattr(settings, "QUALITY_CHURN_HISTORY", 2)
+    assert tuple(context(store, DAY).recent_new_shares) == (0.1, 0.2)
+
+
+def test_an_unknown_chart_has_an_empty_context(store):
+    with store.connect() as conn:
+        assert quality.read_context(conn, 99, DAY) == QualityContext()
+
+
+def test_the_row_is_written_once_and_left_alone_when_nothing_changed(store):
+    stored(store, DAY, ["a", "b", "c"])
+    flagged = replace(CLEAN, missing_positions=2, no_streams_share=0.3333, usual_new_share=0.0125,
+                      previous_checked=3, previous_mismatches=1, flags=("gaps", "previous_mismatch"))
+    assert save(store, DAY, flagged) is True
+    before = rows(store)
+    assert before[0].flags == ["gaps", "previous_mismatch"] and before[0].flagged is True
+    assert save(store, DAY, flagged, now=NOW + timedelta(hours=1)) is False
+    assert rows(store) == before  # checked_at and the row version included
+
+
+def test_a_changed_measure_or_flag_rewrites_the_row(store):
+    stored(store, DAY, ["a", "b", "c"])
+    save(store, DAY, CLEAN)
+    later = NOW + timedelta(hours=1)
+    assert save(store, DAY, replace(CLEAN, previous_checked=3, previous_mismatches=0), now=later) is True
+    assert save(store, DAY, replace(CLEAN, previous_checked=3, previous_mismatches=0, flags=("churn",)),
+                now=later + timedelta(hours=1)) is True
+    row = rows(store)[0]
+    assert (row.previous_mismatches, row.flags, row.flagged) == (0, ["churn"], True)
+    assert row.checked_at.replace(tzinfo=UTC) == later + timedelta(hours=1)
+
+
+def test_a_row_damaged_since_is_repaired(store):
+    stored(store, DAY, ["a", "b", "c"])
+    save(store, DAY, CLEAN)
+    with store.begin() as conn:
+        conn.execute(update(chart_ranking_quality).values(flags=["short"], flagged=True))
+    assert save(store, DAY, CLEAN) is True
+    assert (rows(store)[0].flags, rows(store)[0].flagged) == ([], False)
