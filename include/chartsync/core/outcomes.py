@@ -40,12 +40,14 @@ class SyncResult:
     api_requests: int = 0
     new_track_ids: tuple[int, ...] = ()
     execution_id: int | None = None  # the chart_sync_execution row, once recorded
+    quality_flags: tuple[str, ...] = ()  # the soft checks the stored ranking failed (core.quality)
 
     def summary(self) -> str:
+        flags = f", quality flags: {', '.join(self.quality_flags)}" if self.quality_flags else ""
         return (
             f"period {self.period}: rankings created={self.rankings_created} updated={self.rankings_updated}, "
             f"entries written={self.entries_written}, tracks created={self.tracks_created} "
-            f"updated={self.tracks_updated}, API requests={self.api_requests}"
+            f"updated={self.tracks_updated}, API requests={self.api_requests}{flags}"
         )
 
     def as_dict(self) -> dict:
@@ -53,7 +55,7 @@ class SyncResult:
                 "rankings_updated": self.rankings_updated, "tracks_created": self.tracks_created,
                 "tracks_updated": self.tracks_updated, "entries_written": self.entries_written,
                 "api_requests": self.api_requests, "new_track_ids": list(self.new_track_ids),
-                "execution_id": self.execution_id}
+                "execution_id": self.execution_id, "quality_flags": list(self.quality_flags)}
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,10 @@
 ``sync_run`` is the use case the chart DAGs' task and ``chartsync sync`` call: it works out the
 period, pulls the newest period forward on the first catchup run (``sync_immediately``), waits
 while a period is unpublished, records a period the API skipped, and returns an outcome
-(``core.outcomes``). ``sync_period`` fetches every page, then stores ranking, entries, tracks
-and the execution row in ONE transaction (``store.rankings``, ``store.executions``).
+(``core.outcomes``). ``sync_period`` fetches every page, then stores ranking, entries, tracks,
+the ranking's quality row and the execution row in ONE transaction (``store.rankings``,
+``store.quality``, ``store.executions``). A ranking that fails a hard check (``core.quality``)
+is refused as a malformed answer: nothing is written and the failure is recorded.
 """
 
 from __future__ import annotations
@@ -13,10 +15,10 @@ import logging
 from dataclasses import replace
 from datetime import UTC, date, datetime
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import StatementError
 
-from chartsync.core import calendar
+from chartsync.core import calendar, quality
 from chartsync.core.outcomes import (
     SKIPPED,
     Failed,
@@ -33,6 +35,7 @@ from chartsync.soundcharts.client import SoundchartsClient
 from chartsync.soundcharts.errors import SoundchartsMalformedResponse, SoundchartsNotFound
 from chartsync.soundcharts.models import Ranking, atom_for
 from chartsync.store import executions
+from chartsync.store.quality import read_context, save_quality
 from chartsync.store.rankings import store_ranking
 
 log = logging.getLogger(__name__)
@@ -115,10 +118,12 @@ def sync_period(
     slug: str,
     period: date | None,
 ) -> SyncResult:
-    """Fetch every page, then store ranking, entries, tracks and the execution row in one transaction.
+    """Fetch every page, then store ranking, entries, tracks, quality and the execution row in one
+    transaction.
 
     ``SoundchartsNotFound`` (not published yet) propagates without writing anything, so the
-    caller can wait. Any other failure is recorded as a failed execution and re-raised.
+    caller can wait. Any other failure is recorded as a failed execution and re-raised; a ranking
+    the hard checks reject is a ``SoundchartsMalformedResponse`` naming the check.
     """
     started = datetime.now(UTC)
     before = client.request_count
@@ -135,7 +140,7 @@ def sync_period(
     now = datetime.now(UTC)
     try:
         with engine.begin() as conn:
-            result = store_ranking(conn, run.chart_id, ranking, now)
+            result = store_checked_ranking(conn, run.chart_id, slug, ranking, now)
             result = replace(result, api_requests=client.request_count - before)
             result = replace(result, execution_id=executions.record_success(conn, run, result, started, now))
     except Exception as exc:
@@ -144,6 +149,26 @@ def sync_period(
         raise
     log.info("%s %s", slug, result.summary())
     return result
+
+
+def store_checked_ranking(conn: Connection, chart_id: int, slug: str, ranking: Ranking, now: datetime) -> SyncResult:
+    """Check a fetched ranking, then store it and its quality row inside the caller's transaction.
+
+    The hard checks run before any write: a rejected ranking raises ``SoundchartsMalformedResponse``
+    (the API's answer breaks the ranking's rules), so every door fails it as it fails a malformed
+    payload. The soft checks' flags are stored with the ranking, logged, and returned on the result.
+    """
+    context = read_context(conn, chart_id, ranking.period)
+    try:
+        quality.check_ranking(f"{slug} {ranking.period}", ranking.entries, context.expected_count)
+    except quality.RankingRejected as exc:
+        raise SoundchartsMalformedResponse(str(exc)) from exc
+    result = store_ranking(conn, chart_id, ranking, now)
+    measured = quality.measure(ranking.period, ranking.entries, context)
+    save_quality(conn, chart_id, ranking.period, measured, now)
+    if measured.flags:
+        log.warning("%s %s: stored, flagged by the quality checks: %s", slug, ranking.period, ", ".join(measured.flags))
+    return replace(result, quality_flags=measured.flags)
 
 
 def describe_error(exc: BaseException) -> str:

@@ -84,10 +84,8 @@ class SoundchartsClient:
         if not isinstance(related, dict) or not isinstance(related.get("date"), str):
             raise SoundchartsMalformedResponse(f"{path}: 'related.date' missing")
         items = list(first["items"]) + self._rest_items(path, {}, first)
+        # a ranking's own rules (unique positions and songs, positions in range) are core.quality's hard checks
         entries = [ranking_entry(item, path) for item in items]
-        positions = [e.position for e in entries]
-        if len(set(positions)) != len(positions):
-            raise SoundchartsMalformedResponse(f"{path}: duplicate positions in the ranking")
         return Ranking(slug=slug, ranking_date=related["date"], entries=entries)
 
     def song(self, uuid: str) -> SongMetadata:
