@@ -21,7 +21,7 @@ from unittest import mock
 
 import pytest
 import requests
-from sqlalchemy import case, func, insert, select, update
+from sqlalchemy import case, delete, func, insert, select, update
 
 from chartsync.core import alerts as alert_values
 from chartsync.settings import AUDIENCE_DAG_ID
@@ -35,6 +35,7 @@ from chartsync.store.tables import (
     chart,
     chart_ranking,
     chart_ranking_entry,
+    chart_ranking_quality,
     chart_sync_execution,
     chart_sync_schedule,
     track,
@@ -59,6 +60,9 @@ TODAY = datetime.now(UTC).date()
 SYNCED_DAYS = [TODAY - timedelta(days=d) for d in range(2, 9)]
 FAILED_DAY = TODAY - timedelta(days=10)
 CHART_DAGS = [f"chart_sync__{s}" for s in (GLOBAL_DAILY, US_WEEKLY, GB_DAILY, DE_WEEKLY, DEEZER_FR)]
+# GLOBAL_DAILY's rankings by their checks: the newest flagged churn, one flagged twice, the oldest stored before
+# the checks (no row), the others clean
+QUALITY = {SYNCED_DAYS[0]: ["churn"], SYNCED_DAYS[3]: ["missing_streams", "previous_mismatch"], SYNCED_DAYS[-1]: None}
 
 
 # -- the site ----------------------------------------------------------------------------------------------
@@ -118,6 +122,7 @@ def seed(engine, client: SoundchartsClient) -> None:
     for days_ago in (3, 4):
         record_failure(engine, run(DEEZER_FR), TODAY - timedelta(days=days_ago), started, "HTTP 429: rate limited")
     _synthetic_history(engine, charts.get_chart(engine, slug=GLOBAL_DAILY).id)
+    _quality(engine, charts.get_chart(engine, slug=GLOBAL_DAILY).id)
     configs = [schedules.ScheduleConfig.from_row(r) for r in schedules.load_rows(engine) if r.is_active]
     gaps.refresh_expected_periods(engine, client, configs)  # gaps and coverage are live: nothing to recompute
     _alerts(engine)
@@ -139,6 +144,24 @@ def _synthetic_history(engine, chart_id: int) -> None:
                          "duration_seconds": duration, "error": "HTTP 500" if status == "failed" else None})
     with engine.begin() as conn:
         conn.execute(insert(chart_sync_execution), rows)
+
+
+def _quality(engine, chart_id: int) -> None:
+    """GLOBAL_DAILY's quality rows as QUALITY says (whatever the sync wrote is replaced)."""
+    with engine.begin() as conn:
+        for day in SYNCED_DAYS:
+            ranking_id = conn.execute(select(chart_ranking.c.id).where(
+                chart_ranking.c.chart_id == chart_id, chart_ranking.c.period == day)).scalar_one()
+            conn.execute(delete(chart_ranking_quality).where(chart_ranking_quality.c.ranking_id == ranking_id))
+            flags = QUALITY.get(day, [])
+            if flags is None:
+                continue
+            conn.execute(insert(chart_ranking_quality).values(
+                ranking_id=ranking_id, chart_id=chart_id, period=day, entry_count=200, expected_count=200,
+                missing_positions=0, no_streams_share=0.3 if "missing_streams" in flags else 0.0,
+                new_share=0.4 if "churn" in flags else 0.05, usual_new_share=0.05, previous_checked=190,
+                previous_mismatches=12 if "previous_mismatch" in flags else 0, flags=flags, flagged=bool(flags),
+                checked_at=datetime.now(UTC)))
 
 
 def _alerts(engine) -> None:
@@ -452,7 +475,24 @@ def test_schedule_detail_history_gaps_and_coverage_strip_match_the_db(airflow_si
     assert "1 / 0" in first_synced.inner_text() and "200" in first_synced.inner_text()
     assert page.get_by_role("link", name=f"chart_sync__{GLOBAL_DAILY}").get_attribute("href") == \
         f"/dags/chart_sync__{GLOBAL_DAILY}"
+    # data quality: the summary, the flagged rankings newest first with their measures, a filter by flag
+    flagged = sorted((d for d, f in QUALITY.items() if f), reverse=True)
+    assert page.locator("[data-quality-flagged]").inner_text() == str(len(flagged))
+    assert page.locator(".quality-summary").get_attribute("data-checked") == str(len(SYNCED_DAYS) - 1)
+    rows = page.locator("tr.flagged-ranking")
+    assert [rows.nth(i).get_attribute("data-period") for i in range(rows.count())] == [str(d) for d in flagged]
+    assert "40% new entries, usually 5%" in rows.first.inner_text()
+    assert "12 of 190 previous positions contradict the previous period" in rows.nth(1).inner_text()
+    assert page.locator("[data-flag-count=previous_mismatch] strong").inner_text() == "1"
+    assert page.locator("#quality svg.plot rect title").count() > 0  # rankings by month: clean, flagged, not checked
     session.screenshot("schedule-detail")
+    page.locator("[data-flag-count=previous_mismatch]").click()
+    page.wait_for_url("**flag=previous_mismatch**")
+    assert page.locator("tr.flagged-ranking").count() == 1
+    page.locator("tr.flagged-ranking th a").click()  # to that ranking's page
+    assert page.locator("section[data-quality]").get_attribute("data-quality") == "flagged"
+    assert "missing_streams 30% of entries without streams" in page.locator(".flag-notes").inner_text()
+    page.goto(f"{UI}/schedules/{sid}")
     page.get_by_role("link", name="Next ›").click()
     assert "page=2" in page.url and page.locator("tr.execution").count() > 0
 
@@ -507,6 +547,10 @@ def test_ranking_page_sorts_filters_searches_pages_and_navigates(airflow_site, n
     for trend in ("new", "up", "down", "same", "re-entry"):
         assert page.locator(f"[data-trend-count='{trend}'] .value").inner_text() == str(trends.get(trend, 0))
     assert page.locator("form[method=post]").count() == 0  # read-only
+    quality = page.locator("section[data-quality]")
+    assert quality.get_attribute("data-quality") == "flagged" and "churn" in quality.locator("h2 + ul").inner_text()
+    quality.locator("summary").click()
+    assert quality.locator("dd.raised").inner_text() == "40% of entries, usually 5% churn"
     session.screenshot("ranking")
     page.get_by_role("link", name="Next ›").click()
     assert page.locator("table.ranking tbody tr").first.locator("td").first.inner_text() == "101"
@@ -527,6 +571,9 @@ def test_ranking_page_sorts_filters_searches_pages_and_navigates(airflow_site, n
     page.get_by_role("link", name=f"‹ {newest - timedelta(days=1)}").click()
     assert page.locator("h1").inner_text().endswith(str(newest - timedelta(days=1)))
     assert page.get_by_role("link", name=f"{newest} ›").count() == 1
+    assert page.locator("section[data-quality]").get_attribute("data-quality") == "clean"
+    page.goto(f"{UI}/charts/{chart_id}/ranking?period={min(SYNCED_DAYS)}")  # stored before the checks
+    assert page.locator("section[data-quality]").get_attribute("data-quality") == "not-checked"
     assert requests.get(f"{airflow_site.api_url}{UI}/charts/{chart_id}/ranking", allow_redirects=False,
                         timeout=30).status_code == 303
 
@@ -539,8 +586,9 @@ def test_stats_page_plots_render_without_network(airflow_site, new_session):
     page.on("request", lambda r: external.append(r.url) if not r.url.startswith(airflow_site.api_url) else None)
     page.reload()
     plots = page.locator("svg.plot")
-    assert plots.count() == 9  # coverage, outcome and freshness by period; six by the day the syncs ran
+    assert plots.count() == 10  # coverage, outcome, freshness and quality by period; six by the day the syncs ran
     assert page.locator(".period-plots svg.plot rect title").count() > 0  # columns by period
+    assert page.locator(".quality-plots svg.plot rect title").count() > 0
     assert page.locator("svg.plot polyline").count() >= 6  # freshness, success rate, duration, three outcomes
     assert external == []
     engine = airflow_site.engine
@@ -551,7 +599,13 @@ def test_stats_page_plots_render_without_network(airflow_site, new_session):
     page.locator("summary", has_text="The numbers per day").click()
     cells = page.locator(f"tr[data-day='{day}'] td").all_inner_texts()
     assert cells[1] == str(n)
-    assert "Deezer Top 100 France Daily" in page.locator("svg.plot").nth(8).inner_html()  # slowest charts
+    assert "Deezer Top 100 France Daily" in page.locator("svg.plot").nth(9).inner_html()  # slowest charts
+    q = chart_ranking_quality.c
+    with engine.connect() as conn:  # the rankings of the window's periods flagged, of every chart
+        flagged = conn.execute(select(func.count()).where(q.flagged.is_(True), q.period > TODAY - timedelta(days=30),
+                                                          q.period <= TODAY)).scalar()
+    assert flagged >= len([f for f in QUALITY.values() if f])
+    assert page.locator(".quality-plots [data-quality-flagged]").get_attribute("data-quality-flagged") == str(flagged)
     session.screenshot("stats")
     page.get_by_role("link", name="7 days").click()
     assert page.locator("tr[data-day]").count() == 7

@@ -140,7 +140,7 @@ def quality_by_period(engine: Engine, first: date, last: date, chart_id: int | N
     query = (select(rk.period, func.count().label("stored"), func.count(q.ranking_id).label("checked"),
                     _count(q.flagged.is_(True)).label("flagged"))
              .select_from(chart_ranking.outerjoin(chart_ranking_quality, q.ranking_id == rk.id))
-             .where(rk.period >= first, rk.period <= last, *([rk.chart_id == chart_id] if chart_id else []))
+             .where(rk.period >= first, rk.period <= last, *([rk.chart_id == chart_id] if chart_id is not None else []))
              .group_by(rk.period).order_by(rk.period))
     with engine.connect() as conn:
         return [PeriodQuality(r.period, int(r.stored), int(r.checked), int(r.flagged or 0))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from chartsync.core.schedule import dag_id_for
 from chartsync.store import rankings
+from chartsync.services import quality
 from chartsync.services import schedules
 from chartsync.store.engine import chart_engine
 from fastapi import APIRouter, Request
@@ -28,4 +29,6 @@ def ranking_page(request: Request, viewer: ViewerDep, chart_id: int):
     schedule = schedules.schedule_of_chart(chart_engine(), chart_id)
     return render(request, viewer, "ranking.html", title=f"{ranking.chart_name} {ranking.period}", nav="charts",
                   r=ranking, filters=filters, trends=rankings.TRENDS, schedule_id=schedule.id if schedule else None,
-                  dag_id=dag_id_for(ranking.slug) if schedule else None)
+                  dag_id=dag_id_for(ranking.slug) if schedule else None,
+                  quality=quality.ranking_quality(chart_engine(), chart_id, ranking.period),
+                  flag_labels=quality.FLAG_LABELS)

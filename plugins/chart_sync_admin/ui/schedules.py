@@ -8,6 +8,7 @@ from chartsync.core.paging import PageRequest
 from chartsync.core.rules import SCHEDULE_STATUSES
 from chartsync.services import coverage
 from chartsync.services import gaps
+from chartsync.services import quality
 from chartsync.store import pages
 from chartsync.services import schedules
 from chartsync.store.engine import chart_engine
@@ -34,10 +35,12 @@ from chart_sync_admin.ui.forms import (
 )
 from chart_sync_admin.ui.history import schedule_history, schedule_table_periods
 from chart_sync_admin.ui.rendering import FREQUENCIES, PAGE_SIZE, UI, page_url, render
+from chart_sync_admin.ui.stats import quality_plot
 
 router = APIRouter(prefix=UI, include_in_schema=False)
 SCHEDULE_ACTIONS = {"activate": "Activate", "deactivate": "Deactivate", "trigger": "Trigger manual sync",
                     "heal": "Heal gaps"}
+QUALITY_PAGE_SIZE = 10
 
 
 @router.get("/schedules", response_class=HTMLResponse)
@@ -95,7 +98,18 @@ def _schedule_action(request: Request, viewer: Viewer, form: FormData, action: s
 
 @router.get("/schedules/{schedule_id}", response_class=HTMLResponse)
 def schedule_page(request: Request, viewer: ViewerDep, schedule_id: int):
-    return render(request, viewer, "schedule.html", nav="schedules", **schedule_context(request, schedule_id))
+    return render(request, viewer, "schedule.html", nav="schedules", **schedule_context(request, schedule_id),
+                  **quality_context(request, schedule_id))
+
+
+def quality_context(request: Request, schedule_id: int) -> dict:
+    """The schedule page's data quality: the summary, a page of the flagged rankings, rankings by month."""
+    flag = query_choice(request, "flag", quality.FLAG_LABELS)
+    report = quality.schedule_quality(chart_engine(), schedule_id, flag=flag, paging=PageRequest.number(
+        query_int(request, "quality_page", 1), QUALITY_PAGE_SIZE))
+    by_month = quality.quality_by_period(chart_engine(), 365, chart_id=report.chart_id)
+    return {"quality": report, "quality_flag": flag, "flag_labels": quality.FLAG_LABELS,
+            "quality_plot": quality_plot(by_month, scope=" (past year)")}
 
 
 def schedule_context(request: Request, schedule_id: int) -> dict:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from chartsync.store import pages
 from chartsync.store import stats
 from chartsync.core import periods, plots
-from chartsync.services import history
+from chartsync.services import history, quality
 from chartsync.store.engine import chart_engine
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
@@ -19,6 +19,17 @@ from chart_sync_admin.ui.rendering import UI, render
 
 router = APIRouter(prefix=UI, include_in_schema=False)
 STATS_WINDOWS = (7, 30, 90, 365)
+QUALITY_COLOURS = ("#00ad46", "#f6a609", "#9ca3af")  # clean, flagged, not checked
+
+
+def quality_plot(by_period: quality.PeriodBuckets, *, scope: str = "") -> str:
+    """The rankings of each bucket of periods, stacked: clean, flagged by a soft check, stored before the checks."""
+    size = by_period.size
+    return plots.column_chart(
+        f"Ranking quality by {size} of period{scope}",
+        [(periods.bucket_label(d, size), v) for d, v in by_period.buckets], ["clean", "flagged", "not checked"],
+        colours=QUALITY_COLOURS, y_label="rankings",
+        x_label=f"Period ({'by ' + size if size != periods.DAY else 'day'})", empty_text="no ranking stored yet")
 
 
 @router.get("/stats", response_class=HTMLResponse)
@@ -56,7 +67,10 @@ def stats_page(request: Request, viewer: ViewerDep):
                                    [(f.name, f.value or 0.0) for f in slowest], unit=" s"),
     }
     by_period = history.fleet_period_stats(chart_engine(), days, now=now)
+    ranking_quality = quality.quality_by_period(chart_engine(), days, now=now)
+    plots_svg["quality"] = quality_plot(ranking_quality)
     return render(request, viewer, "stats.html", title="Sync statistics", nav="stats", days=days,
                   windows=STATS_WINDOWS, overall=overall, daily=daily, stalest=stalest, distribution=distribution,
-                  slowest=slowest, plots=plots_svg, period_plots=period_plots(by_period), by_period=by_period)
+                  slowest=slowest, plots=plots_svg, period_plots=period_plots(by_period), by_period=by_period,
+                  ranking_quality=ranking_quality)
 
