@@ -11,7 +11,14 @@ from sqlalchemy import create_engine, func, insert, select
 from chartsync import cli
 from chartsync.seam import orchestration
 from chartsync.store.migrate import upgrade
-from chartsync.store.tables import chart, chart_ranking, chart_sync_audit, chart_sync_execution, chart_sync_schedule
+from chartsync.store.tables import (
+    chart,
+    chart_ranking,
+    chart_ranking_quality,
+    chart_sync_audit,
+    chart_sync_execution,
+    chart_sync_schedule,
+)
 
 
 @pytest.fixture
@@ -50,6 +57,8 @@ def schedules(engine) -> list:
     (["gaps", "heal", "no-such-chart"], "unknown chart 'no-such-chart'"),
     (["gaps", "list", "daily-chart"], "chart 'daily-chart' has no sync schedule"),
     (["gaps", "heal", "daily-chart"], "chart 'daily-chart' has no sync schedule"),
+    (["quality", "no-such-chart"], "unknown chart 'no-such-chart'"),
+    (["quality", "daily-chart"], "chart 'daily-chart' has no sync schedule"),
 ])
 def test_bad_input_exits_2_and_writes_nothing(engine, capsys, argv, message):
     assert cli.main(argv) == 2
@@ -107,8 +116,41 @@ def test_help_lists_every_command(capsys):
     with pytest.raises(SystemExit):
         cli.main(["--help"])
     out = capsys.readouterr().out
-    for command in ("db", "charts", "schedules", "gaps", "settings"):
+    for command in ("db", "charts", "schedules", "gaps", "quality", "settings"):
         assert command in out
+
+
+def test_quality_shows_the_schedule_pages_summary_and_flagged_rankings(engine, capsys, monkeypatch):
+    monkeypatch.setattr(orchestration, "set_paused", lambda dag_id, paused: False)
+    assert cli.main(["schedules", "add", "daily-chart", "--no-history"]) == 0
+    first, now = datetime(2026, 10, 1, tzinfo=UTC).date(), datetime(2026, 11, 24, 15, 0, tzinfo=UTC)
+    flags = {1: ["short", "gaps"], 3: ["churn"]}  # day 0: stored before the checks
+    with engine.begin() as conn:
+        for day in range(4):
+            period = first + timedelta(days=day)
+            ranking_id = conn.execute(insert(chart_ranking).values(
+                chart_id=1, period=period, ranking_date=period.isoformat(), entry_count=143,
+                fetched_at=now)).inserted_primary_key[0]
+            if day:
+                conn.execute(insert(chart_ranking_quality).values(
+                    ranking_id=ranking_id, chart_id=1, period=period, entry_count=143, expected_count=200,
+                    missing_positions=57 if day == 1 else 0, new_share=0.4 if day == 3 else 0.05,
+                    usual_new_share=0.05, flags=flags.get(day, []), flagged=day in flags, checked_at=now))
+    capsys.readouterr()
+    assert cli.main(["quality", "daily-chart", "--limit", "1"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "daily-chart: 2 of 3 checked rankings flagged (4 stored, 1 before the checks); last checked "
+        "2026-11-24 15:00 UTC",
+        "  short 1 · gaps 1 · missing_streams 0 · churn 1 · previous_mismatch 0",
+        "2 flagged ranking(s), newest first; the newest 1 (--limit for more):",
+        "  2026-10-04  churn: 40% new entries, usually 5%"]
+    assert cli.main(["quality", "daily-chart", "--flag", "gaps"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "  2026-10-02  short: 143 of 200 entries; gaps: 57 positions missing"
+    assert cli.main(["quality", "daily-chart", "--flag", "previous_mismatch"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "no ranking flagged previous_mismatch"
+    with pytest.raises(SystemExit):
+        cli.main(["quality", "daily-chart", "--flag", "bogus"])
+    assert "invalid choice: 'bogus'" in capsys.readouterr().err
 
 
 def test_sync_runs_the_same_service_as_the_dag_task(engine, capsys, emulator, emulator_admin, monkeypatch):

@@ -18,7 +18,8 @@ from chartsync.core.outcomes import Failed, NotPublishedYet, RunRef, Skipped, Sy
 from chartsync.core.schedule import ScheduleError, ScheduleNotFound
 from chartsync.seam.airflow_settings import load as load_airflow_settings
 from chartsync.seam.orchestration import BackfillAlreadyRunning, DagNotParsedYet, RunAlreadyExists
-from chartsync.services import audience, charts, failures, gaps, schedules, sync
+from chartsync.core.paging import PageRequest
+from chartsync.services import audience, charts, failures, gaps, quality, schedules, sync
 from chartsync.soundcharts.client import SoundchartsClient
 from chartsync.soundcharts.errors import SoundchartsError
 from chartsync.store.engine import ChartDbConfigError, chart_engine
@@ -179,6 +180,27 @@ def cmd_gaps_heal(args: argparse.Namespace) -> int:
         for g in r.queued:
             print(f"    queued: {g.start}..{g.end} ({g.periods} period(s))")
     return 0 if all(r.status != "dag-not-parsed" for r in results) else EXIT_FAILED
+
+
+def cmd_quality(args: argparse.Namespace) -> int:
+    if args.limit < 1:
+        raise BadInput("--limit: at least 1")
+    report = quality.slug_quality(chart_engine(), args.slug, flag=args.flag, paging=PageRequest(args.limit))
+    q = report.summary
+    last = f"; last checked {q.last_checked_at:%Y-%m-%d %H:%M} UTC" if q.last_checked_at else ""
+    before = f", {report.unchecked} before the checks" if report.unchecked else ""
+    print(f"{report.slug}: {q.rankings_flagged} of {q.rankings_checked} checked rankings flagged "
+          f"({q.rankings_stored} stored{before}){last}")
+    print("  " + " · ".join(f"{flag} {n}" for flag, n in q.flag_counts.items()))
+    page = report.rankings
+    if not page.total:
+        print(f"no ranking flagged {args.flag}" if args.flag else "no flagged ranking")
+        return 0
+    more = f"; the newest {len(page.items)} (--limit for more)" if page.total > len(page.items) else ""
+    print(f"{page.total} flagged ranking(s){' with ' + args.flag if args.flag else ''}, newest first{more}:")
+    for r in page.items:
+        print(f"  {r.period}  " + "; ".join(str(n) for n in r.notes))
+    return 0
 
 
 def cmd_settings_load(args: argparse.Namespace) -> int:

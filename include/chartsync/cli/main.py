@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from datetime import date
 
 from chartsync.core.calendar import Frequency
+from chartsync.settings import QUALITY_FLAGS
 
 EXIT_FAILED, EXIT_BAD_INPUT = 1, 2
 
@@ -58,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Airflow does (metadata DB, secrets backend or AIRFLOW_CONN_<ID>).",
     )
     groups = parser.add_subparsers(dest="group", required=True,
-                                   metavar="{db,charts,schedules,sync,gaps,settings,audience}")
+                                   metavar="{db,charts,schedules,sync,gaps,quality,settings,audience}")
 
     db = groups.add_parser("db", help="chart DB schema").add_subparsers(dest="command", required=True)
     db.add_parser("upgrade", help="apply the Alembic migrations to the DB behind chart_db").set_defaults(
@@ -128,6 +129,15 @@ def build_parser() -> argparse.ArgumentParser:
                                "at the real API")
     load.add_argument("file", nargs="?", default="airflow_settings.yaml")
     load.set_defaults(run="settings_load")
+
+    quality = groups.add_parser("quality", help="a chart's data quality: rankings checked and flagged, per flag",
+                                description="The soft checks of a scheduled chart's stored rankings (the schedule "
+                                "page's summary): rankings checked and flagged, how many carry each flag, and the "
+                                "flagged rankings, newest first, each flag with the measure that raised it.")
+    quality.add_argument("slug", help="a scheduled chart's slug")
+    quality.add_argument("--flag", choices=QUALITY_FLAGS, help="only the rankings with this flag")
+    quality.add_argument("--limit", type=int, default=10, help="flagged rankings to list (default 10)")
+    quality.set_defaults(run="quality")
 
     ex = groups.add_parser("executions", help="the execution log").add_subparsers(dest="command", required=True)
     rec = ex.add_parser("reconcile", help="record every try of a chart DAG that Airflow failed and chart-sync has "
