@@ -18,7 +18,7 @@ from chartsync.core import periods
 from chartsync.core.paging import Page, PageRequest
 from chartsync.services.schedules import get_schedule, schedule_of_slug
 from chartsync.store import quality_reports as store
-from chartsync.store.quality_reports import ChartFlagged, ChartQuality, QualityRow
+from chartsync.store.quality_reports import ChartQuality, QualityRow
 
 FLAGGED, CLEAN, NOT_CHECKED = "flagged", "clean", "not-checked"
 FLAG_LABELS = {"short": "fewer entries than published", "gaps": "positions missing",
@@ -170,11 +170,7 @@ def slug_quality(engine: Engine, slug: str, *, flag: str | None = None,
     return _schedule_quality(engine, schedule_of_slug(engine, slug), flag, paging)
 
 
-def chart_quality(engine: Engine, chart_id: int) -> ChartQuality:
-    return store.chart_quality(engine, chart_id)
-
-
-# -- by period, and since ------------------------------------------------------------------------------------
+# -- by period ------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class PeriodBuckets:
     """Rankings by bucket of periods (``size``: day, week or month), oldest first: clean, flagged, not checked."""
@@ -191,18 +187,13 @@ class PeriodBuckets:
         return int(sum(flagged for _, (_clean, flagged, _unchecked) in self.buckets))
 
 
-def quality_by_period(engine: Engine, days: int, *, chart_id: int | None = None, size: str | None = None,
+def quality_by_period(engine: Engine, days: int, *, chart_id: int | None = None,
                       now: datetime | None = None) -> PeriodBuckets:
     """The rankings of the periods of the last ``days`` days (one chart's, or every chart's), by day, week
-    or month (by the window, unless ``size`` says)."""
+    or month (by the window)."""
     now = now or datetime.now(UTC)
     last, first = now.date(), now.date() - timedelta(days=days - 1)
-    size = size or periods.bucket_size(days)
+    size = periods.bucket_size(days)
     rows = store.quality_by_period(engine, first, last, chart_id)
     return PeriodBuckets(size, periods.sum_by_bucket(((r.period, [r.clean, r.flagged, r.unchecked]) for r in rows),
                                                      size))
-
-
-def flagged_since(engine: Engine, since: datetime) -> list[ChartFlagged]:
-    """Per chart, the rankings flagged since ``since`` (checked then), most flagged first."""
-    return store.flagged_since(engine, since)
