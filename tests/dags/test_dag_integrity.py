@@ -177,7 +177,9 @@ def test_chart_db_outage_keeps_the_last_known_dags(chart_db, monkeypatch, tmp_pa
 
 
 def test_quality_check_dag_is_daily_one_common_sql_task_per_check_and_passes_a_clean_warehouse(chart_db):
+    import msgspec
     from airflow.providers.common.sql.operators.sql import SQLTableCheckOperator
+    from airflow.serialization.serialized_objects import DagSerialization
 
     from chartsync.builders.callbacks import on_task_failure
     from chartsync.builders.quality import CHECKS
@@ -185,6 +187,8 @@ def test_quality_check_dag_is_daily_one_common_sql_task_per_check_and_passes_a_c
     dag = _dagbag("dags/chart_quality.py").dags[settings.QUALITY_CHECK_DAG_ID]
     assert dag.catchup is False and dag.timetable.expression == "0 5 * * *"
     assert "quality" in dag.tags and dag.is_paused_upon_creation is False
+    # serialized and framed as a parsing process sends it to the dag-processor (msgpack: plain values only)
+    msgspec.msgpack.encode(DagSerialization.to_dict(dag))
     assert sorted(t.task_id for t in dag.tasks) == sorted(c.name for c in CHECKS)
     for task in dag.tasks:
         assert isinstance(task, SQLTableCheckOperator), task.task_id

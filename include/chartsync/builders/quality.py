@@ -32,7 +32,8 @@ from chartsync import settings
 from chartsync.builders.defaults import without_api
 from chartsync.store.tables import chart, chart_ranking, chart_ranking_entry, track
 
-CHART, RANKING, ENTRY, TRACK = chart.name, chart_ranking.name, chart_ranking_entry.name, track.name
+# plain str: SQLAlchemy's quoted_name would reach the operators' template fields, which Airflow cannot serialize
+CHART, RANKING, ENTRY, TRACK = (str(t.name) for t in (chart, chart_ranking, chart_ranking_entry, track))
 
 
 @dataclass(frozen=True)
