@@ -54,7 +54,10 @@ class Alert:
     @property
     def title(self) -> str:
         subject = self.chart_name or self.chart or self.dag_id
-        text = f"[chart-sync] {LABELS.get(self.kind, self.kind)}"
+        label = LABELS.get(self.kind, self.kind)
+        if self.kind == FAILURE and self.chart_id is None and self.chart is None:
+            label = "Task failed"  # a DAG that syncs no chart: the quality checks, the gap audit, the digest
+        text = f"[chart-sync] {label}"
         text += f": {subject}" if subject else ""
         return text + (f", period {self.period.isoformat()}" if self.period else "")
 

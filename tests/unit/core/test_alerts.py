@@ -122,3 +122,11 @@ def test_digest_counts_flagged_rankings_and_lists_their_charts():
         "ranking quality: Top 200 Global (spotify-top-200-global-daily), 2 ranking(s) flagged (short 2, gaps 1) "
         "http://af/chart-sync/ui/schedules/7",
         "ranking quality: FR (deezer-top-100-fr-daily), 1 ranking(s) flagged (churn 1)")
+
+
+def test_a_failure_of_a_dag_that_syncs_no_chart_is_titled_task_failed():
+    chart_failure = Alert(kind=alerts.FAILURE, summary="x", chart_id=1, chart_name="Top 200 Global",
+                          dag_id="chart_sync__top")
+    check_failure = Alert(kind=alerts.FAILURE, summary="x", dag_id=settings.QUALITY_CHECK_DAG_ID)
+    assert chart_failure.title == "[chart-sync] Sync failed: Top 200 Global"
+    assert check_failure.title == f"[chart-sync] Task failed: {settings.QUALITY_CHECK_DAG_ID}"
