@@ -67,11 +67,12 @@ def check_ranking(label: str, entries: Sequence[CheckedEntry], size: int | None)
     """Raise ``RankingRejected`` (naming the check and the offending values) for the first hard check the
     entries fail; ``label`` names the ranking (``"<slug> <period>"``), ``size`` is the chart's published
     size (``None``: unknown)."""
-    repeated = _repeated(e.position for e in entries)
+    positions = [e.position for e in entries]
+    repeated = _repeated(positions)
     if repeated:
         raise RankingRejected(label, DUPLICATE_POSITIONS,
                               f"{_plural(repeated, 'position')} {_listed(repeated)} {_appear(repeated)}")
-    songs = _repeated(e.song_uuid for e in entries)
+    songs = _repeated([e.song_uuid for e in entries])
     if songs:
         where = {}
         for e in entries:
@@ -79,15 +80,17 @@ def check_ranking(label: str, entries: Sequence[CheckedEntry], size: int | None)
                 where.setdefault(e.song_uuid, []).append(e.position)
         named = [f"{song} (positions {', '.join(map(str, sorted(where[song])))})" for song in songs]
         raise RankingRejected(label, DUPLICATE_SONGS, f"{_plural(songs, 'song')} {_listed(named)} {_appear(songs)}")
-    outside = sorted({e.position for e in entries if e.position < 1 or (size is not None and e.position > size)})
-    if outside:
+    if positions and (min(positions) < 1 or (size is not None and max(positions) > size)):
+        outside = sorted(p for p in positions if p < 1 or (size is not None and p > size))
         allowed = f"1..{size}" if size is not None else ">= 1 (the chart's size is unknown)"
         raise RankingRejected(label, POSITION_OUT_OF_RANGE,
                               f"{_plural(outside, 'position')} {_listed(outside)} outside {allowed}")
 
 
-def _repeated(values) -> dict:
+def _repeated(values: list) -> dict:
     """The values seen more than once, with their counts, in the order first seen."""
+    if len(set(values)) == len(values):
+        return {}  # the usual case, at a set's cost
     return {value: n for value, n in Counter(values).items() if n > 1}
 
 
@@ -115,7 +118,8 @@ class QualityContext:
     expected_count: int | None = None  # the chart's published size (chart.max_results)
     frequency: str | None = None  # the chart's, as the API publishes it
     previous_period: date | None = None  # the newest stored period before this one
-    previous_positions: Mapping[str, int] = field(default_factory=dict)  # its entries: song uuid -> position
+    previous_positions: Mapping[str, int] = field(default_factory=dict)  # song uuid -> position there (this
+    # ranking's songs at least: a song not in it was absent)
     recent_new_shares: Sequence[float] = ()  # new_share of the chart's checked rankings before, newest first
 
 
@@ -143,12 +147,12 @@ def measure(period: date, entries: Sequence[CheckedEntry], context: QualityConte
     s = settings
     count = len(entries)
     expected = context.expected_count
-    positions = {e.position for e in entries}
-    missing = max(positions, default=0) - len(positions)
+    missing = max((e.position for e in entries), default=0) - count  # positions are unique (check_ranking)
     no_streams = None
     if context.platform in s.QUALITY_STREAM_PLATFORMS:
         no_streams = _share(sum(1 for e in entries if e.metric is None), count)
-    new_share = _share(sum(1 for e in entries if trend(e.position, e.previous_position, e.entry_state) == NEW), count)
+    new = sum(1 for e in entries if e.previous_position is None and trend(e.position, None, e.entry_state) == NEW)
+    new_share = _share(new, count)
     history = list(context.recent_new_shares)[:s.QUALITY_CHURN_HISTORY]
     usual = round(sum(history) / len(history), 4) if history and len(history) >= s.QUALITY_CHURN_MIN_HISTORY else None
     checked, mismatches = 0, None

@@ -35,8 +35,8 @@ from chartsync.soundcharts.client import SoundchartsClient
 from chartsync.soundcharts.errors import SoundchartsMalformedResponse, SoundchartsNotFound
 from chartsync.soundcharts.models import Ranking, atom_for
 from chartsync.store import executions
-from chartsync.store.quality import read_context, save_quality
-from chartsync.store.rankings import store_ranking
+from chartsync.store.quality import save_quality
+from chartsync.store.rankings import claim_period, store_claimed
 
 log = logging.getLogger(__name__)
 
@@ -154,18 +154,20 @@ def sync_period(
 def store_checked_ranking(conn: Connection, chart_id: int, slug: str, ranking: Ranking, now: datetime) -> SyncResult:
     """Check a fetched ranking, then store it and its quality row inside the caller's transaction.
 
-    The hard checks run before any write: a rejected ranking raises ``SoundchartsMalformedResponse``
-    (the API's answer breaks the ranking's rules), so every door fails it as it fails a malformed
-    payload. The soft checks' flags are stored with the ranking, logged, and returned on the result.
+    The hard checks run on what the claim of the period read (the chart's size), before tracks or entries
+    are written: a rejected ranking raises ``SoundchartsMalformedResponse`` (the API's answer breaks the
+    ranking's rules) and the caller's transaction rolls the claim back, so nothing is stored and every door
+    fails it as it fails a malformed payload. The soft checks' flags are stored with the ranking, logged,
+    and returned on the result.
     """
-    context = read_context(conn, chart_id, ranking.period)
+    claim = claim_period(conn, chart_id, ranking, now, quality=True)
     try:
-        quality.check_ranking(f"{slug} {ranking.period}", ranking.entries, context.expected_count)
+        quality.check_ranking(f"{slug} {ranking.period}", ranking.entries, claim.quality.expected_count)
     except quality.RankingRejected as exc:
         raise SoundchartsMalformedResponse(str(exc)) from exc
-    result = store_ranking(conn, chart_id, ranking, now)
-    measured = quality.measure(ranking.period, ranking.entries, context)
-    save_quality(conn, chart_id, ranking.period, measured, now)
+    measured = quality.measure(ranking.period, ranking.entries, claim.quality)
+    result = store_claimed(conn, claim, ranking, now)
+    save_quality(conn, chart_id, ranking.period, measured, now, claimed_id=claim.ranking_id)
     if measured.flags:
         log.warning("%s %s: stored, flagged by the quality checks: %s", slug, ranking.period, ", ".join(measured.flags))
     return replace(result, quality_flags=measured.flags)

@@ -2,12 +2,14 @@
 one chart's ranking for a period as the ranking page shows it (read side).
 
 Idempotent: a period stored twice with the same API data changes no row and reports zero
-created and zero updated.
+created and zero updated. The claim of a period can also read what the ranking's quality checks
+compare with (``claim_period(quality=True)``); the quality row itself is ``store.quality``'s.
 """
 
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -19,10 +21,12 @@ from sqlalchemy import Connection, Engine, asc, bindparam, delete, desc, func, i
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError
 
+from chartsync import settings
 from chartsync.core.outcomes import SyncResult
 from chartsync.core.paging import Page
+from chartsync.core.quality import QualityContext
 from chartsync.core.trends import TRENDS, trend, weeks_on_chart
-from chartsync.store.tables import chart, chart_ranking, chart_ranking_entry, track
+from chartsync.store.tables import chart, chart_ranking, chart_ranking_entry, chart_ranking_quality, track
 
 PAGE_SIZE = 100
 SORTS = {
@@ -175,21 +179,55 @@ def store_ranking(conn: Connection, chart_id: int, ranking: FetchedRanking, now:
     stored ranking changed since is repaired. On PostgreSQL a new period costs three statements in plain
     SQL on the driver's cursor (claim the period and read its tracks, insert the new tracks, COPY the
     entries): ``benchmarks/ingest.py``. Of two syncs of one period at once, the second waits for the
-    first (at the claim) and then compares.
+    first (at the claim) and then compares. ``claim_period`` then ``store_claimed``, for a caller with
+    something to decide between the two (``services.sync`` checks the ranking there).
     """
+    return store_claimed(conn, claim_period(conn, chart_id, ranking, now), ranking, now)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A period claimed for a fetched ranking (``claim_period``): what ``store_claimed`` goes on from."""
+
+    chart_id: int
+    ranking_id: int | None  # the new ranking row; None when the period was stored already
+    stored_tracks: dict[str, tuple]  # uuid -> (id, name, credit_name, image_url): the ranking's songs stored
+    quality: QualityContext | None = None  # what the ranking's soft checks compare with, when asked for
+
+
+def claim_period(conn: Connection, chart_id: int, ranking: FetchedRanking, now: datetime, *,
+                 quality: bool = False) -> Claim:
+    """Insert the ranking row unless the period is stored, and read the ranking's stored tracks; with
+    ``quality``, also what its quality checks compare with (``core.quality.QualityContext``: the chart,
+    the newest stored period before and where this ranking's songs stood in it, the recent churn), in the
+    same statement on PostgreSQL. Nothing else is written yet: a caller that raises now leaves nothing."""
+    uuids = list(dict.fromkeys(e.song_uuid for e in ranking.entries))
+    claim = {"chart_id": chart_id, "period": ranking.period, "ranking_date": ranking.ranking_date,
+             "entry_count": len(ranking.entries), "fetched_at": now}
+    if conn.dialect.name == "postgresql":
+        claimed_id, stored, context = _claim_on_postgresql(conn, claim, uuids, quality)
+    else:
+        claimed_id, stored, context = _claim_on_sqlite(conn, claim, uuids, quality)
+    if not quality:
+        return Claim(chart_id, claimed_id, stored)
+    return Claim(chart_id, claimed_id, stored, _quality_context(context, stored) if context else QualityContext())
+
+
+def store_claimed(conn: Connection, claim: Claim, ranking: FetchedRanking, now: datetime) -> SyncResult:
+    """Store the claimed period's ranking: new tracks, changed names, the entries (or, for a period stored
+    already, compare and repair)."""
     period = ranking.period
     entries = sorted(ranking.entries, key=_by_position)
     wanted = {e.song_uuid: (e.song_name, e.credit_name, e.image_url) for e in entries}
-    claimed_id, stored_tracks = _claim_period(conn, chart_id, ranking, len(entries), list(wanted), now)
-    track_ids, new_ids, tracks_updated = _upsert_tracks(conn, wanted, stored_tracks, now)
+    track_ids, new_ids, tracks_updated = _upsert_tracks(conn, wanted, claim.stored_tracks, now)
     rows = [(e.position, e.previous_position, trend(e.position, e.previous_position, e.entry_state), e.time_on_chart,
              e.time_on_chart_unit, weeks_on_chart(e.time_on_chart, e.time_on_chart_unit), e.metric,
              track_ids[e.song_uuid]) for e in entries]  # _ENTRY_FIELDS
     created = updated = 0
-    if claimed_id is not None:
-        ranking_id, created = claimed_id, 1
+    if claim.ranking_id is not None:
+        ranking_id, created = claim.ranking_id, 1
     else:
-        ranking_id, stored = _stored_entries(conn, chart_id, period)
+        ranking_id, stored = _stored_entries(conn, claim.chart_id, period)
         if stored == rows:
             rows = []
         else:
@@ -235,6 +273,25 @@ WITH claimed AS (
 )
 SELECT NULL, id, NULL, NULL, NULL FROM claimed
 UNION ALL {_STORED_TRACKS_SQL}"""
+# What the ranking's quality checks compare with, one more row of the claim (song_uuid and id NULL): a JSON
+# array of the chart's platform, size and frequency, the newest stored period before this one, its entries'
+# track ids and positions, and the new_share of the chart's last QUALITY_CHURN_HISTORY checked rankings
+# before this one, newest first. In the claim: a statement of its own costs a round trip and a plan more
+# (benchmarks/ingest.py measures what the checks add).
+_CLAIM_WITH_QUALITY_SQL = f"""{_CLAIM_SQL}
+UNION ALL SELECT NULL, NULL, json_build_array(c.platform, c.max_results, c.frequency, p.period, p.tracks,
+    p.positions, ARRAY(SELECT q.new_share FROM chart_ranking_quality q
+                       WHERE q.chart_id = c.id AND q.period < %(period)s ORDER BY q.period DESC LIMIT %(history)s)
+)::text, NULL, NULL
+FROM chart c
+LEFT JOIN LATERAL (
+    SELECT r.period, array_agg(e.track_id) AS tracks, array_agg(e.position) AS positions
+    FROM (SELECT id, period FROM chart_ranking WHERE chart_id = c.id AND period < %(period)s
+          ORDER BY period DESC LIMIT 1) r
+    JOIN chart_ranking_entry e ON e.ranking_id = r.id
+    GROUP BY r.period
+) p ON true
+WHERE c.id = %(chart_id)s"""
 # ON CONFLICT DO NOTHING: another chart's sync may insert the same new song concurrently (both write in
 # song order, so neither waits for a row the other one waits for).
 _INSERT_TRACKS_SQL = """
@@ -244,22 +301,25 @@ RETURNING id, song_uuid
 """
 
 
-def _claim_period(conn: Connection, chart_id: int, ranking: FetchedRanking, entry_count: int, uuids: list[str],
-                  now: datetime) -> tuple[int | None, dict[str, tuple]]:
-    """Insert the ranking row unless the period is stored (its id, or None when it was stored already) and
-    read the stored tracks among ``uuids``: uuid -> (id, name, credit_name, image_url)."""
-    claim = {"chart_id": chart_id, "period": ranking.period, "ranking_date": ranking.ranking_date,
-             "entry_count": entry_count, "fetched_at": now}
-    if conn.dialect.name == "postgresql":
-        params = {**claim, "uuids": _text_array(uuids)}
-        with driver_cursor(conn, "INSERT chart_ranking") as cursor:
-            cursor.execute(_CLAIM_SQL, params)
+def _claim_on_postgresql(conn: Connection, claim: dict, uuids: list[str],
+                         quality: bool) -> tuple[int | None, dict[str, tuple], list | None]:
+    """The claimed ranking id (None: stored already), the stored tracks (uuid -> (id, name, credit_name,
+    image_url)) and the quality context's values (``_CLAIM_WITH_QUALITY_SQL``), in one statement."""
+    params = {**claim, "uuids": _text_array(uuids), "history": settings.QUALITY_CHURN_HISTORY}
+    with driver_cursor(conn, "INSERT chart_ranking") as cursor:
+        cursor.execute(_CLAIM_WITH_QUALITY_SQL if quality else _CLAIM_SQL, params)
+        returned = cursor.fetchall()
+        claimed_id = returned[0][1] if returned and returned[0][0] is None else None
+        context = json.loads(returned[-1][2]) if quality and returned and returned[-1][1] is None else None
+        if claimed_id is None:  # it may have waited for another sync of the period: read what that one stored
+            cursor.execute(_STORED_TRACKS_SQL, params)
             returned = cursor.fetchall()
-            claimed_id = returned[0][1] if returned and returned[0][0] is None else None
-            if claimed_id is None:  # it may have waited for another sync of the period: read what that one stored
-                cursor.execute(_STORED_TRACKS_SQL, params)
-                returned = cursor.fetchall()
-        return claimed_id, {row[0]: row[1:] for row in returned if row[0] is not None}
+    return claimed_id, {row[0]: row[1:] for row in returned if row[0] is not None}, context
+
+
+def _claim_on_sqlite(conn: Connection, claim: dict, uuids: list[str],
+                     quality: bool) -> tuple[int | None, dict[str, tuple], list | None]:
+    """As ``_claim_on_postgresql``, in several statements."""
     claimed_id = conn.execute(
         sqlite_insert(chart_ranking).values(**claim)
         .on_conflict_do_nothing(index_elements=["chart_id", "period"])
@@ -267,7 +327,33 @@ def _claim_period(conn: Connection, chart_id: int, ranking: FetchedRanking, entr
     ).scalar()
     t = track.c
     rows = conn.execute(select(t.song_uuid, t.id, t.name, t.credit_name, t.image_url).where(t.song_uuid.in_(uuids)))
-    return claimed_id, {row[0]: tuple(row[1:]) for row in rows}
+    stored = {row[0]: tuple(row[1:]) for row in rows}
+    if not quality:
+        return claimed_id, stored, None
+    c, r, e, q = chart.c, chart_ranking.c, chart_ranking_entry.c, chart_ranking_quality.c
+    head = conn.execute(select(c.platform, c.max_results, c.frequency).where(c.id == claim["chart_id"])).first()
+    if head is None:
+        return claimed_id, stored, None
+    before = (r.chart_id == claim["chart_id"]) & (r.period < claim["period"])
+    previous = conn.execute(select(r.id, r.period).where(before).order_by(r.period.desc()).limit(1)).first()
+    entries = [] if previous is None else conn.execute(
+        select(e.track_id, e.position).where(e.ranking_id == previous.id)).all()
+    shares = conn.execute(select(q.new_share).where(q.chart_id == claim["chart_id"], q.period < claim["period"])
+                          .order_by(q.period.desc()).limit(settings.QUALITY_CHURN_HISTORY)).scalars().all()
+    previous_period = previous.period.isoformat() if entries else None  # as PostgreSQL's inner join has it
+    return claimed_id, stored, [*head, previous_period, [row[0] for row in entries], [row[1] for row in entries],
+                                shares]
+
+
+def _quality_context(values: list, stored: dict[str, tuple]) -> QualityContext:
+    """The quality context from the claim's values; where the ranking's stored songs stood in the previous
+    period (a song new to the warehouse cannot have been in it)."""
+    platform, size, frequency, previous, track_ids, positions, shares = values
+    at = dict(zip(track_ids or (), positions or ()))
+    return QualityContext(platform=platform, expected_count=size, frequency=frequency,
+                          previous_period=date.fromisoformat(previous) if previous else None,
+                          previous_positions={uuid: at[row[0]] for uuid, row in stored.items() if row[0] in at},
+                          recent_new_shares=tuple(shares))
 
 
 def _text_array(values: list[str]) -> str:

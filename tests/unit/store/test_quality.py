@@ -1,5 +1,5 @@
-"""The quality row's write side (``store.quality``) on SQLite and PostgreSQL: the context the soft checks
-compare with, and an upsert that leaves an unchanged row alone."""
+"""The quality row's write side (``store.quality``) on SQLite and PostgreSQL: an upsert that leaves an
+unchanged row alone."""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from sqlalchemy import insert, select, text, update
 
-from chartsync import settings
-from chartsync.core.quality import QualityContext, RankingQuality
+from chartsync.core.quality import RankingQuality
 from chartsync.soundcharts.models import Ranking, RankingEntry, atom_for
 from chartsync.store import quality
 from chartsync.store.rankings import store_ranking
@@ -46,42 +45,11 @@ def save(engine, day: date, measured: RankingQuality, now: datetime = NOW) -> bo
         return quality.save_quality(conn, 1, day, measured, now)
 
 
-def context(engine, day: date) -> QualityContext:
-    with engine.connect() as conn:
-        return quality.read_context(conn, 1, day)
-
-
 def rows(engine) -> list:
     """The quality rows, with their row version on PostgreSQL (xmin: any write changes it)."""
     version = text("xmin::text") if engine.dialect.name == "postgresql" else text("NULL")
     with engine.connect() as conn:
         return conn.execute(select(chart_ranking_quality, version).order_by(chart_ranking_quality.c.period)).all()
-
-
-def test_the_context_names_the_chart_the_newest_stored_period_before_and_the_history(store):
-    assert context(store, DAY) == QualityContext("spotify", 200, "daily", None, {}, ())
-    stored(store, DAY - timedelta(days=3), ["x", "y"])
-    stored(store, DAY - timedelta(days=2), ["b", "a", "c"])
-    stored(store, DAY, ["a", "b"])  # this period's own row is not its context
-    for back, share in ((3, 0.5), (2, 0.25)):
-        save(store, DAY - timedelta(days=back), replace(CLEAN, new_share=share))
-    found = context(store, DAY)
-    assert found.previous_period == DAY - timedelta(days=2)
-    assert dict(found.previous_positions) == {"b": 1, "a": 2, "c": 3}
-    assert tuple(found.recent_new_shares) == (0.25, 0.5)  # newest first
-
-
-def test_the_history_is_the_last_quality_churn_history_rows(store, monkeypatch):
-    for back in range(1, 5):
-        stored(store, DAY - timedelta(days=back), ["a"])
-        save(store, DAY - timedelta(days=back), replace(CLEAN, new_share=back / 10))
-    monkeypatch.setattr(settings, "QUALITY_CHURN_HISTORY", 2)
-    assert tuple(context(store, DAY).recent_new_shares) == (0.1, 0.2)
-
-
-def test_an_unknown_chart_has_an_empty_context(store):
-    with store.connect() as conn:
-        assert quality.read_context(conn, 99, DAY) == QualityContext()
 
 
 def test_the_row_is_written_once_and_left_alone_when_nothing_changed(store):

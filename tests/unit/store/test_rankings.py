@@ -1,5 +1,5 @@
 """The ranking page's read side and the coverage strip, on data synced from the emulator; the write side
-(``store_ranking``) on SQLite and PostgreSQL."""
+(``store_ranking``, and the claim's quality context) on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -8,9 +8,11 @@ from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
-from sqlalchemy import create_engine, func, insert, select
+from sqlalchemy import create_engine, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from chartsync import settings
+from chartsync.core.quality import QualityContext, RankingQuality
 from chartsync.services import coverage
 from chartsync.store import rankings
 from chartsync.store.migrate import upgrade
@@ -18,6 +20,7 @@ from conftest import migrated_chart_engine
 from chartsync.store.tables import chart, chart_expected_period, chart_ranking, chart_ranking_entry, track
 from chartsync.core.outcomes import RunRef
 from chartsync.store.executions import record_failure
+from chartsync.store.quality import save_quality
 from chartsync.core.calendar import Frequency
 from chartsync.core.schedule import ScheduleConfig
 from chartsync.soundcharts.client import SoundchartsClient
@@ -216,3 +219,54 @@ def test_songs_names_and_units_the_sql_has_to_quote_are_stored_as_given(store):
     assert tracks["NULL"] == ("Song NULL", "", None)
     assert units == [("DOC", 999), (None, 998), ("W\tC", None)]
     assert counts(store_one(store, ranking)) == (0, 0, 0, 0, 0)
+
+
+# -- the claim's quality context (claim_period(quality=True)): what the ranking's soft checks compare with ------
+def claim(engine, day: date, songs: list[str], quality: bool = True) -> rankings.Claim:
+    """Claim ``day`` for ``songs`` and roll it back: a look at what the claim reads."""
+    with engine.connect() as conn:
+        claimed = rankings.claim_period(conn, 1, fetched(day, songs), NOW, quality=quality)
+        conn.rollback()
+    return claimed
+
+
+def checked(engine, day: date, share: float) -> None:
+    with engine.begin() as conn:
+        save_quality(conn, 1, day, RankingQuality(1, None, 0, None, share, None, 0, None), NOW)
+
+
+def test_the_claim_reads_the_chart_the_period_before_and_the_recent_churn(store):
+    with store.begin() as conn:
+        conn.execute(update(chart).values(max_results=200))
+    store_one(store, fetched(DAY - timedelta(days=3), ["x", "y"]))
+    store_one(store, fetched(DAY - timedelta(days=2), ["b", "a", "c"]))
+    store_one(store, fetched(DAY + timedelta(days=1), ["a", "b"]))  # after: not this period's context
+    for back, share in ((3, 0.5), (2, 0.25)):
+        checked(store, DAY - timedelta(days=back), share)
+    context = claim(store, DAY, ["a", "b", "z"]).quality
+    assert (context.platform, context.expected_count, context.frequency) == ("spotify", 200, "daily")
+    assert context.previous_period == DAY - timedelta(days=2)
+    assert dict(context.previous_positions) == {"b": 1, "a": 2}  # this ranking's songs; z was not there
+    assert tuple(context.recent_new_shares) == (0.25, 0.5)  # newest first
+
+
+def test_the_churn_history_is_the_last_quality_churn_history_checked_rankings(store, monkeypatch):
+    for back in range(1, 5):
+        store_one(store, fetched(DAY - timedelta(days=back), ["a"]))
+        checked(store, DAY - timedelta(days=back), back / 10)
+    monkeypatch.setattr(settings, "QUALITY_CHURN_HISTORY", 2)
+    assert tuple(claim(store, DAY, ["a"]).quality.recent_new_shares) == (0.1, 0.2)
+
+
+def test_a_first_period_has_no_previous_and_no_history(store):
+    context = claim(store, DAY, ["a"]).quality
+    assert context == QualityContext("spotify", None, "daily", None, {}, ())
+    assert claim(store, DAY, ["a"], quality=False).quality is None
+
+
+def test_a_stored_period_claimed_again_still_reads_its_context(store):
+    store_one(store, fetched(DAY - timedelta(days=1), ["a", "b"]))
+    store_one(store, fetched(DAY, ["b", "a"]))
+    again = claim(store, DAY, ["b", "a"])
+    assert again.ranking_id is None and set(again.stored_tracks) == {"a", "b"}
+    assert dict(again.quality.previous_positions) == {"a": 1, "b": 2}
