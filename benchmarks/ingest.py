@@ -1,5 +1,5 @@
 """The ingest floor: ``store_ranking`` on PostgreSQL against the least work any store can do, and
-against the naive per-row way.
+against the naive per-row way; and what the data quality checks add to it.
 
 Generates one chart's daily rankings once (a year of 200 entries by default; most tracks stay
 from one day to the next, a few are new each day, now and then one re-enters; a fixed seed), then
@@ -10,11 +10,18 @@ times in one run, each in a fresh migrated database on a throw-away PostgreSQL:
 (b) ``store_ranking`` for every period, one transaction per period, as the sync task calls it;
 (c) the per-row way: per entry, look the track up, insert it if new, insert the entry;
 (d) ``store_ranking`` again over the same periods: it must report 0 created and 0 updated and
-    leave every row as it was.
+    leave every row as it was;
+(e) (b) with the quality checks, as ``services.sync.sync_period`` stores a fetched period
+    (``store_checked_ranking``: the claim reading the quality context too, the hard checks, the rest
+    of ``store_ranking``, the soft checks and the quality row);
+(f) (e) again over the same periods: nothing written, the quality rows included.
 
-(a), (b) and (c) take turns period by period, so a busy machine (2 shared cores) slows them alike.
+(a), (b), (c) and (e) take turns period by period, so a busy machine (2 shared cores) slows them
+alike. (b) and (e) must store the same rows as (a) and (c); (e) must write one unflagged quality row
+per period (the generated year is clean).
 
-It prints a table and exits 1 when a target is missed: (b) at most 1.5x (a), (c) at least 30x (b).
+It prints a table and exits 1 when a target is missed: (b) at most 1.5x (a), (c) at least 30x (b),
+(e) at most 1.10x (b).
 
     .venv/bin/python benchmarks/ingest.py [--periods 365] [--entries 200] [--repeat 3] [--quick]
 """
@@ -38,17 +45,18 @@ from sqlalchemy import Engine, create_engine, func, insert, select, text  # noqa
 
 from chartsync.core.outcomes import SyncResult  # noqa: E402
 from chartsync.core.trends import trend, weeks_on_chart  # noqa: E402
+from chartsync.services.sync import store_checked_ranking  # noqa: E402
 from chartsync.soundcharts.models import Ranking, RankingEntry, atom_for  # noqa: E402
 from chartsync.store.migrate import upgrade  # noqa: E402
 from chartsync.store.rankings import store_ranking  # noqa: E402
-from chartsync.store.tables import chart, chart_ranking, chart_ranking_entry, track  # noqa: E402
+from chartsync.store.tables import chart, chart_ranking, chart_ranking_entry, chart_ranking_quality, track  # noqa: E402
 from pgcluster import Postgres, start_postgres  # noqa: E402
 
 CHART_ID = 1
 FIRST_PERIOD = date(2025, 11, 24)
 NOW = datetime(2026, 11, 24, tzinfo=UTC)
 SEED = 13
-MAX_FLOOR_RATIO, MIN_PER_ROW_RATIO = 1.5, 30.0
+MAX_FLOOR_RATIO, MIN_PER_ROW_RATIO, MAX_CHECKS_RATIO = 1.5, 30.0, 1.10
 TEMPLATE = "chartsync_bench_ingest"
 
 
@@ -96,7 +104,7 @@ def generate(periods: int, entries: int, seed: int = SEED) -> list[Ranking]:
     return rankings
 
 
-# -- the four ways, one period at a time ---------------------------------------------------------------------
+# -- the ways, one period at a time -------------------------------------------------------------------------
 class CopyFloor:
     """Per period one transaction of three COPYs; the client numbers rankings and tracks itself."""
 
@@ -145,6 +153,12 @@ def with_store_ranking(engine: Engine, ranking: Ranking) -> SyncResult:
         return store_ranking(conn, CHART_ID, ranking, NOW)
 
 
+def with_quality_checks(engine: Engine, ranking: Ranking) -> SyncResult:
+    """As ``services.sync.sync_period`` stores a fetched period: checked, with its quality row."""
+    with engine.begin() as conn:
+        return store_checked_ranking(conn, CHART_ID, "bench-chart", ranking, NOW)
+
+
 def per_row(engine: Engine, ranking: Ranking) -> None:
     """What a first implementation does: a round trip per track lookup, per new track, per entry."""
     with engine.begin() as conn:
@@ -167,10 +181,10 @@ def per_row(engine: Engine, ranking: Ranking) -> None:
 
 # -- the run --------------------------------------------------------------------------------------------------
 def row_versions(engine: Engine) -> tuple:
-    """Row counts and the newest row version (xmin) of the three tables: equal before and after = untouched."""
+    """Row counts and the newest row version (xmin) of the written tables: equal before and after = untouched."""
     with engine.connect() as conn:
         return tuple(conn.execute(select(func.count(), text("max(xmin::text::bigint)")).select_from(t)).one()
-                     for t in (chart_ranking, chart_ranking_entry, track))
+                     for t in (chart_ranking, chart_ranking_entry, track, chart_ranking_quality))
 
 
 def contents(engine: Engine) -> list[tuple]:
@@ -180,6 +194,13 @@ def contents(engine: Engine) -> list[tuple]:
         return conn.execute(select(r.c.period, e.c.position, track.c.song_uuid, e.c.trend, e.c.streams)
                             .join(e, e.c.ranking_id == r.c.id).join(track, track.c.id == e.c.track_id)
                             .order_by(r.c.period, e.c.position)).all()
+
+
+def quality_counts(engine: Engine) -> tuple[int, int]:
+    """Quality rows, and how many of them are flagged."""
+    q = chart_ranking_quality.c
+    with engine.connect() as conn:
+        return tuple(conn.execute(select(func.count(), func.count().filter(q.flagged))).one())
 
 
 def fresh_database(pg: Postgres, name: str) -> str:
@@ -192,51 +213,60 @@ COUNTS = ("rankings_created", "rankings_updated", "entries_written", "tracks_cre
 def run(pg: Postgres, rankings: list[Ranking], repeat: int) -> tuple[dict[str, float], list[str]]:
     """Median seconds of each way, and the checks that failed.
 
-    (a), (b) and (c) take turns period by period (in a rotating order), so a busy machine slows them
-    alike; (d) runs after them."""
-    samples: dict[str, list[float]] = {way: [] for way in ("floor", "store", "per_row", "rerun")}
+    (a), (b), (c) and (e) take turns period by period (in a rotating order), so a busy machine slows them
+    alike; the reruns (d) and (f) run after them."""
+    samples: dict[str, list[float]] = {way: [] for way in ("floor", "store", "per_row", "rerun", "checked",
+                                                           "rerun_checked")}
     problems: list[str] = []
     expected = {"rankings_created": len(rankings), "entries_written": sum(len(r.entries) for r in rankings),
                 "tracks_created": len({e.song_uuid for r in rankings for e in r.entries})}
     for attempt in range(1, repeat + 1):
         floor = CopyFloor(pg, fresh_database(pg, "ingest_floor"))
         store = create_engine(pg.url(fresh_database(pg, "ingest_store")))
+        checked = create_engine(pg.url(fresh_database(pg, "ingest_checked")))
         by_row = create_engine(pg.url(fresh_database(pg, "ingest_per_row")))
         steps = [("floor", floor.store), ("store", lambda r: with_store_ranking(store, r)),
-                 ("per_row", lambda r: per_row(by_row, r))]
-        seconds = dict.fromkeys(("floor", "store", "per_row"), 0.0)
-        first = dict.fromkeys(COUNTS, 0)
+                 ("checked", lambda r: with_quality_checks(checked, r)), ("per_row", lambda r: per_row(by_row, r))]
+        seconds = dict.fromkeys(("floor", "store", "checked", "per_row"), 0.0)
+        first = {way: dict.fromkeys(COUNTS, 0) for way in ("store", "checked")}
         for i, ranking in enumerate(rankings):
-            for way, step in steps[i % 3:] + steps[:i % 3]:
+            for way, step in steps[i % 4:] + steps[:i % 4]:
                 start = time.perf_counter()
                 result = step(ranking)
                 seconds[way] += time.perf_counter() - start
-                if way == "store":
-                    _add(first, result)
+                if way in first:
+                    _add(first[way], result)
             if (i + 1) % 50 == 0:
                 log(f"  [{attempt}/{repeat}] {i + 1}/{len(rankings)} periods")
         floor.close()
         log(f"  [{attempt}/{repeat}] (a) COPY floor {seconds['floor']:.2f} s, (b) store_ranking "
-            f"{seconds['store']:.2f} s, (c) per-row {seconds['per_row']:.2f} s; store_ranking counted {first}")
-        if any(first[name] != count for name, count in expected.items()):
-            problems.append(f"store_ranking counted {first}, expected {expected}")
-        before = row_versions(store)
-        again = dict.fromkeys(COUNTS, 0)
-        start = time.perf_counter()
-        for ranking in rankings:
-            _add(again, with_store_ranking(store, ranking))
-        seconds["rerun"] = time.perf_counter() - start
-        log(f"  [{attempt}/{repeat}] (d) rerun {seconds['rerun']:.2f} s; counted {again}")
-        if any(again.values()) or row_versions(store) != before:
-            problems.append(f"the rerun changed something: {again}")
+            f"{seconds['store']:.2f} s, (c) per-row {seconds['per_row']:.2f} s, (e) with the quality checks "
+            f"{seconds['checked']:.2f} s; store_ranking counted {first['store']}")
+        for way, counted in first.items():
+            if any(counted[name] != count for name, count in expected.items()):
+                problems.append(f"{way} counted {counted}, expected {expected}")
+        if quality_counts(checked) != (len(rankings), 0):
+            problems.append(f"(e) wrote {quality_counts(checked)} (quality rows, flagged), expected "
+                            f"({len(rankings)}, 0)")
+        reruns = (("rerun", store, with_store_ranking), ("rerun_checked", checked, with_quality_checks))
+        for way, engine, store_one in reruns:
+            before = row_versions(engine)
+            again = dict.fromkeys(COUNTS, 0)
+            start = time.perf_counter()
+            for ranking in rankings:
+                _add(again, store_one(engine, ranking))
+            seconds[way] = time.perf_counter() - start
+            log(f"  [{attempt}/{repeat}] {way} {seconds[way]:.2f} s; counted {again}")
+            if any(again.values()) or row_versions(engine) != before:
+                problems.append(f"the {way} changed something: {again}")
         if attempt == 1:
             floor_engine = create_engine(pg.url("ingest_floor"))
             stored = contents(store)
-            if contents(floor_engine) != stored or contents(by_row) != stored:
+            if any(contents(way) != stored for way in (floor_engine, by_row, checked)):
                 problems.append("the ways disagree on what is stored")
             floor_engine.dispose()
-        store.dispose()
-        by_row.dispose()
+        for engine in (store, checked, by_row):
+            engine.dispose()
         for way, value in seconds.items():
             samples[way].append(value)
     return {way: statistics.median(s) for way, s in samples.items()}, problems
@@ -252,7 +282,9 @@ def table(seconds: dict[str, float], periods: int) -> str:
     rows = [("(a) COPY floor, a transaction per period", "floor"),
             ("(b) store_ranking, a transaction per period", "store"),
             ("(c) per-row: look up, insert track, insert entry", "per_row"),
-            ("(d) store_ranking rerun, same data (no-op)", "rerun")]
+            ("(d) store_ranking rerun, same data (no-op)", "rerun"),
+            ("(e) store_ranking with the quality checks", "checked"),
+            ("(f) (e) rerun, same data (no-op)", "rerun_checked")]
     lines = ["| way | total s | per period ms | vs floor |", "|---|---:|---:|---:|"]
     lines += [f"| {label} | {seconds[key]:.2f} | {1000 * seconds[key] / periods:.2f} | "
               f"{seconds[key] / floor:.2f}x |" for label, key in rows]
@@ -282,8 +314,8 @@ def main(argv: list[str] | None = None) -> int:
         template = create_engine(pg.url(pg.create_database(TEMPLATE)))
         upgrade(template)
         with template.begin() as conn:
-            conn.execute(insert(chart).values(id=CHART_ID, slug="bench-chart", name="Bench chart",
-                                              platform="spotify", frequency="daily", created_at=NOW))
+            conn.execute(insert(chart).values(id=CHART_ID, slug="bench-chart", name="Bench chart", platform="spotify",
+                                              frequency="daily", max_results=args.entries, created_at=NOW))
         template.dispose()
         seconds, problems = run(pg, rankings, args.repeat)
     finally:
@@ -291,12 +323,17 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.periods} periods x {args.entries} entries, {tracks} tracks; median of {args.repeat} run(s)")
     print(table(seconds, args.periods))
     floor_ratio, per_row_ratio = seconds["store"] / seconds["floor"], seconds["per_row"] / seconds["store"]
+    checks_ratio = seconds["checked"] / seconds["store"]
     print(f"store_ranking / COPY floor: {floor_ratio:.2f}x (target <= {MAX_FLOOR_RATIO}x)")
     print(f"per-row / store_ranking:    {per_row_ratio:.1f}x (target >= {MIN_PER_ROW_RATIO:g}x)")
+    print(f"with / without the quality checks: {checks_ratio:.2f}x (target <= {MAX_CHECKS_RATIO:.2f}x; "
+          f"{1000 * (seconds['checked'] - seconds['store']) / args.periods:.2f} ms a period)")
     if floor_ratio > MAX_FLOOR_RATIO:
         problems.append(f"store_ranking is {floor_ratio:.2f}x the COPY floor (target <= {MAX_FLOOR_RATIO}x)")
     if per_row_ratio < MIN_PER_ROW_RATIO:
         problems.append(f"the per-row way is only {per_row_ratio:.1f}x store_ranking (target >= {MIN_PER_ROW_RATIO:g}x)")
+    if checks_ratio > MAX_CHECKS_RATIO:
+        problems.append(f"the quality checks make store_ranking {checks_ratio:.2f}x (target <= {MAX_CHECKS_RATIO:.2f}x)")
     for problem in problems:
         print(f"MISSED: {problem}")
     return 1 if problems else 0
