@@ -1,5 +1,6 @@
-"""The data quality of one fetched ranking (pure): hard checks that reject it before anything is
-written, and soft checks measured and stored with it (``chart_ranking_quality``).
+"""The data quality of one fetched ranking (pure): hard checks that reject it before its tracks or
+entries are written (so none of it is stored), and soft checks measured and stored with it
+(``chart_ranking_quality``).
 
 Hard checks (``check_ranking``, raising ``RankingRejected``): positions unique, songs unique, every
 position in 1..the chart's published size. A chart whose size is unknown (no ``maxResultsCount``) is
@@ -112,7 +113,8 @@ def _listed(values) -> str:
 # -- soft checks --------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class QualityContext:
-    """What the chart DB knows that a ranking's soft checks compare with (``store.quality.read_context``)."""
+    """What the chart DB knows that a ranking's soft checks compare with (read by the period's claim:
+    ``store.rankings.claim_period``)."""
 
     platform: str | None = None
     expected_count: int | None = None  # the chart's published size (chart.max_results)
