@@ -93,8 +93,8 @@ def ranking_entry(item: Any, path: str) -> RankingEntry:
     try:
         song = item["song"]
         position = int(item["position"])
-        if position < 1 or not song["uuid"] or not song["name"]:
-            raise ValueError("empty song or position < 1")
+        if not song["uuid"] or not song["name"]:  # a position outside the chart: core.quality's named check
+            raise ValueError("empty song")
         old = item.get("oldPosition")
         return RankingEntry(
             song_uuid=str(song["uuid"]),

@@ -8,6 +8,8 @@ from datetime import date, timedelta
 import pytest
 
 from chartsync.soundcharts.client import SoundchartsClient, SoundchartsNotFound, SoundchartsRateLimited
+from chartsync.soundcharts.errors import SoundchartsMalformedResponse
+from chartsync.soundcharts.models import ranking_entry
 
 
 @pytest.fixture
@@ -63,3 +65,10 @@ def test_long_retry_after_is_raised_with_its_delay(client, emulator_admin):
     with pytest.raises(SoundchartsRateLimited) as err:
         client.charts_by_platform("deezer")
     assert err.value.retry_after == 3600
+
+
+def test_a_position_below_one_is_parsed_so_the_quality_check_can_name_it():
+    item = {"song": {"uuid": "s-1", "name": "Song"}, "position": 0}
+    assert ranking_entry(item, "/ranking").position == 0
+    with pytest.raises(SoundchartsMalformedResponse, match="empty song"):
+        ranking_entry({"song": {"uuid": "", "name": "Song"}, "position": 3}, "/ranking")
