@@ -35,7 +35,6 @@ from chartsync.soundcharts.client import SoundchartsClient
 from chartsync.soundcharts.errors import SoundchartsMalformedResponse, SoundchartsNotFound
 from chartsync.soundcharts.models import Ranking, atom_for
 from chartsync.store import executions
-from chartsync.store.quality import save_quality
 from chartsync.store.rankings import claim_period, store_claimed
 
 log = logging.getLogger(__name__)
@@ -166,11 +165,10 @@ def store_checked_ranking(conn: Connection, chart_id: int, slug: str, ranking: R
     except quality.RankingRejected as exc:
         raise SoundchartsMalformedResponse(str(exc)) from exc
     measured = quality.measure(ranking.period, ranking.entries, claim.quality)
-    result = store_claimed(conn, claim, ranking, now)
-    save_quality(conn, chart_id, ranking.period, measured, now, claimed_id=claim.ranking_id)
+    result = store_claimed(conn, claim, ranking, now, measured)
     if measured.flags:
         log.warning("%s %s: stored, flagged by the quality checks: %s", slug, ranking.period, ", ".join(measured.flags))
-    return replace(result, quality_flags=measured.flags)
+    return result
 
 
 def describe_error(exc: BaseException) -> str:

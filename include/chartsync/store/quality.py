@@ -1,11 +1,12 @@
-"""A ranking's quality row (``chart_ranking_quality``), write side: ``save_quality``, inside the sync's
-transaction. What the checks compare with is read by the ranking's claim (``store.rankings.claim_period``).
+"""A ranking's quality row (``chart_ranking_quality``), write side, inside the sync's transaction:
+``save_quality``, or ``row_statement`` for ``store.rankings.store_claimed`` to send with the ranking's
+entries. What the checks compare with is read by the ranking's claim (``store.rankings.claim_period``).
 
 Cheap on purpose (``benchmarks/ingest.py`` measures the checks against ``store_ranking``): on PostgreSQL
-one statement, plain SQL on the driver's cursor as ``store.rankings`` writes. The row is written only
-when a measure or a flag differs from the stored one, so a re-sync of an unchanged period changes no row
-(``checked_at`` included); a repaired ranking, or one whose previous period got stored since, is
-measured again and its row updated.
+one statement in plain SQL on the driver's cursor, sent in the round trip of the entries' COPY when there
+is one. The row is written only when a measure or a flag differs from the stored one, so a re-sync of an
+unchanged period changes no row (``checked_at`` included); a repaired ranking, or one whose previous
+period got stored since, is measured again and its row updated.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from sqlalchemy import Connection, or_, select
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from chartsync.core.quality import RankingQuality
-from chartsync.store.rankings import driver_cursor
+from chartsync.store.driver import driver_cursor
 from chartsync.store.tables import chart_ranking, chart_ranking_quality
 
 _MEASURES = ("entry_count", "expected_count", "missing_positions", "no_streams_share", "new_share",
@@ -47,13 +48,11 @@ def save_quality(conn: Connection, chart_id: int, period: date, quality: Ranking
     """Write the quality row of the chart's stored ranking of ``period``; False when the row held these values
     already (and was left as it was). ``claimed_id``: the ranking this transaction just inserted, which has
     no row yet (a plain insert, a tenth of a millisecond cheaper than the upsert)."""
-    values = {**{m: getattr(quality, m) for m in _MEASURES}, "flags": json.dumps(list(quality.flags))}
     if conn.dialect.name == "postgresql":
         with driver_cursor(conn, "INSERT chart_ranking_quality") as cursor:
-            cursor.execute(_UPSERT_SQL if claimed_id is None else _INSERT_SQL,
-                           {**values, "ranking_id": claimed_id, "chart_id": chart_id, "period": period,
-                            "checked_at": now})
+            cursor.execute(row_statement(cursor, chart_id, period, quality, now, claimed_id=claimed_id))
             return cursor.rowcount > 0
+    values = {m: getattr(quality, m) for m in _MEASURES}
     ranking_id = claimed_id
     if ranking_id is None:
         r = chart_ranking.c
@@ -66,3 +65,14 @@ def save_quality(conn: Connection, chart_id: int, period: date, quality: Ranking
     return conn.execute(insert.on_conflict_do_update(
         index_elements=["ranking_id"], set_={m: insert.excluded[m] for m in (*_MEASURES, "checked_at")},
         where=changed)).rowcount > 0
+
+
+def row_statement(cursor, chart_id: int, period: date, quality: RankingQuality, now: datetime, *,
+                  claimed_id: int | None = None) -> str:
+    """``save_quality``'s statement on PostgreSQL, its values bound by the driver's ``cursor`` (psycopg2 binds
+    on the client): one that can go in a query string with another statement (``store.rankings`` sends it
+    with the entries' COPY)."""
+    values = {m: getattr(quality, m) for m in _MEASURES}
+    values.update(flags=json.dumps(list(quality.flags)), ranking_id=claimed_id, chart_id=chart_id, period=period,
+                  checked_at=now)
+    return cursor.mogrify(_UPSERT_SQL if claimed_id is None else _INSERT_SQL, values).decode()

@@ -3,29 +3,31 @@ one chart's ranking for a period as the ranking page shows it (read side).
 
 Idempotent: a period stored twice with the same API data changes no row and reports zero
 created and zero updated. The claim of a period can also read what the ranking's quality checks
-compare with (``claim_period(quality=True)``); the quality row itself is ``store.quality``'s.
+compare with (``claim_period(quality=True)``), and ``store_claimed`` can write the ranking's quality row
+(``store.quality``'s statement) with its entries.
 """
 
 from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from functools import partial
 from typing import Protocol
 
 from psycopg2.extras import execute_values
 from sqlalchemy import Connection, Engine, asc, bindparam, delete, desc, func, insert, or_, select, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import DBAPIError
 
 from chartsync import settings
 from chartsync.core.outcomes import SyncResult
 from chartsync.core.paging import Page
-from chartsync.core.quality import QualityContext
+from chartsync.core.quality import QualityContext, RankingQuality
 from chartsync.core.trends import TRENDS, trend, weeks_on_chart
+from chartsync.store.driver import driver_cursor
+from chartsync.store.quality import row_statement, save_quality
 from chartsync.store.tables import chart, chart_ranking, chart_ranking_entry, chart_ranking_quality, track
 
 PAGE_SIZE = 100
@@ -208,14 +210,14 @@ def claim_period(conn: Connection, chart_id: int, ranking: FetchedRanking, now: 
         claimed_id, stored, context = _claim_on_postgresql(conn, claim, uuids, quality)
     else:
         claimed_id, stored, context = _claim_on_sqlite(conn, claim, uuids, quality)
-    if not quality:
-        return Claim(chart_id, claimed_id, stored)
-    return Claim(chart_id, claimed_id, stored, _quality_context(context, stored) if context else QualityContext())
+    return Claim(chart_id, claimed_id, stored, context)
 
 
-def store_claimed(conn: Connection, claim: Claim, ranking: FetchedRanking, now: datetime) -> SyncResult:
+def store_claimed(conn: Connection, claim: Claim, ranking: FetchedRanking, now: datetime,
+                  measured: RankingQuality | None = None) -> SyncResult:
     """Store the claimed period's ranking: new tracks, changed names, the entries (or, for a period stored
-    already, compare and repair)."""
+    already, compare and repair); with ``measured`` (``core.quality.measure``), its quality row too
+    (``store.quality``), on PostgreSQL in the round trip of the entries' COPY when there is one."""
     period = ranking.period
     entries = sorted(ranking.entries, key=_by_position)
     wanted = {e.song_uuid: (e.song_name, e.credit_name, e.image_url) for e in entries}
@@ -238,8 +240,14 @@ def store_claimed(conn: Connection, claim: Claim, ranking: FetchedRanking, now: 
                 .values(entry_count=len(rows), fetched_at=now, ranking_date=ranking.ranking_date)
             )
             updated = 1
+    quality_row = None
+    if measured is not None and rows and conn.dialect.name == "postgresql":
+        quality_row = partial(row_statement, chart_id=claim.chart_id, period=period, quality=measured, now=now,
+                              claimed_id=claim.ranking_id)
     if rows:
-        _insert_entries(conn, ranking_id, rows)
+        _insert_entries(conn, ranking_id, rows, then=quality_row)
+    if measured is not None and quality_row is None:
+        save_quality(conn, claim.chart_id, period, measured, now, claimed_id=claim.ranking_id)
     return SyncResult(
         period=period,
         rankings_created=created,
@@ -248,6 +256,7 @@ def store_claimed(conn: Connection, claim: Claim, ranking: FetchedRanking, now: 
         tracks_created=len(new_ids),
         tracks_updated=tracks_updated,
         new_track_ids=tuple(sorted(new_ids)),
+        quality_flags=() if measured is None else measured.flags,
     )
 
 
@@ -263,35 +272,44 @@ _ENTRY_FIELDS = ("position", "previous_position", "trend", "time_on_chart", "tim
 _STORED_TRACKS_SQL = """
 SELECT song_uuid, id, name, credit_name, image_url FROM track WHERE song_uuid = ANY(%(uuids)s::text[])
 """
-# The claim is the first row (song_uuid NULL) and is read first: a second sync of the period waits there.
-_CLAIM_SQL = f"""
+
+
+def _claim_sql(context: str = "NULL") -> str:
+    """The claim: the first row (song_uuid NULL), read first (a second sync of the period waits there), with
+    ``context`` in its last column."""
+    return f"""
 WITH claimed AS (
     INSERT INTO chart_ranking (chart_id, period, ranking_date, entry_count, fetched_at)
     VALUES (%(chart_id)s, %(period)s, %(ranking_date)s, %(entry_count)s, %(fetched_at)s)
     ON CONFLICT (chart_id, period) DO NOTHING
     RETURNING id
 )
-SELECT NULL, id, NULL, NULL, NULL FROM claimed
+SELECT NULL, id, NULL, NULL, {context} FROM claimed
 UNION ALL {_STORED_TRACKS_SQL}"""
-# What the ranking's quality checks compare with, one more row of the claim (song_uuid and id NULL): a JSON
-# array of the chart's platform, size and frequency, the newest stored period before this one, its entries'
-# track ids and positions, and the new_share of the chart's last QUALITY_CHURN_HISTORY checked rankings
-# before this one, newest first. In the claim: a statement of its own costs a round trip and a plan more
-# (benchmarks/ingest.py measures what the checks add).
-_CLAIM_WITH_QUALITY_SQL = f"""{_CLAIM_SQL}
-UNION ALL SELECT NULL, NULL, json_build_array(c.platform, c.max_results, c.frequency, p.period, p.tracks,
-    p.positions, ARRAY(SELECT q.new_share FROM chart_ranking_quality q
-                       WHERE q.chart_id = c.id AND q.period < %(period)s ORDER BY q.period DESC LIMIT %(history)s)
-)::text, NULL, NULL
-FROM chart c
-LEFT JOIN LATERAL (
-    SELECT r.period, array_agg(e.track_id) AS tracks, array_agg(e.position) AS positions
-    FROM (SELECT id, period FROM chart_ranking WHERE chart_id = c.id AND period < %(period)s
-          ORDER BY period DESC LIMIT 1) r
-    JOIN chart_ranking_entry e ON e.ranking_id = r.id
-    GROUP BY r.period
-) p ON true
-WHERE c.id = %(chart_id)s"""
+
+
+_CLAIM_SQL = _claim_sql()
+# What the ranking's quality checks compare with, as JSON (NULL: no such chart): the chart's platform, size
+# and frequency, the newest stored period before this one, its entries' track ids and positions (two arrays
+# of one pass, so aligned; [null, null] without entries), and the new_share of the chart's last
+# QUALITY_CHURN_HISTORY checked rankings before this one, newest first. Read by the statement that claims
+# the period, on the claim's row (a statement of its own costs a round trip and a plan more, a branch of
+# the UNION more to analyse: benchmarks/ingest.py measures what the checks add); a period stored already
+# reads it with its stored tracks, in the statement that reads those again anyway. varchar, as the other
+# rows' column is: branches of one type are appended as they are, not planned as subqueries of their own.
+_QUALITY_CONTEXT_SQL = """(
+    SELECT json_build_array(c.platform, c.max_results, c.frequency, p.period,
+        (SELECT json_build_array(array_agg(track_id), array_agg(position)) FROM chart_ranking_entry
+         WHERE ranking_id = p.id),
+        ARRAY(SELECT q.new_share FROM chart_ranking_quality q
+              WHERE q.chart_id = c.id AND q.period < %(period)s ORDER BY q.period DESC LIMIT %(history)s))::varchar
+    FROM chart c
+    LEFT JOIN LATERAL (SELECT id, period FROM chart_ranking WHERE chart_id = c.id AND period < %(period)s
+                       ORDER BY period DESC LIMIT 1) p ON true
+    WHERE c.id = %(chart_id)s
+)"""
+_CLAIM_WITH_QUALITY_SQL = _claim_sql(_QUALITY_CONTEXT_SQL)
+_STORED_TRACKS_WITH_QUALITY_SQL = f"{_STORED_TRACKS_SQL}UNION ALL SELECT NULL, NULL, NULL, NULL, {_QUALITY_CONTEXT_SQL}"
 # ON CONFLICT DO NOTHING: another chart's sync may insert the same new song concurrently (both write in
 # song order, so neither waits for a row the other one waits for).
 _INSERT_TRACKS_SQL = """
@@ -302,23 +320,27 @@ RETURNING id, song_uuid
 
 
 def _claim_on_postgresql(conn: Connection, claim: dict, uuids: list[str],
-                         quality: bool) -> tuple[int | None, dict[str, tuple], list | None]:
+                         quality: bool) -> tuple[int | None, dict[str, tuple], QualityContext | None]:
     """The claimed ranking id (None: stored already), the stored tracks (uuid -> (id, name, credit_name,
-    image_url)) and the quality context's values (``_CLAIM_WITH_QUALITY_SQL``), in one statement."""
+    image_url)) and, with ``quality``, the quality context (``_QUALITY_CONTEXT_SQL``): one statement for a new
+    period, two for one stored already."""
     params = {**claim, "uuids": _text_array(uuids), "history": settings.QUALITY_CHURN_HISTORY}
     with driver_cursor(conn, "INSERT chart_ranking") as cursor:
         cursor.execute(_CLAIM_WITH_QUALITY_SQL if quality else _CLAIM_SQL, params)
         returned = cursor.fetchall()
-        claimed_id = returned[0][1] if returned and returned[0][0] is None else None
-        context = json.loads(returned[-1][2]) if quality and returned and returned[-1][1] is None else None
+        claimed_id = context = None
+        if returned and returned[0][0] is None:  # the claim's row
+            claimed_id, context = returned[0][1], returned[0][4]
         if claimed_id is None:  # it may have waited for another sync of the period: read what that one stored
-            cursor.execute(_STORED_TRACKS_SQL, params)
+            cursor.execute(_STORED_TRACKS_WITH_QUALITY_SQL if quality else _STORED_TRACKS_SQL, params)
             returned = cursor.fetchall()
-    return claimed_id, {row[0]: row[1:] for row in returned if row[0] is not None}, context
+            context = returned.pop()[4] if quality else None
+    stored = {row[0]: row[1:] for row in returned if row[0] is not None}
+    return claimed_id, stored, _quality_context(context and json.loads(context), stored) if quality else None
 
 
 def _claim_on_sqlite(conn: Connection, claim: dict, uuids: list[str],
-                     quality: bool) -> tuple[int | None, dict[str, tuple], list | None]:
+                     quality: bool) -> tuple[int | None, dict[str, tuple], QualityContext | None]:
     """As ``_claim_on_postgresql``, in several statements."""
     claimed_id = conn.execute(
         sqlite_insert(chart_ranking).values(**claim)
@@ -333,25 +355,31 @@ def _claim_on_sqlite(conn: Connection, claim: dict, uuids: list[str],
     c, r, e, q = chart.c, chart_ranking.c, chart_ranking_entry.c, chart_ranking_quality.c
     head = conn.execute(select(c.platform, c.max_results, c.frequency).where(c.id == claim["chart_id"])).first()
     if head is None:
-        return claimed_id, stored, None
+        return claimed_id, stored, _quality_context(None, stored)
     before = (r.chart_id == claim["chart_id"]) & (r.period < claim["period"])
     previous = conn.execute(select(r.id, r.period).where(before).order_by(r.period.desc()).limit(1)).first()
     entries = [] if previous is None else conn.execute(
         select(e.track_id, e.position).where(e.ranking_id == previous.id)).all()
     shares = conn.execute(select(q.new_share).where(q.chart_id == claim["chart_id"], q.period < claim["period"])
                           .order_by(q.period.desc()).limit(settings.QUALITY_CHURN_HISTORY)).scalars().all()
-    previous_period = previous.period.isoformat() if entries else None  # as PostgreSQL's inner join has it
-    return claimed_id, stored, [*head, previous_period, [row[0] for row in entries], [row[1] for row in entries],
-                                shares]
+    previous_entries = [[row[0] for row in entries], [row[1] for row in entries]] if entries else None
+    return claimed_id, stored, _quality_context([*head, previous and previous.period.isoformat(), previous_entries,
+                                                 shares], stored)
 
 
-def _quality_context(values: list, stored: dict[str, tuple]) -> QualityContext:
-    """The quality context from the claim's values; where the ranking's stored songs stood in the previous
-    period (a song new to the warehouse cannot have been in it)."""
-    platform, size, frequency, previous, track_ids, positions, shares = values
-    at = dict(zip(track_ids or (), positions or ()))
+def _quality_context(values: list | None, stored: dict[str, tuple]) -> QualityContext:
+    """The quality context from the claim's values (None: no such chart); where the ranking's stored songs
+    stood in the previous period (a song new to the warehouse cannot have been in it). A previous period
+    without entries is none: there is nothing to compare with."""
+    if values is None:
+        return QualityContext()
+    platform, size, frequency, previous, previous_entries, shares = values
+    track_ids, positions = previous_entries or (None, None)
+    if not track_ids:
+        return QualityContext(platform, size, frequency, recent_new_shares=tuple(shares))
+    at = dict(zip(track_ids, positions))
     return QualityContext(platform=platform, expected_count=size, frequency=frequency,
-                          previous_period=date.fromisoformat(previous) if previous else None,
+                          previous_period=date.fromisoformat(previous),
                           previous_positions={uuid: at[row[0]] for uuid, row in stored.items() if row[0] in at},
                           recent_new_shares=tuple(shares))
 
@@ -423,14 +451,24 @@ def _stored_entries(conn: Connection, chart_id: int, period: date) -> tuple[int,
     return rows[0].id, [tuple(row[1:]) for row in rows if row.position is not None]
 
 
-def _insert_entries(conn: Connection, ranking_id: int, rows: list[tuple]) -> None:
-    """Insert the rows (``_ENTRY_FIELDS``): a COPY on PostgreSQL, where it is half the cost of an INSERT."""
+_COPY_ENTRIES_SQL = f"COPY {chart_ranking_entry.name} ({', '.join((*_ENTRY_FIELDS, 'ranking_id'))}) FROM STDIN"
+
+
+def _insert_entries(conn: Connection, ranking_id: int, rows: list[tuple],
+                    then: Callable[[object], str] | None = None) -> None:
+    """Insert the rows (``_ENTRY_FIELDS``): a COPY on PostgreSQL, where it is half the cost of an INSERT.
+
+    ``then`` (PostgreSQL only) gives a statement, bound by the driver's cursor it is called with, to run after
+    the COPY in the same query string: one round trip for both. The server runs such a string's commands in
+    turn, stopping at an error; psycopg2 reads every result after the COPY's data and raises the first
+    error."""
     columns = (*_ENTRY_FIELDS, "ranking_id")
     if conn.dialect.name != "postgresql":
         conn.execute(insert(chart_ranking_entry), [dict(zip(columns, (*row, ranking_id))) for row in rows])
         return
     with driver_cursor(conn, f"COPY {chart_ranking_entry.name}") as cursor:
-        cursor.copy_from(io.StringIO(_copy_text(rows, ranking_id)), chart_ranking_entry.name, columns=columns)
+        sql = _COPY_ENTRIES_SQL if then is None else f"{_COPY_ENTRIES_SQL};\n{then(cursor)}"
+        cursor.copy_expert(sql, io.StringIO(_copy_text(rows, ranking_id)))
 
 
 def _copy_text(rows: list[tuple], ranking_id: int) -> str:
@@ -446,14 +484,3 @@ def _copy_text(rows: list[tuple], ranking_id: int) -> str:
 
 
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})  # COPY's text format
-
-
-@contextmanager
-def driver_cursor(conn: Connection, what: str) -> Iterator:
-    """The driver's own cursor on the connection, its errors raised as SQLAlchemy's (IntegrityError...): for
-    the write path's plain SQL on PostgreSQL (here and in ``store.quality``)."""
-    try:
-        with conn.connection.cursor() as cursor:
-            yield cursor
-    except conn.dialect.loaded_dbapi.Error as exc:
-        raise DBAPIError.instance(what, None, exc, conn.dialect.loaded_dbapi.Error) from exc

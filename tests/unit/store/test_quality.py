@@ -1,5 +1,5 @@
 """The quality row's write side (``store.quality``) on SQLite and PostgreSQL: an upsert that leaves an
-unchanged row alone."""
+unchanged row alone; the row written with its ranking (``store.rankings.store_claimed``)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,14 @@ from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
-from sqlalchemy import insert, select, text, update
+from sqlalchemy import func, insert, select, text, update
+from sqlalchemy.exc import IntegrityError
 
 from chartsync.core.quality import RankingQuality
 from chartsync.soundcharts.models import Ranking, RankingEntry, atom_for
 from chartsync.store import quality
-from chartsync.store.rankings import store_ranking
-from chartsync.store.tables import chart, chart_ranking_quality
+from chartsync.store.rankings import claim_period, store_claimed, store_ranking
+from chartsync.store.tables import chart, chart_ranking, chart_ranking_quality
 from conftest import migrated_chart_engine
 
 SLUG = "spotify-top-200-gb-daily"
@@ -82,3 +83,49 @@ def test_a_row_damaged_since_is_repaired(store):
         conn.execute(update(chart_ranking_quality).values(flags=["short"], flagged=True))
     assert save(store, DAY, CLEAN) is True
     assert (rows(store)[0].flags, rows(store)[0].flagged) == ([], False)
+
+
+# -- the row written with its ranking (store_claimed(..., measured)): with the entries' COPY on PostgreSQL ------
+def store_measured(engine, day: date, songs: list[str], measured: RankingQuality, now: datetime = NOW):
+    entries = [RankingEntry(song, f"Song {song}", None, None, position, None, None, 1, "DOC", 10)
+               for position, song in enumerate(songs, start=1)]
+    ranking = Ranking(SLUG, atom_for(day), entries)
+    with engine.begin() as conn:
+        return store_claimed(conn, claim_period(conn, 1, ranking, now, quality=True), ranking, now, measured)
+
+
+def test_the_row_is_written_with_a_new_ranking_and_its_flags_returned(store):
+    flagged = replace(CLEAN, missing_positions=1, flags=("gaps",))
+    result = store_measured(store, DAY, ["a", "b", "c"], flagged)
+    assert (result.rankings_created, result.entries_written, result.quality_flags) == (1, 3, ("gaps",))
+    [row] = rows(store)
+    assert (row.period, row.entry_count, row.missing_positions, row.flags, row.flagged) == (DAY, 3, 1, ["gaps"], True)
+
+
+def test_a_ranking_without_entries_gets_its_row_on_its_own(store):
+    empty = replace(CLEAN, entry_count=0, flags=("short",))
+    assert store_measured(store, DAY, [], empty).entries_written == 0
+    assert [(row.entry_count, row.flags) for row in rows(store)] == [(0, ["short"])]
+    before = rows(store)
+    again = store_measured(store, DAY, [], empty, now=NOW + timedelta(hours=1))  # the claim reads no track
+    assert (again.rankings_created, again.rankings_updated, again.quality_flags) == (0, 0, ("short",))
+    assert rows(store) == before
+
+
+def test_a_stored_ranking_repaired_or_not_keeps_one_row(store):
+    store_measured(store, DAY, ["a", "b", "c"], CLEAN)
+    before = rows(store)
+    assert store_measured(store, DAY, ["a", "b", "c"], CLEAN, now=NOW + timedelta(hours=1)).entries_written == 0
+    assert rows(store) == before  # unchanged: no write, row version included
+    repaired = store_measured(store, DAY, ["a", "c"], replace(CLEAN, entry_count=2), now=NOW + timedelta(hours=2))
+    assert repaired.rankings_updated == 1
+    assert [row.entry_count for row in rows(store)] == [2]
+
+
+def test_a_row_the_database_refuses_fails_the_store_and_leaves_nothing(store):
+    with pytest.raises(IntegrityError):  # on PostgreSQL raised from the statement after the entries' COPY
+        store_measured(store, DAY, ["a", "b"], replace(CLEAN, new_share=None))
+    with store.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(chart_ranking)).scalar() == 0
+    assert rows(store) == []
+
