@@ -21,7 +21,7 @@ import pytest
 from sqlalchemy import select
 
 from chartsync.core.outcomes import RunRef
-from chartsync.services import gaps
+from chartsync.services import gaps, quality
 from chartsync.services.sync import sync_period
 from chartsync.settings import AUDIENCE_DAG_ID
 from chartsync.soundcharts.client import SoundchartsClient
@@ -217,6 +217,12 @@ def test_chart_sync_tabs_on_dag_and_run_pages(airflow_site, new_session):
     assert frame.locator("tr.gap").count() == len(gaps.list_gaps(site.engine, site.chart_id(GLOBAL_DAILY)))
     assert frame.locator("#history tr.execution").count() > 0
     assert frame.get_by_role("button", name="Heal gaps").count() == 1
+    # the chart's data quality, as the schedule page has it; its flag filters stay in the tab
+    summary = quality.schedule_quality(site.engine, site.schedule_id(GLOBAL_DAILY)).summary
+    shown = frame.locator("#quality .quality-summary")
+    assert (shown.get_attribute("data-checked"), shown.get_attribute("data-flagged")) == (
+        str(summary.rankings_checked), str(summary.rankings_flagged))
+    assert f"/ui/dags/{dag_id}?flag=" in frame.locator("#quality a.flag-filter").first.get_attribute("href")
     page.wait_for_timeout(300)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "airflow-ui-dag-tab-1280x800.png"))
@@ -236,6 +242,10 @@ def test_chart_sync_tabs_on_dag_and_run_pages(airflow_site, new_session):
     assert frame.locator("#run-period").inner_text(timeout=60_000).startswith(f"Period {period}")
     assert frame.locator("tr.execution").count() == 1
     assert "success" in frame.locator("tr.execution").inner_text()
+    # the quality of the ranking the run stored, as the ranking page shows it
+    stored = quality.ranking_quality(site.engine, site.chart_id(GLOBAL_DAILY), period)
+    assert stored.status in ("clean", "flagged")  # checked when the sync stored it
+    assert frame.locator("section[data-quality]").get_attribute("data-quality") == stored.status
     page.wait_for_timeout(300)
     page.screenshot(path=str(SCREENSHOTS / "airflow-ui-run-tab-1280x800.png"))
     # another DAG's tabs say plainly it is not a chart DAG

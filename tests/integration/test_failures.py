@@ -82,15 +82,24 @@ def running_try(airflow: Airflow, dag_id: str, run_id: str, try_number: int) -> 
     return None
 
 
-def task_process(ti: dict) -> int:
+def task_process(ti: dict, refresh=None) -> int:
     """The task process of a running try: the pid Airflow recorded, once it is the task runner (its
-    title names the task instance id, ``airflow worker -- <id>``, as soon as it got its task)."""
+    title names the task instance id, ``airflow worker -- <id>``, as soon as it got its task).
+    ``refresh`` reads the task instance again (None: it is no longer running) when that pid is gone."""
+    current = dict(ti)
+
     def titled() -> bool:
-        cmdline = Path(f"/proc/{ti['pid']}/cmdline").read_bytes().decode(errors="replace")
+        try:
+            cmdline = Path(f"/proc/{current['pid']}/cmdline").read_bytes().decode(errors="replace")
+        except FileNotFoundError:  # gone: read Airflow's pid again, if we can
+            again = refresh() if refresh else None
+            assert again is not None, f"the try of {ti['id']} ended before its task process was found"
+            current.update(again)
+            return False
         return f"airflow worker -- {ti['id']}" in cmdline
 
-    wait_for(titled, 30, f"the task process {ti['pid']} of {ti['id']}", interval=0.2)
-    return ti["pid"]
+    wait_for(titled, 30, f"the task process {current['pid']} of {ti['id']}", interval=0.2)
+    return current["pid"]
 
 
 def executions(engine, dag_id: str, run_id: str) -> list:
@@ -203,7 +212,8 @@ def test_marked_killed_and_outage_failures_show_as_failed_with_one_alert(af, cha
         for try_number in range(1, TRIES):
             ti = wait_for(lambda n=try_number: running_try(airflow, killed_dag, killed_run, n), 90,
                           f"{killed_dag} try {try_number} running")
-            os.kill(task_process(ti), signal.SIGKILL)
+            os.kill(task_process(ti, lambda n=try_number: running_try(airflow, killed_dag, killed_run, n)),
+                    signal.SIGKILL)
             rows = wait_for(lambda n=try_number: rows_of_tries(engine, killed_dag, killed_run, n), 60,
                             f"the killed try {try_number} in chart_sync_execution")
             assert [(r.try_number, r.status) for r in rows] == [(n, "failed") for n in range(1, try_number + 1)]
@@ -216,7 +226,7 @@ def test_marked_killed_and_outage_failures_show_as_failed_with_one_alert(af, cha
         ti = wait_for(lambda: running_try(airflow, killed_dag, killed_run, TRIES), 90, f"{killed_dag} last try")
         chart_db.down()
         try:
-            os.kill(task_process(ti), signal.SIGKILL)
+            os.kill(task_process(ti, lambda: running_try(airflow, killed_dag, killed_run, TRIES)), signal.SIGKILL)
             assert wait_for(lambda: airflow.run_state(killed_dag, killed_run) == "failed" or None, 60,
                             f"{killed_dag} run failed")
             time.sleep(8)  # listeners and reconciler passes fail meanwhile

@@ -279,11 +279,11 @@ def airflow_failed_tries(history: dict) -> list[tuple]:
 def test_kill_9_of_a_sync_task_leaves_no_partial_ranking_and_the_retry_completes(stack, emulator_admin):
     slug = KILLED_TASK
     # the first ranking request of the chart stalls, so the kill lands while the try fetches
-    emulator_admin.fault(kind="slow", path_contains=f"{slug}/ranking/", delay=15, count=1)
+    emulator_admin.fault(kind="slow", path_contains=f"{slug}/ranking/", delay=25, count=1)  # (client timeout: 30 s)
     unpause(stack, slug)
     ti = wait_for(lambda: running_task(stack, slug, 1), 120, f"{dag_id(slug)} running")
     wait_for(lambda: emulator_admin.requests()["faults_injected"].get("slow"), 30, "the stalled ranking request")
-    os.kill(task_process(ti), signal.SIGKILL)
+    os.kill(task_process(ti, lambda: running_task(stack, slug, 1)), signal.SIGKILL)
 
     ended = wait_for(lambda: all_runs_ended(stack, (slug,)), 240, f"{PERIODS} runs of {dag_id(slug)}", interval=2)
     time.sleep(4)  # a reconciler pass more: nothing may be recorded twice
@@ -396,7 +396,7 @@ def test_kill_9_of_the_task_supervisor_chart_sync_agrees_with_airflow_and_alerts
     ti = wait_for(lambda: running_task(stack, slug, 4), 120, f"{dag_id(slug)} try 4 running")
     run_id = ti["dag_run_id"]
     wait_for(lambda: emulator_admin.requests()["faults_injected"].get("slow"), 30, "the stalled ranking request")
-    task = task_process(ti)
+    task = task_process(ti, lambda: running_task(stack, slug, 4))
     supervisor = parent_of(task)  # the LocalExecutor worker that forked the task process
     assert cmdline(supervisor).startswith("airflow worker -- LocalExecutor"), cmdline(supervisor)
     os.kill(supervisor, signal.SIGKILL)

@@ -96,7 +96,7 @@ def measures_of(row: QualityRow) -> list[Measure]:
 
 
 @dataclass(frozen=True)
-class RankingQuality:
+class StoredRankingQuality:
     """One stored ranking's quality: flagged, clean, or not checked (stored before the checks existed)."""
 
     chart_id: int
@@ -125,13 +125,13 @@ class RankingQuality:
         return self.checks.checked_at if self.checks else None
 
 
-def _quality(row: QualityRow) -> RankingQuality:
-    return RankingQuality(row.chart_id, row.period, FLAGGED if row.flagged else CLEAN, row)
+def _quality(row: QualityRow) -> StoredRankingQuality:
+    return StoredRankingQuality(row.chart_id, row.period, FLAGGED if row.flagged else CLEAN, row)
 
 
-def ranking_quality(engine: Engine, chart_id: int, period: date) -> RankingQuality:
+def ranking_quality(engine: Engine, chart_id: int, period: date) -> StoredRankingQuality:
     row = store.ranking_quality(engine, chart_id, period)
-    return RankingQuality(chart_id, period, NOT_CHECKED, None) if row is None else _quality(row)
+    return StoredRankingQuality(chart_id, period, NOT_CHECKED, None) if row is None else _quality(row)
 
 
 # -- a schedule --------------------------------------------------------------------------------------------
@@ -143,7 +143,7 @@ class ScheduleQuality:
     chart_id: int
     slug: str
     summary: ChartQuality
-    rankings: Page[RankingQuality]
+    rankings: Page[StoredRankingQuality]
 
     @property
     def unchecked(self) -> int:
