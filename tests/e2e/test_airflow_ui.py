@@ -226,6 +226,11 @@ def test_chart_sync_tabs_on_dag_and_run_pages(airflow_site, new_session):
     page.wait_for_timeout(300)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "airflow-ui-dag-tab-1280x800.png"))
+    frame.locator("#quality").scroll_into_view_if_needed()
+    inner = page.locator("iframe").element_handle().content_frame()
+    assert inner.evaluate("""() => [document.documentElement, document.querySelector('#quality')].every(
+        e => e.scrollWidth <= e.clientWidth + 1)"""), "the quality section overflows the tab"
+    page.screenshot(path=str(SCREENSHOTS / "airflow-ui-dag-tab-quality-1280x800.png"))
     # a run that synced one period: its tab names that period (not the run id's date)
     logical = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=30)
     created = site.api("POST", f"/api/v2/dags/{dag_id}/dagRuns",
