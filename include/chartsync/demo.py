@@ -44,12 +44,14 @@ STOP_DEADLINE = 15.0  # seconds after the stop signal when whatever is left gets
 MAX_RESTARTS, RESTART_WINDOW = 5, 600.0  # an exited component is restarted, up to 5 times in 10 minutes
 RESTART_DELAY = 3.0  # seconds before a restart (the metadata DB may still be coming back)
 RUN_LOG = "chartsync-run.log"  # the seeding commands' output and the start/stop events
+EXECUTION_API_TIMEOUT = 30  # seconds: [workers] execution_api_timeout (Airflow's default: 5)
 EPILOG = f"""\
 sizing: [core] parallelism (= the LocalExecutor's worker processes, each running one task at a
   time) is one per CPU core, at least 2, at most {MAX_SLOTS}; override with {settings.PARALLELISM_ENV}=N, or set
   AIRFLOW__CORE__PARALLELISM, which wins. The dag-processor parses with one process
   (AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES overrides). On 2 cores that is 11 processes
-  (12 with make) at most.
+  (12 with make) at most. A task's calls to the api-server wait up to {EXECUTION_API_TIMEOUT} s
+  (AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT; Airflow's default, 5 s, fails tries on a busy machine).
 network: the api-server binds {DEFAULT_HOST} (set {settings.HOST_ENV}=0.0.0.0, or AIRFLOW__API__HOST, to
   listen elsewhere) on AIRFLOW__API__PORT (default {DEFAULT_PORT}). The scheduler's and triggerer's log
   servers are not started: the api-server reads task logs from $AIRFLOW_HOME/logs directly.
@@ -141,6 +143,9 @@ def airflow_env(env: dict[str, str], cores: int) -> dict[str, str]:
     env.setdefault("AIRFLOW__CORE__PARALLELISM", str(parallelism(cores, env)))
     env.setdefault("AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES", "1")
     env.setdefault("AIRFLOW__API__WORKERS", "1")
+    # the task supervisors' calls to the api-server (default 5 s): on one machine a catchup keeps every core
+    # busy, and a start call that times out fails the try before it runs (Airflow's docs: raise it under load)
+    env.setdefault("AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT", str(EXECUTION_API_TIMEOUT))
     env.setdefault("AIRFLOW__CORE__EXECUTOR", "LocalExecutor")  # what `airflow standalone` forces
     return env
 

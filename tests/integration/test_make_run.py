@@ -302,10 +302,12 @@ def test_airflow_env_binds_loopback_and_lets_the_user_decide():
     assert env["AIRFLOW__CORE__PARALLELISM"] == "2"
     assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://127.0.0.1:9090/execution/"
     assert env["AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES"] == "1"
+    assert env["AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT"] == "30"  # Airflow's 5 s fails tries on a busy machine
     mine = airflow_env({settings.HOST_ENV: "0.0.0.0", "AIRFLOW__CORE__PARALLELISM": "7",
-                        settings.PARALLELISM_ENV: "3"}, cores=2)
+                        settings.PARALLELISM_ENV: "3", "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "9"}, cores=2)
     assert mine["AIRFLOW__API__HOST"] == "0.0.0.0"
     assert mine["AIRFLOW__CORE__PARALLELISM"] == "7"  # Airflow's own variable wins
+    assert mine["AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT"] == "9"
     assert mine["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://127.0.0.1:8080/execution/"
     assert airflow_env({settings.PARALLELISM_ENV: "3"}, cores=2)["AIRFLOW__CORE__PARALLELISM"] == "3"
 
