@@ -182,10 +182,11 @@ def all_runs_ended(stack: Stack, slugs: tuple[str, ...], *, fail_on_failed: bool
     return found
 
 
-def running_task(stack: Stack, slug: str, try_number: int | None = None) -> dict | None:
-    """A running task instance of the chart's DAG (of that try), once it has its task process."""
+def running_task(stack: Stack, slug: str, try_number: int | None = None, period: date | None = None) -> dict | None:
+    """A running task instance of the chart's DAG (of that try, of the run of that period: a daily run's
+    logical date), once it has its task process."""
     for r in runs(stack, slug):
-        if r["state"] != "running":
+        if r["state"] != "running" or (period is not None and not r["logical_date"].startswith(period.isoformat())):
             continue
         ti = stack.airflow.ti(dag_id(slug), r["dag_run_id"])
         if ti["state"] == "running" and ti["pid"] and try_number in (None, ti["try_number"]):
@@ -278,12 +279,15 @@ def airflow_failed_tries(history: dict) -> list[tuple]:
 # -- the scenarios -----------------------------------------------------------------------------------
 def test_kill_9_of_a_sync_task_leaves_no_partial_ranking_and_the_retry_completes(stack, emulator_admin):
     slug = KILLED_TASK
-    # the first ranking request of the chart stalls, so the kill lands while the try fetches
-    emulator_admin.fault(kind="slow", path_contains=f"{slug}/ranking/", delay=25, count=1)  # (client timeout: 30 s)
+    # one run's ranking request stalls, so the kill lands while that run's try fetches (the chart's other
+    # runs go on meanwhile: max_active_runs)
+    day = stack.history_start + timedelta(days=1)  # one run's period (the first run also syncs the newest)
+    emulator_admin.fault(kind="slow", path_contains=f"{slug}/ranking/{day.isoformat()}", delay=25,
+                         count=1)  # (client timeout: 30 s)
     unpause(stack, slug)
-    ti = wait_for(lambda: running_task(stack, slug, 1), 120, f"{dag_id(slug)} running")
+    ti = wait_for(lambda: running_task(stack, slug, 1, day), 120, f"{dag_id(slug)} {day} running")
     wait_for(lambda: emulator_admin.requests()["faults_injected"].get("slow"), 30, "the stalled ranking request")
-    os.kill(task_process(ti, lambda: running_task(stack, slug, 1)), signal.SIGKILL)
+    os.kill(task_process(ti, lambda: running_task(stack, slug, 1, day)), signal.SIGKILL)
 
     ended = wait_for(lambda: all_runs_ended(stack, (slug,)), 240, f"{PERIODS} runs of {dag_id(slug)}", interval=2)
     time.sleep(4)  # a reconciler pass more: nothing may be recorded twice
