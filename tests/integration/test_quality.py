@@ -191,6 +191,9 @@ def test_check_dag_passes_a_clean_warehouse_then_fails_and_alerts_naming_each_br
         for check in failed:
             (alert,) = [a for a in sent if a["summary"].startswith(f"{check} failed")]
             assert check in alert["message"] and alert["links"]["dag_run"].endswith(quote(run_id, safe=""))
+            rule = next(c for c in CHECKS if c.name == check)  # what broke and how much, before any SQL
+            assert f'1 row of {rule.table} breaks the rule "{rule.rule}" (listed by: SELECT' in alert["summary"], \
+                alert["summary"]
             print(f"test_quality: the alert of {check}:\n{alert['message']}")
         with engine.connect() as conn:
             feed = conn.execute(select(chart_sync_alert).where(chart_sync_alert.c.dag_id == QUALITY_DAG,
@@ -301,15 +304,21 @@ def bare_db(request, tmp_path, monkeypatch):
     engine.dispose()
 
 
+BROKEN_ROWS = {"one_ranking_per_chart_period": "2 rows of chart_ranking break"}  # both rankings of the period
+
+
 def failed_checks() -> set[str]:
-    from airflow.exceptions import AirflowFailException
+    """The checks that fail; each failure says its rule, how many rows break it and the query listing them."""
+    from airflow.sdk.exceptions import AirflowFailException
 
     failed = set()
     for check in CHECKS:
         try:
             check.operator().execute({})
         except AirflowFailException as exc:
-            assert f"Check: {check.name}" in str(exc)
+            broken = BROKEN_ROWS.get(check.name, f"1 row of {check.table} breaks")
+            assert str(exc) == (f'{broken} the rule "{check.rule}" '
+                                f"(listed by: SELECT * FROM {check.table} WHERE {check.broken})"), str(exc)
             failed.add(check.name)
     return failed
 

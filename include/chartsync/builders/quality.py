@@ -18,7 +18,10 @@ A failed check fails its task at once (``retry_on_failure=False``: the provider 
 ``AirflowFailException``, as re-reading the same rows cannot help); a database error is retried as
 usual. The failure callback of every chart-sync task (``builders.callbacks.on_task_failure``) then
 raises the failure alert to the alert channels and records it in ``chart_sync_alert`` (the alerts
-feed): its summary starts with the task id, the check's name, followed by the provider's message.
+feed): its summary starts with the task id, the check's name. The provider's own message leads with
+its generated SQL, which a stakeholder cannot act on, so ``WarehouseCheckOperator`` fails with the
+rule, how many rows break it and the query that lists them instead (the provider's message stays in
+the task log).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from dataclasses import dataclass
 
 from airflow.providers.common.sql.operators.sql import SQLTableCheckOperator
 from airflow.sdk import DAG, CronTriggerTimetable
+from airflow.sdk.exceptions import AirflowFailException
 
 from chartsync import settings
 from chartsync.builders.defaults import without_api
@@ -45,16 +49,52 @@ class WarehouseCheck:
     broken: str  # a WHERE condition on ``table``; a correlated subquery names it by its table name
     rule: str  # what holds when the check passes, for the task's documentation
 
-    def operator(self) -> SQLTableCheckOperator:
-        return SQLTableCheckOperator(
+    @property
+    def finder(self) -> str:
+        """The query that lists the rows breaking the rule."""
+        return f"SELECT * FROM {self.table} WHERE {self.broken}"
+
+    def operator(self) -> WarehouseCheckOperator:
+        return WarehouseCheckOperator(
             task_id=self.name,
             conn_id=settings.CHART_DB_CONN_ID,
             table=self.table,
             checks={self.name: {"check_statement": "COUNT(*) = 0", "partition_clause": self.broken}},
             retry_on_failure=False,
-            doc_md=f"{self.rule}\n\nFails when this finds rows:\n\n"
-                   f"```sql\nSELECT * FROM {self.table} WHERE {self.broken}\n```",
+            rule=self.rule,
+            finder=self.finder,
+            doc_md=f"{self.rule}\n\nFails when this finds rows:\n\n```sql\n{self.finder}\n```",
         )
+
+
+class WarehouseCheckOperator(SQLTableCheckOperator):
+    """The provider's table check, failing with a message a stakeholder can act on: the check, its rule,
+    how many rows of the table break it, and the query that lists them (SQL last: an alert's summary is
+    cut at 500 characters)."""
+
+    def __init__(self, *, rule: str, finder: str, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.rule = rule
+        self.finder = finder
+
+    def execute(self, context) -> None:
+        try:
+            super().execute(context)
+        except AirflowFailException as exc:
+            self.log.info("The provider's message:\n%s", exc)
+            count = self._broken_rows()
+            rows = "rows" if count is None else "1 row" if count == 1 else f"{count} rows"
+            # no check name in front: the task is the check, and the alert leads with the task id
+            raise AirflowFailException(f"{rows} of {self.table} {'breaks' if count == 1 else 'break'} the rule "
+                                       f'"{self.rule}" (listed by: {self.finder})') from None
+
+    def _broken_rows(self) -> int | None:
+        """How many rows break the rule; None when they cannot be counted."""
+        try:
+            return self.get_db_hook().get_first(f"SELECT COUNT(*) FROM ({self.finder}) broken")[0]
+        except Exception as exc:  # the count only adds detail: the check has failed either way
+            self.log.warning("Could not count the rows that break %s: %s", self.task_id, exc)
+            return None
 
 
 CHECKS = (
