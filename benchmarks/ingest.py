@@ -14,10 +14,13 @@ times in one run, each in a fresh migrated database on a throw-away PostgreSQL:
 (e) (b) with the quality checks, as ``services.sync.sync_period`` stores a fetched period
     (``store_checked_ranking``: the claim reading the quality context too, the hard checks, the rest
     of ``store_ranking``, the soft checks and the quality row);
-(f) (e) again over the same periods: nothing written, the quality rows included.
+(f) (e) again over the same periods: nothing written, the quality rows included;
+(g) (b) and (h) (e) again, each period in a new database session, as a sync task stores its one period
+    (connecting and closing not timed): what the checks add where the session's catalog caches are
+    cold and every statement is planned afresh. Shown, not judged.
 
 (a), (b), (c) and (e) take turns period by period, so a busy machine (2 shared cores) slows them
-alike. (b) and (e) must store the same rows as (a) and (c); (e) must write one unflagged quality row
+alike; so do (g) and (h), after them. (b) and (e) must store the same rows as (a) and (c); (e) must write one unflagged quality row
 per period (the generated year is clean).
 
 It prints a table and exits 1 when a target is missed: (b) at most 1.5x (a), (c) at least 30x (b),
@@ -41,7 +44,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "include"), str(ROOT / "tests")]
 
 import psycopg2  # noqa: E402
-from sqlalchemy import Engine, create_engine, func, insert, select, text  # noqa: E402
+from sqlalchemy import Connection, Engine, create_engine, func, insert, select, text  # noqa: E402
+from sqlalchemy.pool import NullPool  # noqa: E402
 
 from chartsync.core.outcomes import SyncResult  # noqa: E402
 from chartsync.core.trends import trend, weeks_on_chart  # noqa: E402
@@ -159,6 +163,36 @@ def with_quality_checks(engine: Engine, ranking: Ranking) -> SyncResult:
         return store_checked_ranking(conn, CHART_ID, "bench-chart", ranking, NOW)
 
 
+class NewSessions:
+    """A new database session for every period, as a sync task has: the store is timed, connecting and
+    closing are not (``overhead``, which the run subtracts)."""
+
+    def __init__(self, url: str, store_one) -> None:
+        self.engine = create_engine(url, poolclass=NullPool)
+        self.store_one = store_one  # (conn, ranking) -> SyncResult, in the session's one transaction
+        self.overhead = 0.0
+
+    def store(self, ranking: Ranking) -> SyncResult:
+        start = time.perf_counter()
+        conn = self.engine.connect()
+        self.overhead += time.perf_counter() - start
+        try:
+            with conn.begin():
+                return self.store_one(conn, ranking)
+        finally:
+            start = time.perf_counter()
+            conn.close()
+            self.overhead += time.perf_counter() - start
+
+
+def store_in(conn: Connection, ranking: Ranking) -> SyncResult:
+    return store_ranking(conn, CHART_ID, ranking, NOW)
+
+
+def check_and_store_in(conn: Connection, ranking: Ranking) -> SyncResult:
+    return store_checked_ranking(conn, CHART_ID, "bench-chart", ranking, NOW)
+
+
 def per_row(engine: Engine, ranking: Ranking) -> None:
     """What a first implementation does: a round trip per track lookup, per new track, per entry."""
     with engine.begin() as conn:
@@ -216,7 +250,7 @@ def run(pg: Postgres, rankings: list[Ranking], repeat: int) -> tuple[dict[str, f
     (a), (b), (c) and (e) take turns period by period (in a rotating order), so a busy machine slows them
     alike; the reruns (d) and (f) run after them."""
     samples: dict[str, list[float]] = {way: [] for way in ("floor", "store", "per_row", "rerun", "checked",
-                                                           "rerun_checked")}
+                                                           "rerun_checked", "store_session", "checked_session")}
     problems: list[str] = []
     expected = {"rankings_created": len(rankings), "entries_written": sum(len(r.entries) for r in rankings),
                 "tracks_created": len({e.song_uuid for r in rankings for e in r.entries})}
@@ -259,6 +293,23 @@ def run(pg: Postgres, rankings: list[Ranking], repeat: int) -> tuple[dict[str, f
             log(f"  [{attempt}/{repeat}] {way} {seconds[way]:.2f} s; counted {again}")
             if any(again.values()) or row_versions(engine) != before:
                 problems.append(f"the {way} changed something: {again}")
+        sessions = {"store_session": NewSessions(pg.url(fresh_database(pg, "ingest_store_session")), store_in),
+                    "checked_session": NewSessions(pg.url(fresh_database(pg, "ingest_checked_session")),
+                                                   check_and_store_in)}
+        for way in sessions:
+            seconds[way] = 0.0
+        for i, ranking in enumerate(rankings):
+            for way, way_sessions in sorted(sessions.items(), reverse=i % 2 == 1):
+                start = time.perf_counter()
+                counted = way_sessions.store(ranking)
+                seconds[way] += time.perf_counter() - start
+                if counted.rankings_created != 1:
+                    problems.append(f"{way} did not store {ranking.period}: {counted}")
+        for way, way_sessions in sessions.items():
+            seconds[way] -= way_sessions.overhead
+            way_sessions.engine.dispose()
+        log(f"  [{attempt}/{repeat}] a new session per period: (g) store_ranking {seconds['store_session']:.2f} s, "
+            f"(h) with the quality checks {seconds['checked_session']:.2f} s")
         if attempt == 1:
             floor_engine = create_engine(pg.url("ingest_floor"))
             stored = contents(store)
@@ -284,7 +335,9 @@ def table(seconds: dict[str, float], periods: int) -> str:
             ("(c) per-row: look up, insert track, insert entry", "per_row"),
             ("(d) store_ranking rerun, same data (no-op)", "rerun"),
             ("(e) store_ranking with the quality checks", "checked"),
-            ("(f) (e) rerun, same data (no-op)", "rerun_checked")]
+            ("(f) (e) rerun, same data (no-op)", "rerun_checked"),
+            ("(g) (b) in a new session per period, as a sync task", "store_session"),
+            ("(h) (e) in a new session per period, as a sync task", "checked_session")]
     lines = ["| way | total s | per period ms | vs floor |", "|---|---:|---:|---:|"]
     lines += [f"| {label} | {seconds[key]:.2f} | {1000 * seconds[key] / periods:.2f} | "
               f"{seconds[key] / floor:.2f}x |" for label, key in rows]
@@ -328,6 +381,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"per-row / store_ranking:    {per_row_ratio:.1f}x (target >= {MIN_PER_ROW_RATIO:g}x)")
     print(f"with / without the quality checks: {checks_ratio:.2f}x (target <= {MAX_CHECKS_RATIO:.2f}x; "
           f"{1000 * (seconds['checked'] - seconds['store']) / args.periods:.2f} ms a period)")
+    print(f"... in a new session per period, as a sync task stores: {seconds['checked_session'] / seconds['store_session']:.2f}x "
+          f"({1000 * (seconds['checked_session'] - seconds['store_session']) / args.periods:.2f} ms a period; not judged)")
     if floor_ratio > MAX_FLOOR_RATIO:
         problems.append(f"store_ranking is {floor_ratio:.2f}x the COPY floor (target <= {MAX_FLOOR_RATIO}x)")
     if per_row_ratio < MIN_PER_ROW_RATIO:
