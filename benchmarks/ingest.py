@@ -20,8 +20,8 @@ times in one run, each in a fresh migrated database on a throw-away PostgreSQL:
     cold and every statement is planned afresh. Shown, not judged.
 
 (a), (b), (c) and (e) take turns period by period, so a busy machine (2 shared cores) slows them
-alike; so do (g) and (h), after them. (b) and (e) must store the same rows as (a) and (c); (e) must write one unflagged quality row
-per period (the generated year is clean).
+alike; so do (g) and (h), after them. (b) and (e) must store the same rows as (a) and (c); (e) must
+write one unflagged quality row per period (the generated year is clean).
 
 It prints a table and exits 1 when a target is missed: (b) at most 1.5x (a), (c) at least 30x (b),
 (e) at most 1.10x (b).
@@ -248,7 +248,7 @@ def run(pg: Postgres, rankings: list[Ranking], repeat: int) -> tuple[dict[str, f
     """Median seconds of each way, and the checks that failed.
 
     (a), (b), (c) and (e) take turns period by period (in a rotating order), so a busy machine slows them
-    alike; the reruns (d) and (f) run after them."""
+    alike; the reruns (d) and (f) run after them, then (g) and (h) in turns."""
     samples: dict[str, list[float]] = {way: [] for way in ("floor", "store", "per_row", "rerun", "checked",
                                                            "rerun_checked", "store_session", "checked_session")}
     problems: list[str] = []

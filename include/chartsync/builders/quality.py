@@ -68,9 +68,9 @@ class WarehouseCheck:
 
 
 class WarehouseCheckOperator(SQLTableCheckOperator):
-    """The provider's table check, failing with a message a stakeholder can act on: the check, its rule,
-    how many rows of the table break it, and the query that lists them (SQL last: an alert's summary is
-    cut at 500 characters)."""
+    """The provider's table check, failing with a message a stakeholder can act on: the check's rule, how
+    many rows of the table break it, and the query that lists them (SQL last: an alert's summary is cut at
+    500 characters)."""
 
     def __init__(self, *, rule: str, finder: str, **kwargs) -> None:
         super().__init__(**kwargs)
