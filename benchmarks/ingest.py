@@ -151,16 +151,24 @@ def _line(*values) -> str:
     return "\t".join(r"\N" if v is None else str(v) for v in values) + "\n"
 
 
+def store_in(conn: Connection, ranking: Ranking) -> SyncResult:
+    return store_ranking(conn, CHART_ID, ranking, NOW)
+
+
+def check_and_store_in(conn: Connection, ranking: Ranking) -> SyncResult:
+    return store_checked_ranking(conn, CHART_ID, "bench-chart", ranking, NOW)
+
+
 def with_store_ranking(engine: Engine, ranking: Ranking) -> SyncResult:
     """As ``services.sync.sync_period`` stores a period: in a transaction of its own."""
     with engine.begin() as conn:
-        return store_ranking(conn, CHART_ID, ranking, NOW)
+        return store_in(conn, ranking)
 
 
 def with_quality_checks(engine: Engine, ranking: Ranking) -> SyncResult:
     """As ``services.sync.sync_period`` stores a fetched period: checked, with its quality row."""
     with engine.begin() as conn:
-        return store_checked_ranking(conn, CHART_ID, "bench-chart", ranking, NOW)
+        return check_and_store_in(conn, ranking)
 
 
 class NewSessions:
@@ -183,14 +191,6 @@ class NewSessions:
             start = time.perf_counter()
             conn.close()
             self.overhead += time.perf_counter() - start
-
-
-def store_in(conn: Connection, ranking: Ranking) -> SyncResult:
-    return store_ranking(conn, CHART_ID, ranking, NOW)
-
-
-def check_and_store_in(conn: Connection, ranking: Ranking) -> SyncResult:
-    return store_checked_ranking(conn, CHART_ID, "bench-chart", ranking, NOW)
 
 
 def per_row(engine: Engine, ranking: Ranking) -> None:
