@@ -55,7 +55,7 @@ run:
 ## pytest-xdist processes (default 2; a file's tests stay in one: they share its fixtures); TEST_WORKERS=0: one process
 TEST_WORKERS ?= 2
 test: $(VENV)/.installed
-	$(BIN)/python -m pytest -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 ## lint: ruff, and import-linter's contracts (the layers, who may import airflow, a pure core)
 lint: $(VENV)/.installed

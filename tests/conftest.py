@@ -161,25 +161,6 @@ def pytest_configure(config) -> None:
     os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 
 
-# The files that start real processes take minutes each; the rest take seconds.
-_LONG_FIRST = ("tests/integration/", "tests/e2e/")
-
-
-def pytest_collection_modifyitems(config, items) -> None:
-    """In a pytest-xdist worker, the files that start real processes first: ``make test`` hands whole files
-    out in collection order (``--dist loadfile --no-loadscope-reorder``), so the long ones start early and
-    the short ones fill in at the end, instead of one worker running the last long file alone. Serially
-    (TEST_WORKERS=0) the quick files keep coming first."""
-    if not hasattr(config, "workerinput"):
-        return
-
-    def rank(item) -> int:
-        path = Path(str(item.path)).relative_to(ROOT).as_posix()
-        return next((i for i, prefix in enumerate(_LONG_FIRST) if path.startswith(prefix)), len(_LONG_FIRST))
-
-    items.sort(key=rank)  # stable: a file's tests keep their order
-
-
 def make_airflow_env(base: Path, emulator_url: str, chart_conn: str, chart_db_url: str,
                      metadata_url: str | None = None) -> AirflowEnv:
     """A private AIRFLOW_HOME whose metadata DB is on PostgreSQL: ``metadata_url`` (migrated here), or by
