@@ -10,7 +10,7 @@ test-artifacts/screenshots/history-*.png.
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from sqlalchemy import insert
@@ -21,17 +21,30 @@ from e2e.conftest import SCREENSHOTS
 
 pytestmark = pytest.mark.integration
 
-NOW = datetime.now(UTC).replace(microsecond=0)
-FIRST = NOW.date() - timedelta(days=14)
 DAG = "chart_sync__e2e-history-daily"
 SCREEN = {"width": 1280, "height": 800}
 
 
-def _seed(engine) -> None:
-    """FIRST .. FIRST+9 stored (FIRST+2 on its third try), FIRST+10 failed twice."""
+@pytest.fixture(scope="module")
+def now() -> datetime:
+    """When the history is written. The catchup card counts the tries of the last hour, so the clock is read
+    as the module's site is set up, not as the suite is collected (``make test`` runs the long files first,
+    minutes after collecting them all)."""
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def first_period(now: datetime) -> date:
+    """The history window: 14 periods due, the first one's .. yesterday."""
+    return now.date() - timedelta(days=14)
+
+
+def _seed(engine, now: datetime) -> None:
+    """first .. first+9 stored (first+2 on its third try), first+10 failed twice."""
+    first = first_period(now)
+
     def row(day: int, n: int, status: str, minutes_ago: int) -> dict:
-        period = FIRST + timedelta(days=day)
-        started = NOW - timedelta(minutes=minutes_ago)
+        period = first + timedelta(days=day)
+        started = now - timedelta(minutes=minutes_ago)
         return {"chart_id": 1, "dag_id": DAG, "run_id": f"scheduled__{period + timedelta(days=1)}T00:00:00+00:00",
                 "try_number": n, "period": period, "status": status, "started_at": started,
                 "completed_at": started + timedelta(seconds=3), "duration_seconds": 3.0,
@@ -42,27 +55,28 @@ def _seed(engine) -> None:
     rows += [row(10, 1, "failed", 9), row(10, 2, "failed", 8)]
     with engine.begin() as conn:
         conn.execute(insert(chart).values(id=1, slug="e2e-history-daily", name="E2E History Daily",
-                                          platform="spotify", frequency="daily", created_at=NOW))
+                                          platform="spotify", frequency="daily", created_at=now))
         conn.execute(insert(chart_sync_schedule).values(id=1, chart_id=1, is_active=True, sync_frequency="daily",
-                                                        history_start=FIRST, created_at=NOW, updated_at=NOW))
+                                                        history_start=first, created_at=now, updated_at=now))
         conn.execute(insert(chart_sync_execution), rows)
         conn.execute(insert(chart_ranking), [
-            {"chart_id": 1, "period": FIRST + timedelta(days=d), "ranking_date": "x", "entry_count": 1,
-             "fetched_at": NOW - timedelta(minutes=40 - d)} for d in range(10)])
+            {"chart_id": 1, "period": first + timedelta(days=d), "ranking_date": "x", "entry_count": 1,
+             "fetched_at": now - timedelta(minutes=40 - d)} for d in range(10)])
 
 
 @pytest.fixture(scope="module")
-def airflow_site(tmp_path_factory, postgres):
+def airflow_site(tmp_path_factory, postgres, now):
     base = tmp_path_factory.mktemp("history-e2e")
     name = postgres.create_database("chart_history_e2e")
     af = make_airflow_env(base, "http://127.0.0.1:9", postgres.conn_json(name), postgres.url(name))
-    _seed(af.engine())
+    _seed(af.engine(), now)
     services = start_airflow(af, components=("api-server",))
     yield services
     stop_airflow(services)
 
 
-def test_failed_period_link_filtered_history_and_tries_unfold_inside_the_airflow_ui(new_session):
+def test_failed_period_link_filtered_history_and_tries_unfold_inside_the_airflow_ui(new_session, now):
+    first = first_period(now)
     session = new_session("admin", landing="/plugin/chart-sync-schedules")
     session.page.set_viewport_size(SCREEN)
     modals: list[str] = []
@@ -76,13 +90,13 @@ def test_failed_period_link_filtered_history_and_tries_unfold_inside_the_airflow
     frame.locator("#history-h").wait_for()
     rows = frame.locator("tr.execution")
     assert rows.count() == 1
-    assert rows.first.get_attribute("data-period") == str(FIRST + timedelta(days=10))
+    assert rows.first.get_attribute("data-period") == str(first + timedelta(days=10))
     assert frame.get_by_label("Latest status").input_value() == "failed"
     folded = rows.first.locator("details.tries")
     assert not folded.locator("table").is_visible()
     folded.locator("summary").click()  # a <details>: opens in the sandboxed frame without script or dialog
     assert folded.locator("tbody tr").count() == 2 and folded.locator("table").is_visible()
-    run = f"scheduled__{FIRST + timedelta(days=11)}T00:00:00+00:00"
+    run = f"scheduled__{first + timedelta(days=11)}T00:00:00+00:00"
     href = rows.first.locator("a.run-link").get_attribute("href")
     assert href == f"/dags/{DAG}/runs/{run.replace(':', '%3A').replace('+', '%2B')}"
 

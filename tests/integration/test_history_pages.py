@@ -20,10 +20,20 @@ from conftest import make_airflow_env, start_airflow, stop_airflow
 
 pytestmark = pytest.mark.integration
 
-NOW = datetime.now(UTC).replace(microsecond=0)
-TODAY = NOW.date()
-FIRST = TODAY - timedelta(days=14)  # the history window: 14 periods due (FIRST .. yesterday)
 DAG = "chart_sync__history-daily"
+
+
+@pytest.fixture(scope="module")
+def now() -> datetime:
+    """When the history is written. The catchup figures count the tries of the last hour and the periods due
+    until today, so the clock is read as the module's site is set up, not as the suite is collected (``make
+    test`` runs the long files first, minutes after collecting them all)."""
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def first_period(now: datetime) -> date:
+    """The history window: 14 periods due, the first one's .. yesterday."""
+    return now.date() - timedelta(days=14)
 
 
 @pytest.fixture(scope="module")
@@ -34,10 +44,11 @@ def af(tmp_path_factory, postgres):
 
 
 @pytest.fixture(scope="module")
-def seeded(af):
-    """Periods FIRST .. FIRST+9 stored (FIRST+2 after two failed tries), FIRST+10 failed twice, FIRST+11
+def seeded(af, now):
+    """Periods first .. first+9 stored (first+2 after two failed tries), first+10 failed twice, first+11
     skipped by the API; two more periods and a second chart for the list."""
     engine = af.engine()
+    first = first_period(now)
 
     def row(period: date | None, run: str, n: int, status: str, started: datetime) -> dict:
         return {"chart_id": 1, "dag_id": DAG, "run_id": run, "try_number": n, "period": period, "status": status,
@@ -47,31 +58,31 @@ def seeded(af):
     with engine.begin() as conn:
         conn.execute(insert(chart), [
             {"id": 1, "slug": "history-daily", "name": "History Daily", "platform": "spotify", "frequency": "daily",
-             "created_at": NOW},
+             "created_at": now},
             {"id": 2, "slug": "quiet-weekly", "name": "Quiet Weekly", "platform": "spotify", "frequency": "weekly",
-             "publication_weekday": 4, "created_at": NOW}])
+             "publication_weekday": 4, "created_at": now}])
         conn.execute(insert(chart_sync_schedule), [
-            {"id": 1, "chart_id": 1, "is_active": True, "sync_frequency": "daily", "history_start": FIRST,
-             "created_at": NOW, "updated_at": NOW},
+            {"id": 1, "chart_id": 1, "is_active": True, "sync_frequency": "daily", "history_start": first,
+             "created_at": now, "updated_at": now},
             {"id": 2, "chart_id": 2, "is_active": True, "sync_frequency": "weekly",
-             "history_start": TODAY - timedelta(days=60), "created_at": NOW, "updated_at": NOW}])
+             "history_start": now.date() - timedelta(days=60), "created_at": now, "updated_at": now}])
         rows = []
         for i in range(10):
-            period, started = FIRST + timedelta(days=i), NOW - timedelta(minutes=40 - i)
+            period, started = first + timedelta(days=i), now - timedelta(minutes=40 - i)
             run = f"scheduled__{period + timedelta(days=1)}T00:00:00+00:00"
             if i == 2:
                 rows += [row(period, run, 1, "failed", started), row(period, run, 2, "failed", started)]
                 rows.append(row(period, run, 3, "success", started + timedelta(seconds=30)))
             else:
                 rows.append(row(period, run, 1, "success", started))
-        failed = FIRST + timedelta(days=10)
+        failed = first + timedelta(days=10)
         rows += [row(failed, f"scheduled__{failed + timedelta(days=1)}T00:00:00+00:00", n, "failed",
-                     NOW - timedelta(minutes=10 - n)) for n in (1, 2)]
-        rows.append(row(FIRST + timedelta(days=11), "manual__skipped", 1, "skipped", NOW - timedelta(minutes=5)))
+                     now - timedelta(minutes=10 - n)) for n in (1, 2)]
+        rows.append(row(first + timedelta(days=11), "manual__skipped", 1, "skipped", now - timedelta(minutes=5)))
         conn.execute(insert(chart_sync_execution), rows)
         conn.execute(insert(chart_ranking), [
-            {"chart_id": 1, "period": FIRST + timedelta(days=i), "ranking_date": "x", "entry_count": 1,
-             "fetched_at": NOW} for i in range(10)])
+            {"chart_id": 1, "period": first + timedelta(days=i), "ranking_date": "x", "entry_count": 1,
+             "fetched_at": now} for i in range(10)])
     return engine
 
 
@@ -99,25 +110,27 @@ def rows(html: str) -> list[tuple[str, str, str]]:
     return re.findall(r'<tr class="execution" data-period="([^"]*)" data-status="([^"]*)" data-tries="(\d+)"', html)
 
 
-def test_schedule_page_history_is_one_row_per_period_with_tries_and_run_links(get):
+def test_schedule_page_history_is_one_row_per_period_with_tries_and_run_links(get, now):
+    first = first_period(now)
     html = get("/ui/schedules/1").text
     history = rows(html)
     assert len(history) == 12 and len({p for p, _, _ in history}) == 12  # 16 tries, 12 periods
-    assert history[0] == (str(FIRST + timedelta(days=11)), "skipped", "1")
-    assert history[1] == (str(FIRST + timedelta(days=10)), "failed", "2")
-    assert (str(FIRST + timedelta(days=2)), "success", "3") in history
+    assert history[0] == (str(first + timedelta(days=11)), "skipped", "1")
+    assert history[1] == (str(first + timedelta(days=10)), "failed", "2")
+    assert (str(first + timedelta(days=2)), "success", "3") in history
     assert html.count("<details class=\"tries\">") == 2 and "3 tries" in html
-    run = f"scheduled__{FIRST + timedelta(days=3)}T00:00:00+00:00"
+    run = f"scheduled__{first + timedelta(days=3)}T00:00:00+00:00"
     assert f'/dags/{DAG}/runs/{requests.utils.quote(run, safe="")}"' in html  # the Airflow UI's run route
 
 
-def test_history_filters_by_latest_status_and_period_range(get):
+def test_history_filters_by_latest_status_and_period_range(get, now):
+    first = first_period(now)
     failed = rows(get("/ui/schedules/1", status="failed").text)
-    assert failed == [(str(FIRST + timedelta(days=10)), "failed", "2")]  # FIRST+2 failed twice, then succeeded
-    ranged = rows(get("/ui/schedules/1", **{"from": str(FIRST + timedelta(days=1)),
-                                            "to": str(FIRST + timedelta(days=3))}).text)
-    assert [p for p, _, _ in ranged] == [str(FIRST + timedelta(days=d)) for d in (3, 2, 1)]
-    assert "No period matches." in get("/ui/schedules/1", status="success", **{"from": str(TODAY)}).text
+    assert failed == [(str(first + timedelta(days=10)), "failed", "2")]  # first+2 failed twice, then succeeded
+    ranged = rows(get("/ui/schedules/1", **{"from": str(first + timedelta(days=1)),
+                                            "to": str(first + timedelta(days=3))}).text)
+    assert [p for p, _, _ in ranged] == [str(first + timedelta(days=d)) for d in (3, 2, 1)]
+    assert "No period matches." in get("/ui/schedules/1", status="success", **{"from": str(now.date())}).text
 
 
 def test_schedule_list_links_failed_periods_and_shows_a_running_catchup(get):
@@ -148,18 +161,19 @@ def test_stats_plots_by_period_are_not_empty_when_every_sync_ran_on_one_day(get)
     assert "no period synced yet" not in html and "no period due yet" not in html
 
 
-def test_api_history_is_paged_by_period_with_the_pages_shape(services):
+def test_api_history_is_paged_by_period_with_the_pages_shape(services, now):
+    first = first_period(now)
     r = requests.get(services.api_url + "/chart-sync/api/sync/schedules/1/history/",
-                     params={"status": "success", "from": str(FIRST), "to": str(FIRST + timedelta(days=2)),
+                     params={"status": "success", "from": str(first), "to": str(first + timedelta(days=2)),
                              "page_size": 2},
                      headers={"Authorization": f"Bearer {services.token('viewer')}"}, timeout=30)
     assert r.status_code == 200, r.text
     body = r.json()
     assert (body["total"], body["page"], body["page_size"]) == (3, 1, 2)
-    first = body["items"][0]
-    assert (first["period"], first["status"], first["tries"]) == (str(FIRST + timedelta(days=2)), "success", 3)
-    assert [t["status"] for t in first["attempts"]] == ["success", "failed", "failed"]
-    assert first["run_id"] == first["latest"]["run_id"] and first["first_stored_at"]
+    top = body["items"][0]
+    assert (top["period"], top["status"], top["tries"]) == (str(first + timedelta(days=2)), "success", 3)
+    assert [t["status"] for t in top["attempts"]] == ["success", "failed", "failed"]
+    assert top["run_id"] == top["latest"]["run_id"] and top["first_stored_at"]
     bad = requests.get(services.api_url + "/chart-sync/api/sync/schedules/1/history/", params={"status": "nope"},
                        headers={"Authorization": f"Bearer {services.token('viewer')}"}, timeout=30)
     assert bad.status_code == 422
