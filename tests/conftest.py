@@ -15,6 +15,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -159,6 +160,14 @@ def pytest_configure(config) -> None:
     os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="chartsync-pytest-airflow-")
     os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = session_postgres().url(metadata_database())
     os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+
+
+@pytest.fixture(scope="module")
+def now() -> datetime:
+    """The time a module's fixtures set up, for history written relative to it: a file may run many minutes
+    after the suite is collected, too late for a clock read at import (the catchup figures count the tries
+    of the last hour)."""
+    return datetime.now(UTC).replace(microsecond=0)
 
 
 def make_airflow_env(base: Path, emulator_url: str, chart_conn: str, chart_db_url: str,

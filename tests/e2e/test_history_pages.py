@@ -10,7 +10,7 @@ test-artifacts/screenshots/history-*.png.
 from __future__ import annotations
 
 import re
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 
 import pytest
 from sqlalchemy import insert
@@ -23,14 +23,6 @@ pytestmark = pytest.mark.integration
 
 DAG = "chart_sync__e2e-history-daily"
 SCREEN = {"width": 1280, "height": 800}
-
-
-@pytest.fixture(scope="module")
-def now() -> datetime:
-    """When the history is written. The catchup card counts the tries of the last hour, so the clock is read
-    as the module's site is set up, not as the suite is collected (``make test`` runs the long files first,
-    minutes after collecting them all)."""
-    return datetime.now(UTC).replace(microsecond=0)
 
 
 def first_period(now: datetime) -> date:

@@ -9,7 +9,7 @@ the last hour, so every execution falls on one day, as after a real catchup.
 from __future__ import annotations
 
 import re
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 
 import pytest
 import requests
@@ -21,14 +21,6 @@ from conftest import make_airflow_env, start_airflow, stop_airflow
 pytestmark = pytest.mark.integration
 
 DAG = "chart_sync__history-daily"
-
-
-@pytest.fixture(scope="module")
-def now() -> datetime:
-    """When the history is written. The catchup figures count the tries of the last hour and the periods due
-    until today, so the clock is read as the module's site is set up, not as the suite is collected (``make
-    test`` runs the long files first, minutes after collecting them all)."""
-    return datetime.now(UTC).replace(microsecond=0)
 
 
 def first_period(now: datetime) -> date:
