@@ -153,21 +153,25 @@ def cmd_gaps_audit(args: argparse.Namespace) -> int:
             print(f"    not published by the API: {', '.join(d.isoformat() for d in sources.calendar_only)}")
         if sources.api_only:
             print(f"    published off the calendar: {', '.join(d.isoformat() for d in sources.api_only)}")
-    found = gaps.list_gaps(engine, slug=args.slug) if args.slug else gaps.list_gaps(engine)
-    print(f"{len(found)} gap range(s) in {len({g.slug for g in found})} chart(s) now; "
+    report = gaps.gap_report(engine, slug=args.slug) if args.slug else gaps.gap_report(engine)
+    waiting = f"; {sum(w.periods for w in report.waiting)} period(s) wait for catchups" if report.waiting else ""
+    print(f"{len(report.gaps)} gap range(s) in {len({g.slug for g in report.gaps})} chart(s) now{waiting}; "
           f"{client.request_count} API requests")
     return 0
 
 
 def cmd_gaps_list(args: argparse.Namespace) -> int:
-    found = gaps.list_gaps(chart_engine(), slug=args.slug)  # unknown chart or no schedule: exit 2
-    if not found:
+    report = gaps.gap_report(chart_engine(), slug=args.slug)  # unknown chart or no schedule: exit 2
+    if not report.gaps:
         print(f"{args.slug}: no gaps" if args.slug else "no gaps in any active schedule")
-        return 0
-    for gap in found:
+    for gap in report.gaps:
         span = f"{gap.start}" if gap.start == gap.end else f"{gap.start}..{gap.end}"
         heal = {"running": f" [backfill {gap.backfill_id} running]", "queued": " [queued]"}.get(gap.heal or "", "")
-        print(f"{gap.slug}: {gap.periods} missing period(s) {span}{heal}\n    {gap.backfill_command}")
+        # a range a heal already covers needs no command (Airflow refuses a second backfill of the DAG)
+        command = "" if heal else f"\n    {gap.backfill_command}"
+        print(f"{gap.slug}: {gap.periods} missing period(s) {span}{heal}{command}")
+    for wait in report.waiting:
+        print(f"{wait.slug}: {wait.message}")
     return 0
 
 
@@ -179,7 +183,7 @@ def cmd_gaps_heal(args: argparse.Namespace) -> int:
         print(f"{r.slug}: {r.status}: {r.message}")
         for g in r.queued:
             print(f"    queued: {g.start}..{g.end} ({g.periods} period(s))")
-    return 0 if all(r.status != "dag-not-parsed" for r in results) else EXIT_FAILED
+    return 0 if all(r.status not in ("dag-not-parsed", "refused") for r in results) else EXIT_FAILED
 
 
 def cmd_quality(args: argparse.Namespace) -> int:

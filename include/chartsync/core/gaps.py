@@ -8,15 +8,19 @@ One definition of each, used by every door:
   off the calendar (both stored in ``chart_expected_period`` by the gap audit). A period the audit
   has not seen yet (a new period, a chart never audited) is expected by the calendar alone.
 - **coverage**: stored expected periods / expected periods of the window.
-- **a gap**: an expected period with no stored ranking (never synced, failed, or deleted); a gap
-  range is a run of consecutive expected periods that are all gaps.
+- **a gap**: an expected period with no stored ranking (never synced, failed, or deleted) that
+  Airflow's own scheduling will not create: one behind the DAG's catchup front (``split_at_front``).
+  A gap range is a run of consecutive expected periods that are all gaps.
+- **waiting for the catchup**: an expected period with no stored ranking at or after the front:
+  the scheduler creates its run in its turn, so a heal or a backfill there would race it for the
+  same run (``dag_run_dag_id_logical_date_key``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from datetime import date, datetime
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, timedelta
 
 from chartsync.core import calendar as freqs
 from chartsync.core.schedule import ScheduleConfig, dag_id_for
@@ -49,6 +53,25 @@ class GapRange:
 
 
 @dataclass(frozen=True)
+class CatchupWait:
+    """A chart's missing periods that Airflow's own scheduling creates in its turn: from the DAG's
+    catchup front (the period of its next scheduled run) to the end of the window."""
+
+    chart_id: int
+    slug: str
+    front: date  # the period of the DAG's next scheduled run
+    first: date
+    last: date
+    periods: int
+
+    @property
+    def message(self) -> str:
+        span = self.first.isoformat() if self.first == self.last else f"{self.first}..{self.last}"
+        return (f"{self.periods} period(s) {span} wait for the catchup: Airflow's scheduler creates their "
+                f"runs in turn (it is at {self.front})")
+
+
+@dataclass(frozen=True)
 class PeriodSources:
     """What the calendar and the API say about one chart's window."""
 
@@ -77,10 +100,11 @@ class HealResult:
     dag_id: str
     start: date | None
     end: date | None
-    status: str  # created, already-running, nothing-to-heal, dag-not-parsed, unsupported
+    status: str  # created, already-running, nothing-to-heal, dag-not-parsed, unsupported, refused
     backfill_id: int | None
     message: str
     queued: list[GapRange] = field(default_factory=list)  # ranges that start when the backfill completes
+    waiting: CatchupWait | None = None  # what the heal left to the catchup
 
 
 @dataclass(frozen=True)
@@ -191,3 +215,33 @@ def coverage_of(window: Window, runs: Iterable[Run], calendar_only: list[str] | 
 
 def gaps_of(window: Window, runs: Iterable[Run]) -> list[GapRange]:
     return [GapRange(window.chart_id, window.slug, r.start, r.end, r.periods) for r in runs if not r.stored]
+
+
+def split_at_front(window: Window, gaps: list[GapRange], front: date | None
+                   ) -> tuple[list[GapRange], CatchupWait | None]:
+    """The window's missing ranges split at the DAG's catchup front: the gaps behind it (Airflow's
+    scheduling will not create them: heal them), and what waits for the catchup from it on.
+
+    ``front``: the period of the DAG's next scheduled run; None (no next run, or a DAG Airflow does
+    not know, which no backfill can reach) leaves every range a gap. A range across the front is cut
+    there; its periods are consecutive periods of the calendar (a period the API skipped ends a
+    range), so the calendar counts each part.
+    """
+    if front is None or front > window.last:
+        return gaps, None
+    freq, weekday = freqs.Frequency(window.calendar[0]), window.calendar[1]
+    behind, ahead = [], []
+    for gap in gaps:
+        if gap.end < front:
+            behind.append(gap)
+        elif gap.start >= front:
+            ahead.append(gap)
+        else:
+            before = freqs.periods_between(freq, gap.start, front - timedelta(days=1), weekday)
+            after = freqs.periods_between(freq, front, gap.end, weekday)
+            behind.append(replace(gap, end=before[-1].start, periods=len(before)))
+            ahead.append(replace(gap, start=after[0].start, periods=len(after)))
+    if not ahead:
+        return behind, None
+    return behind, CatchupWait(window.chart_id, window.slug, front, ahead[0].start, ahead[-1].end,
+                               sum(g.periods for g in ahead))

@@ -15,7 +15,16 @@ from datetime import UTC, date, datetime
 from airflow.api.common.trigger_dag import trigger_dag
 from airflow.exceptions import DagNotFound, DagRunAlreadyExists
 from airflow.models import DagModel, DagRun, TaskInstance
-from airflow.models.backfill import AlreadyRunningBackfill, Backfill, ReprocessBehavior, _create_backfill
+from airflow.models.backfill import (
+    AlreadyRunningBackfill,
+    Backfill,
+    DagNonPeriodicScheduleException,
+    InvalidBackfillDate,
+    InvalidBackfillDateRange,
+    NoBackfillRunsToCreate,
+    ReprocessBehavior,
+    _create_backfill,
+)
 from airflow.models.taskinstance import clear_task_instances
 from airflow.models.taskinstancehistory import TaskInstanceHistory
 from airflow.utils.session import create_session
@@ -35,6 +44,11 @@ class DagNotParsedYet(LookupError):
 
 class BackfillAlreadyRunning(RuntimeError):
     pass
+
+
+class BackfillRefused(RuntimeError):
+    """Airflow refused the backfill for this DAG (no run to create in the range, a schedule that
+    cannot backfill, dates it does not accept): Airflow's message says why."""
 
 
 @dataclass(frozen=True)
@@ -65,6 +79,21 @@ def dag_state(dag_id: str) -> DagState | None:
         last = session.scalar(
             select(DagRun.state).where(DagRun.dag_id == dag_id).order_by(DagRun.run_after.desc()).limit(1))
         return DagState(dag_id, bool(model.is_paused), model.next_dagrun_create_after, last)
+
+
+def catchup_fronts(dag_ids: list[str]) -> dict[str, date | None]:
+    """Where Airflow's own scheduling stands for each DAG: the period (logical date) of the next run
+    the scheduler creates (``DagModel.next_dagrun``). Every period from it on is Airflow's to create
+    (a catchup's history, or periods still to come); a run chart-sync created there would race the
+    scheduler for the same ``(dag_id, logical_date)``. None when the DAG has no next run; DAGs that
+    Airflow does not know are left out (one query)."""
+
+    if not dag_ids:
+        return {}
+    with create_session(scoped=False) as session:
+        rows = session.execute(select(DagModel.dag_id, DagModel.next_dagrun)
+                               .where(DagModel.dag_id.in_(dag_ids))).all()
+    return {dag_id: (nxt.date() if nxt is not None else None) for dag_id, nxt in rows}
 
 
 def set_paused(dag_id: str, paused: bool) -> bool:
@@ -126,6 +155,9 @@ def create_backfill(dag_id: str, first: date, last: date, user: str, reprocess: 
         raise BackfillAlreadyRunning(str(exc)) from exc
     except DagNotFound as exc:
         raise DagNotParsedYet(str(exc)) from exc
+    except (NoBackfillRunsToCreate, DagNonPeriodicScheduleException, InvalidBackfillDate,
+            InvalidBackfillDateRange) as exc:  # e.g. a schedule changed and its DAG not re-parsed yet
+        raise BackfillRefused(str(exc)) from exc
     return BackfillInfo(backfill.id, dag_id, first, last, reprocess, False, bool(backfill.is_paused))
 
 

@@ -1,6 +1,8 @@
 """A schedule's coverage strip: one cell per period, like a partition status bar (synced, missing,
-failed, skipped by the API, not yet due, before the window), with the card and the gap table of
-its page computed from the same periods (``schedule_coverage``), so the three always agree."""
+failed, skipped by the API, waiting for the catchup, not yet due, before the window), with the card
+and the gap table of its page computed from the same periods (``schedule_coverage``), so the three
+always agree. A missing period at or after the DAG's catchup front is not a gap: Airflow's
+scheduler creates its run in turn (``core.gaps.split_at_front``)."""
 
 from __future__ import annotations
 
@@ -10,14 +12,24 @@ from datetime import UTC, date, datetime, timedelta
 from sqlalchemy import Engine
 
 from chartsync.core import calendar as freqs
-from chartsync.core.gaps import Coverage, GapRange, coverage_of, gaps_of, runs_of, window_of
+from chartsync.core.gaps import (
+    CatchupWait,
+    Coverage,
+    GapRange,
+    coverage_of,
+    gaps_of,
+    runs_of,
+    split_at_front,
+    window_of,
+)
 from chartsync.core.outcomes import FAILED, SKIPPED
 from chartsync.core.schedule import ScheduleConfig
-from chartsync.services.gaps import with_heal_state
+from chartsync.services.gaps import catchup_fronts, with_heal_state
 from chartsync.store import gaps as gap_store
 
-SYNCED, MISSING, NOT_DUE, OUTSIDE = "synced", "missing", "not-yet-due", "outside-window"  # and FAILED, SKIPPED
-STATUSES = (SYNCED, MISSING, FAILED, SKIPPED, NOT_DUE, OUTSIDE)
+SYNCED, MISSING, WAITING, NOT_DUE, OUTSIDE = (  # and FAILED, SKIPPED
+    "synced", "missing", "waiting-for-catchup", "not-yet-due", "outside-window")
+STATUSES = (SYNCED, MISSING, FAILED, SKIPPED, WAITING, NOT_DUE, OUTSIDE)
 
 
 @dataclass(frozen=True)
@@ -32,6 +44,7 @@ class ScheduleCoverage:
     cells: list[PeriodCell]
     coverage: Coverage
     gaps: list[GapRange]
+    waiting: CatchupWait | None = None  # what Airflow's catchup creates in turn
 
 
 def schedule_coverage(engine: Engine, config: ScheduleConfig, today: date | None = None,
@@ -44,6 +57,8 @@ def schedule_coverage(engine: Engine, config: ScheduleConfig, today: date | None
     expected = [f for f in facts if f.expected]
     runs = runs_of(config.chart_id, ((f.period, f.stored) for f in expected))
     audit = gap_store.audit_facts(engine, [config.chart_id], {config.chart_id: window.last}).get(config.chart_id, {})
+    front = catchup_fronts([window]).get(config.chart_id)
+    gaps, waiting = split_at_front(window, gaps_of(window, runs), front)
     by_day = {f.period: f for f in facts}
     calendar = freqs.periods_between(config.period_frequency, min(window.first, today - timedelta(days=days)),
                                      today, config.weekday)
@@ -60,10 +75,11 @@ def schedule_coverage(engine: Engine, config: ScheduleConfig, today: date | None
             cells.append(PeriodCell(day, SYNCED))
         elif fact.failed:
             cells.append(PeriodCell(day, FAILED, (fact.error or "")[:200]))
+        elif front is not None and day >= front:
+            cells.append(PeriodCell(day, WAITING, f"Airflow's catchup creates this run in turn (it is at {front})"))
         else:
             cells.append(PeriodCell(day, MISSING))
-    return ScheduleCoverage(cells, coverage_of(window, runs, **audit),
-                            with_heal_state(engine, gaps_of(window, runs)))
+    return ScheduleCoverage(cells, coverage_of(window, runs, **audit), with_heal_state(engine, gaps), waiting)
 
 
 def coverage_strip(engine: Engine, config: ScheduleConfig, today: date | None = None,

@@ -15,7 +15,7 @@ run it is. Airflow allows one active backfill per DAG, so the first range starts
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, date, datetime
 
 from sqlalchemy import Engine
@@ -23,6 +23,7 @@ from sqlalchemy import Engine
 from chartsync.core.gaps import (
     BACKFILL_FREQUENCIES,
     REPROCESS,
+    CatchupWait,
     Coverage,
     GapRange,
     HealResult,
@@ -32,6 +33,7 @@ from chartsync.core.gaps import (
     gaps_of,
     history_window,
     period_sources,
+    split_at_front,
     window_of,
 )
 from chartsync.core.schedule import ScheduleConfig, ScheduleError, ScheduleNotFound, dag_id_for
@@ -43,8 +45,9 @@ from chartsync.store import heals as heal_store
 from chartsync.store.charts import get_chart
 from chartsync.store.schedules import load_rows, row_of_chart
 
-__all__ = ["Coverage", "GapRange", "HealResult", "PeriodSources", "advance_heals", "coverages", "heal",
-           "history_window", "list_gaps", "period_sources", "refresh_expected_periods", "windows"]
+__all__ = ["CatchupWait", "Coverage", "GapRange", "GapReport", "HealResult", "PeriodSources", "advance_heals",
+           "coverages", "gap_report", "heal", "history_window", "list_gaps", "period_sources",
+           "refresh_expected_periods", "windows"]
 
 log = logging.getLogger(__name__)
 
@@ -101,17 +104,46 @@ def windows(engine: Engine, *, slug: str | None = None, chart_id: int | None = N
     return result
 
 
-def list_gaps(engine: Engine, chart_id: int | None = None, slug: str | None = None,
-              today: date | None = None) -> list[GapRange]:
-    """Gap ranges now, by chart slug and period, each with its heal state (running or queued): of one
-    chart (named by ``chart_id`` or ``slug``), else of every active schedule."""
+@dataclass(frozen=True)
+class GapReport:
+    """Missing periods now: the gaps (behind each DAG's catchup front: heal them) and, per chart, what
+    waits for the catchup (Airflow's scheduler creates those runs in turn)."""
+
+    gaps: list[GapRange]
+    waiting: list[CatchupWait]
+
+
+def gap_report(engine: Engine, chart_id: int | None = None, slug: str | None = None,
+               today: date | None = None) -> GapReport:
+    """Gap ranges now, by chart slug and period, each with its heal state (running or queued), and
+    what waits for each chart's catchup: of one chart (named by ``chart_id`` or ``slug``), else of
+    every active schedule."""
     chosen = windows(engine, slug=slug, chart_id=chart_id, today=today)
     runs = gap_store.live_runs(engine, chosen)
     by_chart: dict[int, list] = {}
     for run in runs:
         by_chart.setdefault(run.chart_id, []).append(run)
-    found = [g for w in chosen for g in gaps_of(w, by_chart.get(w.chart_id, []))]
-    return with_heal_state(engine, sorted(found, key=lambda g: (g.slug, g.start)))
+    fronts = catchup_fronts(chosen)
+    found, waiting = [], []
+    for w in chosen:
+        behind, wait = split_at_front(w, gaps_of(w, by_chart.get(w.chart_id, [])), fronts.get(w.chart_id))
+        found.extend(behind)
+        waiting.extend([wait] if wait else [])
+    return GapReport(with_heal_state(engine, sorted(found, key=lambda g: (g.slug, g.start))),
+                     sorted(waiting, key=lambda c: c.slug))
+
+
+def list_gaps(engine: Engine, chart_id: int | None = None, slug: str | None = None,
+              today: date | None = None) -> list[GapRange]:
+    """``gap_report``'s gaps: the ranges a heal or a backfill may close without racing the scheduler."""
+    return gap_report(engine, chart_id, slug, today).gaps
+
+
+def catchup_fronts(chosen: list[Window]) -> dict[int, date]:
+    """Each window's catchup front (``orchestration.catchup_fronts``), by chart id; charts whose DAG
+    has no next run, or is not in Airflow, are left out."""
+    fronts = orchestration.catchup_fronts([dag_id_for(w.slug) for w in chosen])
+    return {w.chart_id: fronts[dag_id_for(w.slug)] for w in chosen if fronts.get(dag_id_for(w.slug))}
 
 
 def with_heal_state(engine: Engine, found: list[GapRange]) -> list[GapRange]:
@@ -149,17 +181,28 @@ def chart_coverage(engine: Engine, chart_id: int, today: date | None = None) -> 
 # -- healing ---------------------------------------------------------------------------------------------------
 def heal(engine: Engine, slugs: list[str] | None, *, actor: str, today: date | None = None) -> list[HealResult]:
     """Backfill each chart's gap ranges now: the first range's backfill starts, the other ranges are
-    queued behind it. Every backfill Airflow accepted is audited, naming ``actor``. Every door calls this."""
+    queued behind it. Only gaps behind each DAG's catchup front are healed; what waits for the
+    catchup is left to it, and said. Each chart's result is its own: Airflow refusing one chart's
+    backfill never stops the others. Every backfill Airflow accepted is audited, naming ``actor``.
+    Every door calls this."""
     for slug in slugs or []:  # an unknown chart, or one without a schedule, is bad input: refused before any backfill
         if row_of_chart(engine, get_chart(engine, slug=slug).id) is None:
             raise ScheduleNotFound(f"chart {slug!r} has no sync schedule")
+    reports = [gap_report(engine, today=today)] if slugs is None else [_chart_report(engine, s, today) for s in slugs]
     by_slug: dict[str, list[GapRange]] = {}
-    for gap in list_gaps(engine, today=today) if slugs is None else [
-            g for slug in slugs for g in _chart_gaps(engine, slug, today)]:
+    waiting = {w.slug: w for r in reports for w in r.waiting}
+    for gap in (g for r in reports for g in r.gaps):
         by_slug.setdefault(gap.slug, []).append(gap)
     configs = {row.slug: row for row in load_rows(engine)}
-    results = [_heal_chart(engine, slug, by_slug.get(slug, []), configs.get(slug), actor)
-               for slug in sorted(set(slugs or []) | set(by_slug))]
+    results = []
+    for slug in sorted(set(slugs or []) | set(by_slug) | set(waiting)):
+        try:
+            results.append(_heal_chart(engine, slug, by_slug.get(slug, []), waiting.get(slug), configs.get(slug),
+                                       actor))
+        except Exception as exc:  # noqa: BLE001 - one chart's failure is that chart's result, in words
+            log.exception("%s: heal failed", slug)
+            results.append(HealResult(slug, dag_id_for(slug), None, None, "refused", None,
+                                      f"not healed: {type(exc).__name__}: {exc}"))
     with engine.begin() as conn:
         for result in results:
             if result.status == "created":
@@ -168,46 +211,63 @@ def heal(engine: Engine, slugs: list[str] | None, *, actor: str, today: date | N
     return results
 
 
-def _chart_gaps(engine: Engine, slug: str, today: date | None) -> list[GapRange]:
+def _chart_report(engine: Engine, slug: str, today: date | None) -> GapReport:
     try:
-        return list_gaps(engine, slug=slug, today=today)
+        return gap_report(engine, slug=slug, today=today)
     except ScheduleError:
-        return []  # invalid settings: no DAG to backfill
+        return GapReport([], [])  # invalid settings: no DAG to backfill
 
 
-def _heal_chart(engine: Engine, slug: str, ranges: list[GapRange], row, actor: str) -> HealResult:
+def _heal_chart(engine: Engine, slug: str, ranges: list[GapRange], waiting: CatchupWait | None, row,
+                actor: str) -> HealResult:
     dag_id = dag_id_for(slug)
+    left = f"; {waiting.message}" if waiting else ""
     if not ranges:
-        return HealResult(slug, dag_id, None, None, "nothing-to-heal", None, "no gaps")
+        return HealResult(slug, dag_id, None, None, "nothing-to-heal", None,
+                          ("no gaps behind the catchup" if waiting else "no gaps") + left, waiting=waiting)
     start, end = ranges[0].start, ranges[-1].end
     if row is None or row.sync_frequency not in BACKFILL_FREQUENCIES:
         return HealResult(slug, dag_id, start, end, "unsupported", None,
-                          "only daily/weekly/monthly schedules map periods to backfill dates")
+                          "only daily/weekly/monthly schedules map periods to backfill dates", waiting=waiting)
     active = orchestration.backfills(dag_id, active_only=True)
     if active:
         return HealResult(slug, dag_id, start, end, "already-running", active[0].id,
                           f"backfill {active[0].id} ({active[0].from_date}..{active[0].to_date}) is still "
-                          "running; the queued ranges follow it",
-                          [g for g in ranges if g.heal == heal_store.QUEUED])
+                          "running; the queued ranges follow it" + left,
+                          [g for g in ranges if g.heal == heal_store.QUEUED], waiting)
+    # the front again, just before the backfill: a DAG parsed since the gaps were listed starts its
+    # catchup, and nothing may be backfilled from its front on
+    fronts = orchestration.catchup_fronts([dag_id])
+    if dag_id not in fronts:
+        return HealResult(slug, dag_id, start, end, "dag-not-parsed", None,
+                          f"{dag_id} is not in Airflow yet (it appears at the next DAG parse)", waiting=waiting)
+    if fronts[dag_id] is not None:
+        ranges = [g for g in ranges if g.end < fronts[dag_id]]
+        if not ranges:
+            return HealResult(slug, dag_id, None, None, "nothing-to-heal", None,
+                              f"no gaps behind the catchup (it is at {fronts[dag_id]})", waiting=waiting)
     first, rest = ranges[0], ranges[1:]
     try:
         rerun = [run for g in ranges for run in orchestration.rerun_succeeded(dag_id, g.start, g.end)]
         backfill = orchestration.create_backfill(dag_id, first.start, first.end, actor, reprocess=REPROCESS)
     except orchestration.DagNotParsedYet as exc:
-        return HealResult(slug, dag_id, start, end, "dag-not-parsed", None, str(exc))
+        return HealResult(slug, dag_id, start, end, "dag-not-parsed", None, str(exc), waiting=waiting)
     except orchestration.BackfillAlreadyRunning as exc:
-        return HealResult(slug, dag_id, start, end, "already-running", None, str(exc))
+        return HealResult(slug, dag_id, start, end, "already-running", None, str(exc), waiting=waiting)
+    except orchestration.BackfillRefused as exc:
+        return HealResult(slug, dag_id, start, end, "refused", None, f"Airflow refused the backfill: {exc}",
+                          waiting=waiting)
     with engine.begin() as conn:
         heal_store.replace_queue(conn, first.chart_id, first, backfill.id, rest, actor, datetime.now(UTC))
     periods = sum(g.periods for g in ranges)
-    waiting = f"; {len(rest)} more range(s) queued, each starts when the one before completes" if rest else ""
+    queued = f"; {len(rest)} more range(s) queued, each starts when the one before completes" if rest else ""
     if rerun:
-        waiting += f"; {len(rerun)} successful run(s) whose rankings are gone cleared to run again"
+        queued += f"; {len(rerun)} successful run(s) whose rankings are gone cleared to run again"
     span = first.start.isoformat() if first.start == first.end else f"{first.start}..{first.end}"
     return HealResult(slug, dag_id, first.start, first.end, "created", backfill.id,
                       f"backfill {backfill.id}: {first.periods} missing period(s) {span} "
-                      f"({periods} in {len(ranges)} range(s)){waiting}",
-                      [replace(g, heal=heal_store.QUEUED) for g in rest])
+                      f"({periods} in {len(ranges)} range(s)){queued}{left}",
+                      [replace(g, heal=heal_store.QUEUED) for g in rest], waiting)
 
 
 def advance_heals(engine: Engine, today: date | None = None) -> list[HealResult]:
@@ -239,6 +299,11 @@ def advance_heals(engine: Engine, today: date | None = None) -> list[HealResult]
             backfill = orchestration.create_backfill(dag_id, still[0].start, still[0].end, actor, reprocess=REPROCESS)
         except (orchestration.DagNotParsedYet, orchestration.BackfillAlreadyRunning) as exc:
             log.info("%s: the next heal range waits: %s", dag_id, exc)
+            continue
+        except orchestration.BackfillRefused as exc:  # Airflow will not backfill it: the queue ends here
+            log.warning("%s: queued heal ranges dropped, Airflow refused the backfill: %s", dag_id, exc)
+            with engine.begin() as conn:
+                heal_store.finish(conn, [h.id for h in queued], now)
             continue
         with engine.begin() as conn:
             heal_store.replace_queue(conn, chart_id, still[0], backfill.id, still[1:], actor, now)

@@ -171,8 +171,8 @@ def chart_status(chart_id: ChartId):
 @router.get("/gaps/", response_model=m.GapsOut, dependencies=can_read,
             summary="Missing periods of scheduled charts, as ranges with the backfill that heals each")
 def list_gaps(chart_id: Annotated[int | None, Query(ge=1, le=m.MAX_ID)] = None):
-    items = gaps.list_gaps(engine(), chart_id)
-    return {"items": items, "total": len(items)}
+    report = gaps.gap_report(engine(), chart_id)
+    return {"items": report.gaps, "total": len(report.gaps), "waiting": report.waiting}
 
 
 @router.post("/gaps/heal/", response_model=m.HealOut, dependencies=can_run,

@@ -316,9 +316,22 @@ class GapOut(Response):
     backfill_id: int | None = None
 
 
+class CatchupWaitOut(Response):
+    """Missing periods Airflow's own scheduling creates in turn: not gaps, no backfill needed."""
+
+    chart_id: int
+    slug: str
+    front: date = Field(description="the period of the DAG's next scheduled run")
+    first: date
+    last: date
+    periods: int
+    message: str
+
+
 class GapsOut(Response):
-    items: list[GapOut]
+    items: list[GapOut] = Field(description="gap ranges behind each DAG's catchup front: a backfill closes them")
     total: int
+    waiting: list[CatchupWaitOut] = Field(description="per chart, the missing periods its catchup creates in turn")
 
 
 class HealResultOut(Response):
@@ -326,10 +339,12 @@ class HealResultOut(Response):
     dag_id: str
     start: date | None = Field(description="created: the backfill's first period; else the first gap's")
     end: date | None = Field(description="created: the backfill's last period; else the last gap's")
-    status: str = Field(description="created, already-running, nothing-to-heal, dag-not-parsed or unsupported")
+    status: str = Field(description="created, already-running, nothing-to-heal, dag-not-parsed, unsupported or "
+                                    "refused (Airflow refused this chart's backfill: the message says why)")
     backfill_id: int | None
     message: str
     queued: list[GapOut] = Field(description="gap ranges that start, one after the other, when the backfill completes")
+    waiting: CatchupWaitOut | None = Field(None, description="what the heal left to the chart's catchup")
 
 
 class HealOut(Response):

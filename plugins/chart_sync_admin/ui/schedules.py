@@ -120,14 +120,15 @@ def schedule_context(request: Request, schedule_id: int) -> dict:
         config = schedules.ScheduleConfig.from_row(row)
         live = coverage.schedule_coverage(chart_engine(), config)  # the strip, the card and the gap table, at once
         strip, strip_error, gap_ranges, coverage_row = live.cells, None, live.gaps, live.coverage
+        waiting = live.waiting
     except schedules.ScheduleError as exc:
-        config, strip, strip_error, gap_ranges, coverage_row = None, [], str(exc), [], None
+        config, strip, strip_error, gap_ranges, coverage_row, waiting = None, [], str(exc), [], None, None
     counts = {status: 0 for status in coverage.STATUSES}
     for cell in strip:
         counts[cell.status] += 1
     return dict(title=row.name, s=detail, config=config, strip=strip, strip_counts=counts, strip_error=strip_error,
                 **schedule_history(request, schedule_id, config, strip),
-                gaps=gap_ranges, coverage_row=coverage_row, deadline=_deadline_text(row))
+                gaps=gap_ranges, waiting=waiting, coverage_row=coverage_row, deadline=_deadline_text(row))
 
 
 def _deadline_text(row) -> str:

@@ -199,6 +199,9 @@ class FakeAirflow:
         self.created: list[tuple] = []
         self.active: dict[str, orchestration.BackfillInfo] = {}
         self.cleared: list[tuple] = []
+        self.fronts: dict[str, date | None] = {}  # a DAG's catchup front; absent: its catchup is over
+        self.refuse: dict[str, Exception] = {}  # what Airflow raises for a DAG's backfill
+        monkeypatch.setattr(orchestration, "catchup_fronts", lambda dag_ids: {d: self.fronts.get(d) for d in dag_ids})
         monkeypatch.setattr(orchestration, "create_backfill", self.create)
         monkeypatch.setattr(orchestration, "rerun_succeeded",
                             lambda dag_id, first, last: self.cleared.append((first, last)) or [])
@@ -206,6 +209,10 @@ class FakeAirflow:
                             lambda dag_id, active_only=False: [self.active[dag_id]] if dag_id in self.active else [])
 
     def create(self, dag_id, first, last, user, reprocess="completed", max_active_runs=4):
+        if dag_id in self.refuse:
+            raise self.refuse[dag_id]
+        front = self.fronts.get(dag_id)
+        assert front is None or last < front, f"a backfill up to {last} races the catchup at {front}"
         if dag_id in self.active:
             raise orchestration.BackfillAlreadyRunning(dag_id)
         self.created.append((dag_id, first, last, reprocess))
@@ -253,3 +260,67 @@ def test_heal_backfills_the_first_range_and_queues_the_others(engine, monkeypatc
     with engine.connect() as conn:
         audited = conn.execute(select(chart_sync_audit.c.action, chart_sync_audit.c.actor)).all()
     assert audited == [("heal", "tester")] * 4
+
+
+def test_periods_from_the_catchup_front_on_wait_for_it_and_are_never_healed(engine, monkeypatch):
+    airflow = FakeAirflow(monkeypatch)
+    days = days_from(TODAY - timedelta(days=30), 30)
+    stored = days[:5] + days[8:12]  # the catchup is at days[12]; days[5..7] were skipped by Airflow
+    seed(engine, "a", 1, days[0], stored)
+    airflow.fronts["chart_sync__a"] = days[12]
+
+    report = gaps.gap_report(engine, slug="a", today=TODAY)
+    assert [(g.start, g.end, g.periods) for g in report.gaps] == [(days[5], days[7], 3)]
+    (wait,) = report.waiting
+    assert (wait.front, wait.first, wait.last, wait.periods) == (days[12], days[12], days[29], 18)
+    assert "wait for the catchup" in wait.message
+
+    (result,) = gaps.heal(engine, ["a"], actor="tester", today=TODAY)
+    assert result.status == "created" and airflow.created == [("chart_sync__a", days[5], days[7], "failed")]
+    assert result.waiting == wait and "18 period(s)" in result.message
+    config = ScheduleConfig.from_row(schedule_store.load_rows(engine, "a")[0])
+    view = coverage.schedule_coverage(engine, config, today=TODAY)
+    assert view.gaps == gaps.list_gaps(engine, slug="a", today=TODAY) and view.waiting == wait
+    assert sum(1 for c in view.cells if c.status == coverage.WAITING) == 18
+
+
+def test_a_gap_range_across_the_front_is_cut_there(engine, monkeypatch):
+    airflow = FakeAirflow(monkeypatch)
+    days = days_from(TODAY - timedelta(days=20), 20)
+    seed(engine, "a", 1, days[0], days[:4])  # days[4..19] missing; the catchup is at days[9]
+    airflow.fronts["chart_sync__a"] = days[9]
+    report = gaps.gap_report(engine, slug="a", today=TODAY)
+    assert [(g.start, g.end, g.periods) for g in report.gaps] == [(days[4], days[8], 5)]
+    assert (report.waiting[0].first, report.waiting[0].periods) == (days[9], 11)
+
+
+def test_heal_during_a_catchup_with_nothing_behind_it_leaves_everything_to_it(engine, monkeypatch):
+    airflow = FakeAirflow(monkeypatch)
+    days = days_from(TODAY - timedelta(days=10), 10)
+    seed(engine, "a", 1, days[0], days[:3])
+    airflow.fronts["chart_sync__a"] = days[3]
+    (result,) = gaps.heal(engine, ["a"], actor="tester", today=TODAY)
+    assert result.status == "nothing-to-heal" and airflow.created == []
+    assert result.message.startswith("no gaps behind the catchup; 7 period(s)")
+
+
+def test_a_dag_airflow_does_not_know_is_never_backfilled(engine, monkeypatch):
+    airflow = FakeAirflow(monkeypatch)
+    monkeypatch.setattr(orchestration, "catchup_fronts", lambda dag_ids: {})
+    days = days_from(TODAY - timedelta(days=10), 10)
+    seed(engine, "a", 1, days[0], days[:3])
+    (result,) = gaps.heal(engine, ["a"], actor="tester", today=TODAY)
+    assert result.status == "dag-not-parsed" and airflow.created == []
+
+
+def test_one_chart_refused_by_airflow_is_its_own_result_and_the_others_heal(engine, monkeypatch):
+    airflow = FakeAirflow(monkeypatch)
+    days = days_from(TODAY - timedelta(days=10), 10)
+    for chart_id, slug in enumerate(("a", "b", "c"), start=1):
+        seed(engine, slug, chart_id, days[0], days[:2] + days[4:])
+    airflow.refuse["chart_sync__a"] = orchestration.BackfillRefused("No runs to create for Dag chart_sync__a")
+    airflow.refuse["chart_sync__b"] = RuntimeError("the metadata DB went away")
+    results = {r.slug: r for r in gaps.heal(engine, None, actor="tester", today=TODAY)}
+    assert (results["a"].status, results["b"].status, results["c"].status) == ("refused", "refused", "created")
+    assert "No runs to create" in results["a"].message and "metadata DB went away" in results["b"].message
+    assert airflow.created == [("chart_sync__c", days[2], days[3], "failed")]
