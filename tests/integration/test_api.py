@@ -534,8 +534,22 @@ def test_trigger_creates_a_dag_run_and_is_active_drives_the_paused_state(admin, 
     assert airflow_run.json()["logical_date"].startswith(period.isoformat())
     assert airflow_run.json()["triggering_user_name"] == "admin"
 
-    r = admin.post("/trigger/", json={"chart_id": gb, "period": period.isoformat()})
-    assert r.status_code == 409 and "already has a run" in r.json()["detail"]
+    again = admin.post("/trigger/", json={"chart_id": gb, "period": period.isoformat()})
+    assert again.status_code == 200, again.text  # the queued run of that period, not a second one
+    assert again.json()["run_id"] == run["run_id"] and again.json()["created"] is False
+    latest = admin.post("/trigger/", json={"chart_id": gb})
+    assert latest.status_code == 201 and latest.json()["period"] is None
+    assert admin.post("/trigger/", json={"chart_id": gb}).json()["run_id"] == latest.json()["run_id"]
+    runs = admin.get(f"/api/v2/dags/{dag_id}/dagRuns").json()
+    assert runs["total_entries"] == 2  # triggering twice made no second run of either
+
+    history_start = date.fromisoformat(admin.get(f"/status/{gb}/").json()["schedule"]["history_start"])
+    for bad in ("0001-01-01", (history_start - timedelta(days=1)).isoformat(), date.today().isoformat()):
+        r = admin.post("/trigger/", json={"chart_id": gb, "period": bad})
+        assert r.status_code == 422 and error_fields(r) == ["period"], (bad, r.text)
+    r = admin.post("/trigger/", json={"chart_id": gb, "period": history_start.isoformat()})
+    assert r.status_code == 422 and "next in the catchup" in r.text  # the scheduler creates that run now
+    assert admin.get(f"/api/v2/dags/{dag_id}/dagRuns").json()["total_entries"] == 2  # no green run of nothing
     assert viewer.post("/trigger/", json={"chart_id": gb}).status_code == 403
     trail = admin.get("/audit/", params={"entity": "chart", "entity_id": gb}).json()["items"]
     assert trail[0]["action"] == "trigger" and trail[0]["after"]["run_id"] == run["run_id"]

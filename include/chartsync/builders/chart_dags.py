@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from airflow.sdk import DAG, CronDataIntervalTimetable, DeltaDataIntervalTimetable, task
-from airflow.sdk.exceptions import AirflowFailException, AirflowRescheduleException
+from airflow.sdk.exceptions import AirflowFailException, AirflowRescheduleException, AirflowSkipException
 
 from chartsync import settings
 from chartsync.builders.callbacks import deadlines_for
@@ -29,6 +29,7 @@ from chartsync.core import calendar
 from chartsync.core.calendar import Frequency
 from chartsync.core.outcomes import (
     Failed,
+    NothingToDo,
     NotPublishedYet,
     RunRef,
     Skipped,
@@ -218,6 +219,8 @@ def task_result(outcome: SyncOutcome, config: ScheduleConfig, context: dict) -> 
         raise AirflowRescheduleException(outcome.retry_at)
     if isinstance(outcome, Failed):
         raise AirflowFailException(outcome.message)
+    if isinstance(outcome, NothingToDo):
+        raise AirflowSkipException(outcome.message)
     if isinstance(outcome, Skipped):
         return {"period": outcome.period.isoformat(), "status": "skipped"}
     return outcome.result.as_dict()

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 
 from chartsync.core import calendar as freqs
-from chartsync.core.schedule import ScheduleConfig, dag_id_for
+from chartsync.core.schedule import ScheduleConfig, ScheduleError, dag_id_for
 from chartsync.core.timestamps import midnight
 
 # Airflow re-runs a *failed* run of a backfill's range and never a successful one, so a heal cannot
@@ -245,3 +245,41 @@ def split_at_front(window: Window, gaps: list[GapRange], front: date | None
         return behind, None
     return behind, CatchupWait(window.chart_id, window.slug, front, ahead[0].start, ahead[-1].end,
                                sum(g.periods for g in ahead))
+
+
+def triggerable_period(config: ScheduleConfig, period: date, today: date, *, snap: bool = False) -> date:
+    """The period a manual run may sync: a period start of the chart's calendar inside its history
+    window (``history_window``), else ScheduleError on ``period`` naming the nearest valid periods.
+
+    No silent snapping: a day inside a period is refused unless ``snap`` asks for that period. A run
+    before the window would be a green run that synced nothing (Airflow creates no task before the
+    DAG's start), one after it a period not complete yet.
+    """
+    freq, weekday = config.period_frequency, config.weekday
+    first, last = history_window(config, today)
+    start = freqs.align(freq, period, weekday)
+    name = f"{config.frequency.value} schedule" if freq is config.frequency else f"{freq.value} chart"
+    if start < first:
+        raise ScheduleError("period", f"{period} is before the history start of this {name}: the earliest "
+                                      f"period is {first}")
+    if period > last:
+        raise ScheduleError("period", f"{period} is not a complete period yet: the latest period is {last}")
+    if start != period and not snap:
+        following = freqs.next_start(freq, start)
+        nearest = ", ".join(d.isoformat() for d in (start, following) if first <= d <= last)
+        raise ScheduleError("period", f"{period} is not a period start of this {name}; nearest period(s): "
+                                      f"{nearest} (or pass snap: true to sync the period {start})")
+    return start
+
+
+CATCHUP_MARGIN = 3  # periods from the front the scheduler may be creating while a manual run is made
+
+
+def is_next_in_catchup(freq: freqs.Frequency, period: date, front: date) -> bool:
+    """Whether the scheduler may be creating ``period``'s run right now: the catchup front's period
+    or one of the next few (it creates one run per DAG a loop, so the front moves while a manual
+    run is made). Beyond them, the scheduler finds a manual run where it arrives and passes over it."""
+    ahead = front
+    for _ in range(CATCHUP_MARGIN):
+        ahead = freqs.next_start(freq, ahead)
+    return front <= period < ahead

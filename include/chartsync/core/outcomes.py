@@ -1,7 +1,8 @@
 """What a sync can come to: the execution statuses, a sync's counts, and the outcome a task maps.
 
-A sync service returns one of ``Synced``, ``NotPublishedYet``, ``Skipped`` or ``Failed``; the
-DAG builder turns it into Airflow's terms (return value, reschedule, fail without retry), and
+A sync service returns one of ``Synced``, ``NotPublishedYet``, ``Skipped``, ``NothingToDo`` or
+``Failed``; the DAG builder turns it into Airflow's terms (return value, reschedule, skip, fail
+without retry), and
 the CLI into an exit code. Errors worth a retry (API down, DB locked) are raised, not returned.
 """
 
@@ -79,6 +80,16 @@ class NotPublishedYet:
 @dataclass(frozen=True)
 class Skipped:
     """The API skipped the period (later ones are published): recorded, nothing to wait for."""
+
+    period: date
+    message: str
+    results: tuple[SyncResult, ...] = ()
+
+
+@dataclass(frozen=True)
+class NothingToDo:
+    """The run's period is not one the schedule syncs (before its history window, or not complete
+    yet): recorded as skipped with the reason; Airflow shows the task skipped, never a green sync."""
 
     period: date
     message: str

@@ -111,7 +111,7 @@ def trigger_run(dag_id: str, period: date | None, user: str, note: str | None = 
         if session.scalar(select(DagModel.dag_id).where(DagModel.dag_id == dag_id)) is None:
             raise DagNotParsedYet(f"{dag_id} is not in Airflow yet (it appears at the next DAG parse)")
     now = datetime.now(UTC)
-    run_id = f"manual__chartsync__{now:%Y%m%dT%H%M%S%f}"
+    run_id = f"{MANUAL_PREFIX}{now:%Y%m%dT%H%M%S%f}"
     run = trigger_dag(
         dag_id,
         triggered_by=DagRunTriggeredByType.REST_API,
@@ -180,17 +180,50 @@ class RunAlreadyExists(RuntimeError):
     """Airflow already has a run of this DAG for that period (clear it in Airflow to re-run it)."""
 
 
-def trigger(dag_id: str, period: date | None, user: str, note: str | None = None) -> tuple[str, str]:
-    """``trigger_run`` with Airflow's refusals named: DagNotParsedYet, RunAlreadyExists."""
+@dataclass(frozen=True)
+class TriggeredRun:
+    run_id: str
+    state: str
+    created: bool  # False: a queued or running run of the same period was there already
 
+
+MANUAL_PREFIX = "manual__chartsync__"
+ACTIVE_RUN_STATES = ("queued", "running")
+
+
+def active_run(dag_id: str, period: date | None) -> TriggeredRun | None:
+    """The queued or running run of ``dag_id`` for ``period`` (``None``: a chart-sync manual run of
+    the latest published period, which has no logical date), if any."""
+
+    if period is None:
+        which = and_(DagRun.logical_date.is_(None), DagRun.run_id.startswith(MANUAL_PREFIX, autoescape=True))
+    else:
+        which = DagRun.logical_date == midnight(period)
+    with create_session(scoped=False) as session:
+        row = session.execute(select(DagRun.run_id, DagRun.state).where(
+            DagRun.dag_id == dag_id, which, DagRun.state.in_(ACTIVE_RUN_STATES))
+            .order_by(DagRun.run_after.desc()).limit(1)).first()
+    return TriggeredRun(row.run_id, str(row.state), created=False) if row else None
+
+
+def trigger(dag_id: str, period: date | None, user: str, note: str | None = None) -> TriggeredRun:
+    """A manual run for ``period`` (else the latest published one), or the queued or running one that
+    is there already; Airflow's refusals named: DagNotParsedYet, RunAlreadyExists (a finished run
+    of that period: clear it in Airflow to sync the period again)."""
+
+    if (running := active_run(dag_id, period)) is not None:
+        return running
     try:
-        return trigger_run(dag_id, period, user, note)
+        run_id, state = trigger_run(dag_id, period, user, note)
     except DagNotFound as exc:
         raise DagNotParsedYet(f"{dag_id} is not in Airflow yet (it appears at the next DAG parse)") from exc
     except (DagRunAlreadyExists, IntegrityError) as exc:
+        if (running := active_run(dag_id, period)) is not None:  # a concurrent trigger created it: share it
+            return running
         what = f"period {period}" if period else "this moment"
-        raise RunAlreadyExists(f"{dag_id} already has a run for {what}; clear that run in Airflow to "
-                               "sync the period again") from exc
+        raise RunAlreadyExists(f"{dag_id} already has a finished run for {what}; clear that run in Airflow "
+                               "to sync the period again") from exc
+    return TriggeredRun(run_id, state, created=True)
 
 
 def dag_states(dag_ids: list[str]) -> dict[str, DagState]:
@@ -218,9 +251,6 @@ class KeyedRun:
     state: str
     created: bool
     dag_paused: bool = False
-
-
-ACTIVE_RUN_STATES = ("queued", "running")
 
 
 def _keyed_prefix(key: str) -> str:

@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 
 from chartsync.core import calendar
 from chartsync.core.calendar import Frequency
+from chartsync.core.gaps import is_next_in_catchup, triggerable_period
 from chartsync.core.paging import Page, PageRequest
 from chartsync.core.rules import SCHEDULE_STATUSES, is_overdue, schedule_status
 from chartsync.core.schedule import (
@@ -313,22 +314,37 @@ class TriggerResult:
     state: str
     period: date | None
     dag_is_paused: bool
+    created: bool = True  # False: the period's queued or running run, returned instead of a second one
 
 
-def trigger(engine: Engine, chart_id: int, period: date | None, *, actor: str) -> TriggerResult:
-    """A manual run of the chart's DAG now, for ``period`` (else the latest published one); audited."""
+def trigger(engine: Engine, chart_id: int, period: date | None, *, actor: str, snap: bool = False,
+            today: date | None = None) -> TriggerResult:
+    """A manual run of the chart's DAG now, for ``period`` (else the latest published one); audited.
+
+    Only what can be synced: a period start of the chart inside its history window (``snap`` asks
+    for the period holding a day), and not one the catchup is creating right now (a manual run
+    there would race the scheduler for the same run; further ahead, the scheduler finds the manual
+    run and passes over it). A period with a queued or running run gets that run back, not a
+    second one.
+    """
     row = schedule_of_chart(engine, chart_id)
     if row is None:
         raise ScheduleNotFound(f"chart {chart_id} has no sync schedule (add one first)")
-    if period is not None and period > datetime.now(UTC).date():
-        raise ScheduleError("period", f"{period} is in the future")
     dag_id = dag_id_for(row.slug)
-    run_id, state = orchestration.trigger(dag_id, period, actor, note=f"triggered through chart-sync by {actor}")
+    if period is not None:
+        config = ScheduleConfig.from_row(row)
+        period = triggerable_period(config, period, today or datetime.now(UTC).date(), snap=snap)
+        front = orchestration.catchup_fronts([dag_id]).get(dag_id)
+        if front is not None and is_next_in_catchup(config.period_frequency, period, front):
+            raise ScheduleError("period", f"{period} is next in the catchup: Airflow's scheduler is creating its "
+                                          f"run (it is at {front}); it syncs in a few minutes")
+    run = orchestration.trigger(dag_id, period, actor, note=f"triggered through chart-sync by {actor}")
     dag = orchestration.dag_state(dag_id)
-    result = TriggerResult(chart_id, dag_id, run_id, state, period, bool(dag and dag.is_paused))
-    with engine.begin() as conn:
-        audit.record(conn, actor=actor, action="trigger", entity=audit.CHART, entity_id=chart_id,
-                     after={"dag_id": dag_id, "run_id": run_id, "state": state, "period": period})
+    result = TriggerResult(chart_id, dag_id, run.run_id, run.state, period, bool(dag and dag.is_paused), run.created)
+    if run.created:
+        with engine.begin() as conn:
+            audit.record(conn, actor=actor, action="trigger", entity=audit.CHART, entity_id=chart_id,
+                         after={"dag_id": dag_id, "run_id": run.run_id, "state": run.state, "period": period})
     return result
 
 
@@ -371,6 +387,9 @@ def _bulk_one(engine: Engine, action: str, chart_id: int, actor: str, options: d
         return BulkItem(chart_id, "done", change.message, change.schedule_id)
     if action == "trigger":
         run = trigger(engine, chart_id, None, actor=actor)
+        if not run.created:
+            return BulkItem(chart_id, "unchanged", f"{run.dag_id}: run {run.run_id} is already {run.state}",
+                            run_id=run.run_id)
         return BulkItem(chart_id, "done", f"{run.dag_id}: run {run.run_id} {run.state}", run_id=run.run_id)
     row = schedule_of_chart(engine, chart_id)
     if row is None:

@@ -19,9 +19,11 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import StatementError
 
 from chartsync.core import calendar, quality
+from chartsync.core.gaps import history_window
 from chartsync.core.outcomes import (
     SKIPPED,
     Failed,
+    NothingToDo,
     NotPublishedYet,
     RunRef,
     Skipped,
@@ -69,6 +71,10 @@ def sync_run(engine: Engine, client: SoundchartsClient, config: ScheduleConfig, 
     API and DB failures other than "not published" are raised: they are worth a retry.
     """
     log.info("Syncing %s period %s (run %s, try %s)", config.slug, period or "latest", run.run_id, run.try_number)
+    if period is not None and (reason := _outside_window(config, period, (now or datetime.now(UTC)).date())):
+        executions.record_failure(engine, run, period, now or datetime.now(UTC), reason, status=SKIPPED)
+        log.warning(reason)
+        return NothingToDo(period, reason)
     synced: list[SyncResult] = []
     if pulls_newest_first(config, period, run_type):
         try:  # sync_immediately: the newest period first, then this run's (the oldest) period
@@ -81,6 +87,16 @@ def sync_run(engine: Engine, client: SoundchartsClient, config: ScheduleConfig, 
     except SoundchartsNotFound as exc:
         return _unpublished(engine, client, config, run, period, tuple(synced), exc, now or datetime.now(UTC))
     return Synced(result, (*synced, result))
+
+
+def _outside_window(config: ScheduleConfig, period: date, today: date) -> str | None:
+    """Why the schedule does not sync ``period`` (a run Airflow was asked for outside the window), or None."""
+    first, last = history_window(config, today)
+    if period < first:
+        return f"{config.slug}: period {period} is before the schedule's history window ({first}..{last}): nothing to sync"
+    if period > last:
+        return f"{config.slug}: period {period} is not complete yet (the latest is {last}): nothing to sync"
+    return None
 
 
 def _unpublished(engine: Engine, client: SoundchartsClient, config: ScheduleConfig, run: RunRef,

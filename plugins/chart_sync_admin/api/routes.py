@@ -25,7 +25,7 @@ from chartsync.core.alerts import KINDS
 from chartsync.core.outcomes import EXECUTION_STATUSES
 from chartsync.core.paging import Page, PageRequest
 from chartsync.settings import QUALITY_FLAGS
-from fastapi import APIRouter, Depends, Path, Query, Request, status
+from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 
 from chart_sync_admin.api import schemas as m
 from chart_sync_admin.security import actor, can_edit, can_read, can_run, dag_access
@@ -155,10 +155,14 @@ def _write_result(change: schedules.ScheduleChange) -> dict:
 
 # -- runs, status, gaps --------------------------------------------------------------------------
 @router.post("/trigger/", response_model=m.TriggerOut, status_code=status.HTTP_201_CREATED,
-             dependencies=can_run, summary="Create a DAG run of a chart now")
-def trigger(body: m.TriggerRequest, user: GetUserDep):
-    run = schedules.trigger(engine(), body.chart_id, body.period, actor=actor(user))
+             dependencies=can_run, summary="Create a DAG run of a chart now (200: the period's queued or running "
+             "run, returned instead of a second one)", responses={200: {"model": m.TriggerOut}})
+def trigger(body: m.TriggerRequest, user: GetUserDep, response: Response):
+    run = schedules.trigger(engine(), body.chart_id, body.period, actor=actor(user), snap=body.snap)
     note = "; the DAG is paused, so the run waits until it is unpaused" if run.dag_is_paused else ""
+    if not run.created:
+        response.status_code = status.HTTP_200_OK
+        note = f" (already {run.state}: no second run){note}"
     return {**asdict(run), "message": f"{run.dag_id}: run {run.run_id} is {run.state}{note}"}
 
 

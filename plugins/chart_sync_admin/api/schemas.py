@@ -113,7 +113,10 @@ class SchedulePatch(Request):
 
 class TriggerRequest(Request):
     chart_id: Id
-    period: date | None = Field(None, description="the chart period to sync; default: the latest published one")
+    period: date | None = Field(None, description="the chart period to sync, a period start inside the schedule's "
+                                "history window and behind its catchup; default: the latest published one")
+    snap: StrictBool = Field(False, description="a day inside a period syncs that period (else 422 naming the "
+                             "nearest period starts)")
 
 
 BulkAction = Literal["add", "remove", "activate", "deactivate", "trigger"]
@@ -260,6 +263,8 @@ class TriggerOut(Response):
     state: str
     period: date | None
     dag_is_paused: bool
+    created: bool = Field(description="false: the period's queued or running run, returned (HTTP 200) instead of "
+                          "a second one")
     message: str
 
 

@@ -26,7 +26,7 @@ from chartsync.store.tables import (
 )
 from conftest import migrated_chart_engine
 from chartsync.core.calendar import Frequency
-from chartsync.core.outcomes import Failed, NotPublishedYet, RunRef, Skipped, Synced
+from chartsync.core.outcomes import Failed, NothingToDo, NotPublishedYet, RunRef, Skipped, Synced
 from chartsync.core.schedule import ScheduleConfig
 from chartsync.services import sync
 from chartsync.soundcharts.client import (
@@ -179,6 +179,16 @@ def test_a_period_the_api_skipped_is_recorded_as_skipped(engine, client, emulato
     with engine.connect() as conn:
         assert conn.execute(select(chart_sync_execution.c.status)).scalars().all() == ["skipped"]
     assert stored(engine) == []
+
+
+@pytest.mark.parametrize("period", [PERIOD - timedelta(days=31), date.today()])
+def test_a_period_outside_the_history_window_is_skipped_with_the_reason_not_synced(engine, client, period):
+    outcome = sync.sync_run(engine, client, config(), RUN, period, run_type="manual")
+    assert isinstance(outcome, NothingToDo) and "nothing to sync" in outcome.message
+    with engine.connect() as conn:
+        rows = conn.execute(select(chart_sync_execution.c.status, chart_sync_execution.c.error)).all()
+    assert [r.status for r in rows] == ["skipped"] and rows[0].error == outcome.message
+    assert stored(engine) == [] and client.request_count == 0
 
 
 def test_nothing_published_at_all_is_a_failure_not_worth_a_retry(engine, client, emulator_admin):
