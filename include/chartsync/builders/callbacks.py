@@ -35,13 +35,19 @@ def deadlines_for(config: ScheduleConfig) -> list[DeadlineAlert]:
     scheduler. Manual runs without a logical date get no sync deadline (Airflow skips it).
 
     Degradation: AVERAGE_RUNTIME (the DAG's recent successful runs) plus DEGRADATION_SLACK.
+
+    Airflow gives every run of the DAG both deadlines, history too (3.3.2 cannot limit them to some
+    runs); the callback keeps catchup and backfill runs quiet (``core.alerts.skip_reason``). The
+    callback's kwargs say only what describes the deadline (kind, frequency, allowed hours): Airflow
+    copies them into each run's deadline when the run is created, so an id frozen there would outlive
+    the schedule it names. The chart and its schedule are looked up from the run's DAG when the
+    deadline passes.
     """
     if not deadline_alerts_enabled():
         return []
     hours = calendar.deadline_hours(config.frequency, config.deadline_hours, config.custom_interval_hours,
                                     config.cron_expression)
-    about = {"schedule_id": config.schedule_id, "chart_id": config.chart_id, "chart": config.slug,
-             "chart_name": config.chart_name, "frequency": config.frequency.value, "allowed_hours": hours}
+    about = {"frequency": config.frequency.value, "allowed_hours": hours}
     return [
         DeadlineAlert(
             reference=DeadlineReference.DAGRUN_LOGICAL_DATE,
@@ -60,21 +66,20 @@ def deadlines_for(config: ScheduleConfig) -> list[DeadlineAlert]:
     ]
 
 
-async def on_deadline_missed(*, kind: str, schedule_id: int, chart_id: int, chart: str, chart_name: str,
-                             frequency: str, allowed_hours: float, context: dict | None = None) -> str:
+async def on_deadline_missed(*, kind: str, frequency: str, allowed_hours: float, context: dict | None = None,
+                             **frozen: Any) -> str:
     """AsyncCallback of the chart DAGs' Deadline Alerts; runs in the triggerer (see the module doc).
 
-    Returns a string: Airflow 3.3.2 stores the result in the ``callback.output`` text column, and a
-    result it cannot store there (a dict) kills the triggerer's runner process.
+    ``frozen``: the chart's ids and names that deadlines created by earlier chart-sync versions carry;
+    ignored, the chart is found by the run's DAG. Returns a string: Airflow 3.3.2 stores the result in
+    the ``callback.output`` text column, and a result it cannot store there (a dict) kills the
+    triggerer's runner process.
     """
     from chartsync.services import alerts  # deferred: parse-time cost (alerting loads the channels' providers)
 
-    alert = await asyncio.to_thread(
-        alerts.handle_deadline_miss, kind, context or {}, schedule_id=schedule_id, chart_id=chart_id, chart=chart,
-        chart_name=chart_name, frequency=frequency, allowed_hours=allowed_hours)
-    if alert is None:
-        return f"no {kind} alert for {chart} (see the triggerer log)"
-    return f"{kind} alert raised for {chart}"
+    outcome = await asyncio.to_thread(alerts.handle_deadline_miss, kind, context or {}, frequency=frequency,
+                                      allowed_hours=allowed_hours)
+    return str(outcome)
 
 
 def on_task_failure(context: Mapping[str, Any]) -> None:

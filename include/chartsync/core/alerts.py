@@ -1,14 +1,17 @@
-"""Alerts as values: their kinds, the rule for which missed deadlines are worth one, and the text
-every channel sends. Pure: raising, recording and delivering is ``services.alerts``.
+"""Alerts as values: their kinds, the rule for which missed deadlines are worth one (history is not:
+catchup and backfill runs get none), and the text every channel sends. Pure: raising, recording and
+delivering is ``services.alerts``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
+from chartsync.core.calendar import Frequency, next_start
+from chartsync.core.timestamps import midnight
 from chartsync.settings import DIGEST_DAG_ID
 
 DEADLINE, DEGRADATION, FAILURE, OVERDUE, DIGEST = "deadline", "degradation", "failure", "overdue", "digest"
@@ -17,16 +20,44 @@ LABELS = {DEADLINE: "Sync deadline missed", DEGRADATION: "Sync slower than usual
           OVERDUE: "Schedule overdue", DIGEST: "Daily digest"}
 
 
-def skip_reason(kind: str, *, run_type: str | None, deadline_time: datetime | None,
-                interval_end: datetime | None, queued_at: datetime | None,
-                schedule_created_at: datetime | None) -> str | None:
-    """Why a missed deadline is not worth an alert (None: alert).
+def following_period_end(frequency: str | None, interval_start: datetime, interval_end: datetime) -> datetime:
+    """When the period after ``[interval_start, interval_end)`` ends: a calendar frequency's next period
+    (months differ in length); otherwise one more interval of the same length (exact for custom schedules,
+    a cron's next gap may differ)."""
+    try:
+        freq = Frequency.parse(frequency or "")
+    except ValueError:
+        freq = None
+    if freq is not None and freq.is_calendar:
+        return midnight(next_start(freq, interval_end.astimezone(UTC).date()))
+    return interval_end + (interval_end - interval_start)
 
-    History is not an SLA: catch-up of periods whose deadline passed before the schedule existed,
-    backfills (gap healing, re-syncs) and manual runs started after the deadline had passed.
+
+def is_catchup(*, run_type: str | None, interval_start: datetime | None, interval_end: datetime | None,
+               queued_at: datetime | None, frequency: str | None) -> bool:
+    """A scheduled run whose period was older than the current one when the run was queued: the period
+    after it had ended too. Judged at the run's creation, not at its deadline: a catchup run may be created
+    long after its period (catchup creates runs as ``max_active_runs`` frees slots), and a deadline longer
+    than a period (custom and cron schedules: twice their interval) passes when a newer period exists."""
+    if run_type != "scheduled" or interval_start is None or interval_end is None or queued_at is None:
+        return False
+    return queued_at >= following_period_end(frequency, interval_start, interval_end)
+
+
+def skip_reason(kind: str, *, run_type: str | None, deadline_time: datetime | None,
+                interval_start: datetime | None, interval_end: datetime | None, queued_at: datetime | None,
+                frequency: str | None, schedule_created_at: datetime | None) -> str | None:
+    """Why a missed deadline (``kind``: deadline or degradation) is not worth an alert (None: alert).
+
+    History is not an SLA: backfill runs (gap healing, re-syncs) and catchup runs (``is_catchup``) get
+    none, nor the periods whose deadline had passed before the schedule was created, nor manual runs
+    started after the deadline had passed. ``queued_at``: when the run was created (or queued again).
     """
     if run_type == "backfill":
         return "backfill run"
+    if is_catchup(run_type=run_type, interval_start=interval_start, interval_end=interval_end,
+                  queued_at=queued_at, frequency=frequency):
+        return "catchup run: a newer period had ended when the run was created"
     if kind == DEADLINE and deadline_time is not None:
         if schedule_created_at is not None and deadline_time < schedule_created_at:
             return "history catch-up: the deadline had passed before the schedule was created"
@@ -34,7 +65,7 @@ def skip_reason(kind: str, *, run_type: str | None, deadline_time: datetime | No
             return "manual run started after the deadline had passed"
     if kind == DEGRADATION and interval_end is not None and schedule_created_at is not None \
             and interval_end < schedule_created_at:
-        return "history catch-up"
+        return "history catch-up: the period ended before the schedule was created"
     return None
 
 
@@ -60,6 +91,21 @@ class Alert:
         text = f"[chart-sync] {label}"
         text += f": {subject}" if subject else ""
         return text + (f", period {self.period.isoformat()}" if self.period else "")
+
+
+@dataclass(frozen=True)
+class DeadlineOutcome:
+    """What became of a missed deadline: the alert raised, or why there is none."""
+
+    kind: str
+    chart: str | None
+    alert: Alert | None = None
+    reason: str | None = None
+
+    def __str__(self) -> str:  # the deadline callback's result, stored by Airflow
+        if self.alert is not None:
+            return f"{self.kind} alert raised for {self.chart}"
+        return f"no {self.kind} alert for {self.chart}: {self.reason}"
 
 
 def links(base_url: str, *, dag_id: str | None = None, run_id: str | None = None,

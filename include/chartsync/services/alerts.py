@@ -6,7 +6,8 @@ Every alert goes to the switched-on channels (``seam.notifiers``) and is recorde
 
 Where the code runs (the callbacks themselves are in ``builders.callbacks``):
 
-- Deadline Alerts call ``handle_deadline_miss`` from the **triggerer**. There is no task context,
+- Deadline Alerts call ``handle_deadline_miss`` from the **triggerer** (it finds the chart by the run's
+  DAG; history, catchup and backfill runs, gets no alert). There is no task context,
   but the triggerer's runner process has the Task SDK's supervisor channel, so connection and
   Variable lookups (``chart_db``, the channels' connections, ``chartsync_alert_*``) are answered
   by the triggerer's supervisor. The callback runs this blocking work (SQL, HTTP, SMTP) in a worker
@@ -33,6 +34,7 @@ from chartsync.core.alerts import (
     FAILURE,
     OVERDUE,
     Alert,
+    DeadlineOutcome,
     Digest,
     digest_alert,
     format_message,
@@ -43,7 +45,7 @@ from chartsync.core.alerts import (
 from chartsync.core.calendar import AVERAGE_RUNTIME_RUNS, DEGRADATION_SLACK, Frequency
 from chartsync.core.paging import Page, PageRequest
 from chartsync.core.rules import is_overdue
-from chartsync.core.schedule import dag_id_for
+from chartsync.core.schedule import dag_id_for, slug_of
 from chartsync.core.timestamps import as_utc, parse_utc
 from chartsync.seam import notifiers
 from chartsync.seam.config import ui_base_url
@@ -107,32 +109,45 @@ def raise_alert_once(alert: Alert, engine: Engine, *, task_id: str, try_number: 
     return outcome
 
 
-def handle_deadline_miss(kind: str, context: Mapping[str, Any], *, schedule_id: int, chart_id: int,
-                         chart: str, chart_name: str, frequency: str, allowed_hours: float,
-                         engine: Engine | None = None) -> Alert | None:
-    """Turn a missed deadline into an alert, unless it is history (``skip_reason``) or the period is
-    stored already (synced by another run, e.g. sync_immediately's first run)."""
+def handle_deadline_miss(kind: str, context: Mapping[str, Any], *, frequency: str, allowed_hours: float,
+                         engine: Engine | None = None) -> DeadlineOutcome:
+    """Turn a missed deadline into an alert, unless it is history (``skip_reason``: catchup and backfill
+    runs), the chart has no schedule any more, or the period is stored already (synced by another run,
+    e.g. sync_immediately's first run).
+
+    The chart and its schedule are found by the run's DAG (``chart_sync__<slug>``) when the deadline
+    passes, so the alert names the schedule as it is now, also after the schedule was removed and added
+    again. ``frequency`` and ``allowed_hours`` describe the deadline itself, parsed with the run's DAG.
+    """
     run = context.get("dag_run") or {}
+    dag_id = run.get("dag_id")
+    slug = slug_of(dag_id)
     deadline_time = parse_utc((context.get("deadline") or {}).get("deadline_time"))
     start = parse_utc(run.get("logical_date") or run.get("data_interval_start"))  # the period it syncs
-    interval_end = parse_utc(run.get("data_interval_end"))
+    interval_start, interval_end = parse_utc(run.get("data_interval_start")), parse_utc(run.get("data_interval_end"))
     period = start.date() if start else None
+    found, chart_row = False, None
     try:
         engine = engine or chart_engine()
-        created_at = alert_store.schedule_created_at(engine, schedule_id)
-    except Exception as exc:
-        log.warning("chart-sync: chart DB unavailable for the %s alert of %s: %s", kind, chart, exc)
-        engine, created_at = None, None
+        chart_row = alert_store.chart_of_dag(engine, dag_id)
+        found = True
+    except Exception as exc:  # alert anyway, without the schedule's page: a chart DB outage is news too
+        log.warning("chart-sync: chart DB unavailable for the %s alert of %s: %s", kind, dag_id, exc)
+        engine = None
+    created_at = as_utc(chart_row.schedule_created_at) if chart_row and chart_row.schedule_created_at else None
     reason = skip_reason(kind, run_type=run.get("run_type"), deadline_time=deadline_time,
-                         interval_end=interval_end, queued_at=parse_utc(run.get("queued_at")),
+                         interval_start=interval_start, interval_end=interval_end,
+                         queued_at=parse_utc(run.get("queued_at")), frequency=frequency,
                          schedule_created_at=created_at)
+    if reason is None and found and (chart_row is None or chart_row.schedule_id is None):
+        reason = "the chart has no sync schedule any more"
     if reason is None and kind == DEADLINE and engine is not None and period is not None \
-            and Frequency.parse(frequency).is_calendar and alert_store.ranking_stored(engine, chart_id, period):
+            and Frequency.parse(frequency).is_calendar and alert_store.ranking_stored(engine, chart_row.id, period):
         reason = "the period is stored already"
     if reason:
-        log.info("chart-sync: %s deadline of %s run %s passed; no alert (%s)", kind, chart,
+        log.info("chart-sync: %s deadline of %s run %s passed; no alert (%s)", kind, dag_id,
                  run.get("dag_run_id"), reason)
-        return None
+        return DeadlineOutcome(kind, slug, reason=reason)
     state = run.get("state") or "unknown"
     when = f"{deadline_time:%Y-%m-%d %H:%M} UTC" if deadline_time else "its deadline"
     if kind == DEADLINE:
@@ -143,11 +158,12 @@ def handle_deadline_miss(kind: str, context: Mapping[str, Any], *, schedule_id: 
         summary = (f"The sync has been running longer than this chart's average runtime of its last "
                    f"{AVERAGE_RUNTIME_RUNS} successful runs plus {human(DEGRADATION_SLACK)}; the run was "
                    f"{state} at {when}.")
-    alert = Alert(kind=kind, summary=summary, chart_id=chart_id, chart=chart, chart_name=chart_name,
-                  schedule_id=schedule_id, dag_id=run.get("dag_id"), run_id=run.get("dag_run_id"),
-                  period=period, details=(f"run type: {run.get('run_type')}", f"deadline: {when}"))
+    alert = Alert(kind=kind, summary=summary, chart=slug, dag_id=dag_id, run_id=run.get("dag_run_id"),
+                  period=period, details=(f"run type: {run.get('run_type')}", f"deadline: {when}"),
+                  **({"chart_id": chart_row.id, "chart_name": chart_row.name, "schedule_id": chart_row.schedule_id}
+                     if chart_row else {}))
     raise_alert(alert, engine)
-    return alert
+    return DeadlineOutcome(kind, slug, alert=alert)
 
 
 def failure_alert(context: Mapping[str, Any], engine: Engine | None = None) -> Alert | None:

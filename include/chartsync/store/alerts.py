@@ -98,13 +98,15 @@ def failure_alerted_tries(engine: Engine, runs: set[tuple[str, str]]) -> tuple[s
 
 
 def chart_of_dag(engine: Engine, dag_id: str | None):
-    """The chart a chart DAG syncs (id, slug, name, schedule_id), or None."""
+    """The chart a chart DAG syncs and its schedule as they are now (id, slug, name, schedule_id,
+    schedule_created_at; both schedule columns None once the schedule is removed), or None."""
     slug = slug_of(dag_id)
     if slug is None:
         return None
     with engine.connect() as conn:
         return conn.execute(
-            select(chart.c.id, chart.c.slug, chart.c.name, chart_sync_schedule.c.id.label("schedule_id"))
+            select(chart.c.id, chart.c.slug, chart.c.name, chart_sync_schedule.c.id.label("schedule_id"),
+                   chart_sync_schedule.c.created_at.label("schedule_created_at"))
             .outerjoin(chart_sync_schedule, chart_sync_schedule.c.chart_id == chart.c.id)
             .where(chart.c.slug == slug)).first()
 
@@ -164,13 +166,6 @@ def failed_tries_since(engine: Engine, since: datetime) -> int:
     with engine.connect() as conn:
         return conn.execute(select(func.count()).select_from(chart_sync_execution).where(
             e.status == FAILED, e.started_at >= since)).scalar_one()
-
-
-def schedule_created_at(engine: Engine, schedule_id: int) -> datetime | None:
-    with engine.connect() as conn:
-        value = conn.execute(select(chart_sync_schedule.c.created_at)
-                             .where(chart_sync_schedule.c.id == schedule_id)).scalar()
-    return as_utc(value) if value else None
 
 
 def ranking_stored(engine: Engine, chart_id: int, period: date) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import date, timedelta
 
 from chartsync import settings
@@ -29,9 +30,8 @@ def test_a_chart_dag_gets_a_logical_date_deadline_and_an_average_runtime_deadlin
     assert isinstance(sync.reference, DagRunLogicalDateDeadline)
     assert sync.interval == timedelta(days=7, hours=10)
     assert sync.callback.path == "chartsync.builders.callbacks.on_deadline_missed"
-    assert sync.callback.kwargs == {"kind": "deadline", "schedule_id": 7, "chart_id": 3,
-                                    "chart": "spotify-top-200-global-daily", "chart_name": "Top 200 Global",
-                                    "frequency": "weekly", "allowed_hours": 10.0}
+    # what describes the deadline only: no schedule or chart id frozen into every run's deadline
+    assert sync.callback.kwargs == {"kind": "deadline", "frequency": "weekly", "allowed_hours": 10.0}
     assert isinstance(slow.reference, AverageRuntimeDeadline)
     assert (slow.reference.max_runs, slow.reference.min_runs) == (20, 5)
     assert slow.interval == calendar.DEGRADATION_SLACK and slow.callback.kwargs["kind"] == "degradation"
@@ -46,3 +46,24 @@ def test_chart_dag_with_deadlines_serializes(monkeypatch):
     serialized = DagSerialization.serialize_dag(dag)
     assert len(serialized["deadline"]) == 2
     assert dag.task_dict["sync_ranking"].on_failure_callback == [callbacks.on_task_failure]
+
+
+def test_the_deadline_callback_ignores_ids_frozen_by_earlier_versions(monkeypatch):
+    """Deadlines Airflow created before the callback stopped carrying ids still hold them: the callback
+    takes them and passes on only what describes the deadline (the chart is found by the run's DAG)."""
+    from chartsync.core.alerts import DeadlineOutcome
+    from chartsync.services import alerts
+
+    seen = {}
+
+    def handle(kind, context, **kwargs):
+        seen.update(kind=kind, context=context, **kwargs)
+        return DeadlineOutcome(kind, "spotify-top-200-global-daily", reason="catchup run")
+
+    monkeypatch.setattr(alerts, "handle_deadline_miss", handle)
+    context = {"dag_run": {"dag_id": "chart_sync__spotify-top-200-global-daily"}, "deadline": {}}
+    output = asyncio.run(callbacks.on_deadline_missed(
+        kind="deadline", schedule_id=7, chart_id=3, chart="spotify-top-200-global-daily",
+        chart_name="Top 200 Global", frequency="daily", allowed_hours=12.0, context=context))
+    assert seen == {"kind": "deadline", "context": context, "frequency": "daily", "allowed_hours": 12.0}
+    assert output == "no deadline alert for spotify-top-200-global-daily: catchup run"

@@ -55,23 +55,91 @@ def test_deadlines_are_left_out_under_airflow_dags_test(monkeypatch, argv, env, 
 
 
 # -- rules ---------------------------------------------------------------------------------------------
+def utc(*args) -> datetime:
+    return datetime(*args, tzinfo=UTC)
+
+
+def reason(kind="deadline", *, run_type="scheduled", start, end, queued_at, deadline_time=None,
+           frequency="daily", schedule_created_at=None):
+    return alerts.skip_reason(kind, run_type=run_type, deadline_time=deadline_time, interval_start=start,
+                              interval_end=end, queued_at=queued_at, frequency=frequency,
+                              schedule_created_at=schedule_created_at)
+
+
 def test_skip_rules_keep_history_backfills_and_late_manual_runs_quiet():
-    created = datetime(2026, 11, 24, 10, tzinfo=UTC)
-    due = datetime(2026, 11, 24, 12, tzinfo=UTC)
-    common = {"interval_end": datetime(2026, 11, 24, tzinfo=UTC), "queued_at": None,
+    created = utc(2026, 11, 24, 10)
+    due = utc(2026, 11, 24, 12)
+    common = {"start": utc(2026, 11, 23), "end": utc(2026, 11, 24), "queued_at": utc(2026, 11, 24, 0, 0, 5),
               "schedule_created_at": created}
-    assert alerts.skip_reason("deadline", run_type="scheduled", deadline_time=due, **common) is None
-    assert alerts.skip_reason("deadline", run_type="backfill", deadline_time=due, **common) == "backfill run"
-    assert "history" in alerts.skip_reason("deadline", run_type="scheduled",
-                                           deadline_time=created - timedelta(hours=1), **common)
-    late = common | {"queued_at": due + timedelta(days=30)}
-    assert "manual" in alerts.skip_reason("deadline", run_type="manual", deadline_time=due, **late)
-    assert alerts.skip_reason("deadline", run_type="scheduled", deadline_time=due, **late) is None
-    old = common | {"interval_end": created - timedelta(days=10)}
-    assert alerts.skip_reason("degradation", run_type="scheduled", deadline_time=NOW, **old) == \
-        "history catch-up"
-    new = common | {"interval_end": created + timedelta(hours=14)}
-    assert alerts.skip_reason("degradation", run_type="scheduled", deadline_time=NOW, **new) is None
+    assert reason(deadline_time=due, **common) is None
+    assert reason(run_type="backfill", deadline_time=due, **common) == "backfill run"
+    assert "history" in reason(deadline_time=created - timedelta(hours=1), **common)
+    late = common | {"queued_at": due + timedelta(hours=1)}
+    assert "manual" in reason(run_type="manual", deadline_time=due, **late)
+    assert reason(deadline_time=due, **late) is None  # a scheduled run queued late, still the newest period
+    old = common | {"start": created - timedelta(days=11), "end": created - timedelta(days=10),
+                    "queued_at": created - timedelta(days=10)}
+    assert reason("degradation", deadline_time=NOW, **old) == \
+        "history catch-up: the period ended before the schedule was created"
+    new = common | {"end": created + timedelta(hours=14), "queued_at": created + timedelta(hours=14)}
+    assert reason("degradation", deadline_time=NOW, **new) is None
+
+
+@pytest.mark.parametrize(("frequency", "start", "end", "queued_at", "catchup"), [
+    # daily: the run of 04-23 is current until 04-24's period has ended (04-25 00:00)
+    ("daily", utc(2026, 4, 23), utc(2026, 4, 24), utc(2026, 4, 24, 0, 0, 3), False),
+    ("daily", utc(2026, 4, 23), utc(2026, 4, 24), utc(2026, 4, 24, 23, 59), False),  # a late scheduler
+    ("daily", utc(2026, 4, 23), utc(2026, 4, 24), utc(2026, 4, 25), True),
+    ("daily", utc(2026, 4, 23), utc(2026, 4, 24), utc(2026, 4, 30, 9), True),  # created long after its period
+    # weekly and monthly: the next period's own length (February ends three days before 31 days are up)
+    ("weekly", utc(2026, 4, 13), utc(2026, 4, 20), utc(2026, 4, 26, 23), False),
+    ("weekly", utc(2026, 4, 13), utc(2026, 4, 20), utc(2026, 4, 27), True),
+    ("monthly", utc(2026, 1, 1), utc(2026, 2, 1), utc(2026, 2, 28, 23), False),
+    ("monthly", utc(2026, 1, 1), utc(2026, 2, 1), utc(2026, 3, 1, 0, 0, 1), True),
+    # custom and cron: one more interval of the run's own length
+    ("custom", utc(2026, 4, 24, 6), utc(2026, 4, 24, 12), utc(2026, 4, 24, 17, 59), False),
+    ("custom", utc(2026, 4, 24, 6), utc(2026, 4, 24, 12), utc(2026, 4, 24, 18), True),
+    ("cron", utc(2026, 4, 24, 0), utc(2026, 4, 24, 4), utc(2026, 4, 24, 8, 30), True),
+])
+def test_a_catchup_run_is_one_queued_after_the_next_period_had_ended(frequency, start, end, queued_at, catchup):
+    assert alerts.is_catchup(run_type="scheduled", interval_start=start, interval_end=end, queued_at=queued_at,
+                             frequency=frequency) is catchup
+
+
+def test_only_scheduled_runs_are_catchup_runs_and_missing_times_say_no():
+    span = {"interval_start": utc(2026, 4, 23), "interval_end": utc(2026, 4, 24), "frequency": "daily"}
+    assert not alerts.is_catchup(run_type="manual", queued_at=utc(2026, 5, 1), **span)
+    assert not alerts.is_catchup(run_type="backfill", queued_at=utc(2026, 5, 1), **span)
+    assert not alerts.is_catchup(run_type="scheduled", queued_at=None, **span)
+
+
+def test_catchup_and_backfill_runs_get_no_deadline_alert_whenever_the_deadline_falls():
+    """A daily chart scheduled at 04-26 10:00 with 72 h to sync, history by catchup: the deadlines of
+    04-23 (04-27 00:00) and 04-24 fall after the schedule's creation, so "the deadline had passed before
+    the schedule was created" lets them through; their runs were created when newer periods had ended."""
+    created = utc(2026, 4, 26, 10)
+    for day in (23, 24):
+        start = utc(2026, 4, day)
+        deadline = start + timedelta(days=1, hours=72)
+        assert deadline > created
+        period = {"start": start, "end": start + timedelta(days=1), "schedule_created_at": created}
+        catchup = reason(queued_at=created + timedelta(minutes=day), deadline_time=deadline, **period)
+        assert catchup == "catchup run: a newer period had ended when the run was created"
+        assert reason("degradation", queued_at=created, deadline_time=created + timedelta(hours=2),
+                      **period) == catchup
+        assert reason(run_type="backfill", queued_at=created + timedelta(days=3), deadline_time=deadline,
+                      **period) == "backfill run"
+    # the current period (04-25, ended 04-26 00:00), queued with the history: its deadline counts
+    assert reason(start=utc(2026, 4, 25), end=utc(2026, 4, 26), queued_at=created + timedelta(minutes=30),
+                  deadline_time=utc(2026, 4, 29), schedule_created_at=created) is None
+
+
+def test_a_deadline_longer_than_the_period_still_alerts_the_current_run():
+    """Custom and cron schedules allow twice their interval: when such a deadline passes a newer period
+    has ended, yet the run was the current one when it was queued."""
+    start, end = utc(2026, 4, 24, 6), utc(2026, 4, 24, 12)
+    assert reason(frequency="custom", start=start, end=end, queued_at=end + timedelta(seconds=2),
+                  deadline_time=end + timedelta(hours=12), schedule_created_at=utc(2026, 4, 1)) is None
 
 
 # -- message text --------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
@@ -26,7 +27,7 @@ from chartsync.store.tables import (
     chart_sync_schedule,
 )
 from conftest import alert_channel_env
-from sqlalchemy import create_engine, insert, select
+from sqlalchemy import create_engine, delete, insert, select, update
 
 NOW = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)
 RUN_ID = "scheduled__2026-11-23T00:00:00+00:00"
@@ -140,19 +141,24 @@ def test_channel_list_parsing():
     assert notifiers.parse_channels(None) == []
 
 
-def triggerer_context(deadline_time: datetime, run_type="scheduled", state="running") -> dict:
+def triggerer_context(deadline_time: datetime, run_type="scheduled", state="running", period=date(2026, 11, 23),
+                      queued_at="2026-11-24T00:00:05Z") -> dict:
     """What the scheduler hands a deadline callback (DAGRunResponse as JSON, the deadline)."""
-    return {"dag_run": {"dag_id": "chart_sync__spotify-top-200-global-daily", "dag_run_id": RUN_ID,
-                        "run_type": run_type, "state": state, "queued_at": "2026-11-24T00:00:05Z",
-                        "logical_date": "2026-11-23T00:00:00Z", "data_interval_start": "2026-11-23T00:00:00Z",
-                        "data_interval_end": "2026-11-24T00:00:00Z"},
+    start = datetime.combine(period, datetime.min.time(), UTC)
+    return {"dag_run": {"dag_id": "chart_sync__spotify-top-200-global-daily",
+                        "dag_run_id": f"scheduled__{period.isoformat()}T00:00:00+00:00",
+                        "run_type": run_type, "state": state, "queued_at": queued_at,
+                        "logical_date": start.isoformat(), "data_interval_start": start.isoformat(),
+                        "data_interval_end": (start + timedelta(days=1)).isoformat()},
             "deadline": {"id": "0193", "deadline_time": deadline_time}}
 
 
 def miss(engine, kind, context):
-    return alerts.handle_deadline_miss(kind, context, schedule_id=1, chart_id=chart_id(engine),
-                                       chart="spotify-top-200-global-daily", chart_name="Top 200 Global",
-                                       frequency="daily", allowed_hours=12.0, engine=engine)
+    return alerts.handle_deadline_miss(kind, context, frequency="daily", allowed_hours=12.0, engine=engine).alert
+
+
+def schedule_id_of(engine, slug="spotify-top-200-global-daily") -> int:
+    return alert_store.chart_of_dag(engine, f"chart_sync__{slug}").schedule_id
 
 
 def test_a_missed_deadline_is_recorded_with_what_was_missed(engine):
@@ -176,6 +182,83 @@ def test_history_and_stored_periods_raise_no_deadline_alert(engine):
                                                   fetched_at=NOW))
     assert miss(engine, "deadline", triggerer_context(NOW)) is None
     assert listed(engine)[1] == 0
+
+
+def test_a_catchup_or_backfill_run_past_its_deadline_records_and_sends_nothing(engine, alert_receiver,
+                                                                              monkeypatch):
+    """Daily, 48 h to sync, schedule created 11-24 10:00: the deadline of period 11-21 (11-24 00:00) had
+    passed before the schedule existed, but 11-22's (11-25 00:00) and 11-23's had not. The runs of 11-21
+    and 11-22 were created, late, after newer periods had ended: catchup, no alert. 11-23's run is the
+    newest period's: it alerts."""
+    for key, value in alert_channel_env(alert_receiver, channels="webhook").items():
+        monkeypatch.setenv(key, value)
+    created = datetime(2026, 11, 24, 10, tzinfo=UTC)
+    with engine.begin() as conn:
+        conn.execute(update(chart_sync_schedule).where(chart_sync_schedule.c.chart_id == chart_id(engine))
+                     .values(created_at=created, deadline_hours=48))
+    queued = "2026-11-24T10:00:30Z"  # catchup created every run at once (max_active_runs aside)
+    outcomes = {}
+    for day in (21, 22, 23):
+        period = date(2026, 11, day)
+        deadline = datetime.combine(period, datetime.min.time(), UTC) + timedelta(days=1, hours=48)
+        for kind in ("deadline", "degradation"):
+            outcomes[kind, day] = alerts.handle_deadline_miss(
+                kind, triggerer_context(deadline, period=period, queued_at=queued), frequency="daily",
+                allowed_hours=48.0, engine=engine)
+    backfill = alerts.handle_deadline_miss(
+        "deadline", triggerer_context(NOW, run_type="backfill", period=date(2026, 11, 22),
+                                      queued_at="2026-11-24T14:00:00Z"),
+        frequency="daily", allowed_hours=48.0, engine=engine)
+    catchup = "catchup run: a newer period had ended when the run was created"
+    assert {key: o.reason for key, o in outcomes.items() if key[1] != 23} == {
+        ("deadline", 21): catchup, ("degradation", 21): catchup,
+        ("deadline", 22): catchup, ("degradation", 22): catchup}
+    assert backfill.alert is None and backfill.reason == "backfill run"
+    assert str(backfill) == "no deadline alert for spotify-top-200-global-daily: backfill run"
+    newest = outcomes["deadline", 23]
+    assert newest.alert is not None and newest.alert.period == date(2026, 11, 23)
+    # its degradation deadline counts from a period that ended before the schedule existed: none either
+    assert outcomes["degradation", 23].reason.startswith("history catch-up")
+    (row,), _ = listed(engine)
+    assert (row["kind"], row["period"]) == ("deadline", date(2026, 11, 23))
+    assert {p.json()["period"] for p in alert_receiver.posts("/webhook")} == {"2026-11-23"}
+
+
+def test_after_the_schedule_is_removed_and_added_again_the_alert_links_the_new_schedule(engine):
+    """The deadline of a run created before the schedule was removed still carries the old schedule's id
+    in its kwargs (as Airflow stored them); the callback finds the chart by the run's DAG instead."""
+    cid, old_id = chart_id(engine), schedule_id_of(engine)
+    with engine.begin() as conn:
+        conn.execute(delete(chart_sync_schedule).where(chart_sync_schedule.c.id == old_id))
+    gone = alerts.handle_deadline_miss("deadline", triggerer_context(NOW), frequency="daily",
+                                       allowed_hours=12.0, engine=engine)
+    assert gone.alert is None and gone.reason == "the chart has no sync schedule any more"
+    with engine.begin() as conn:
+        conn.execute(insert(chart_sync_schedule).values(
+            chart_id=cid, sync_frequency="daily", history_start=date(2025, 11, 24),
+            created_at=NOW - timedelta(days=2), updated_at=NOW - timedelta(days=2)))
+    new_id = schedule_id_of(engine)
+    assert new_id != old_id
+    frozen = {"schedule_id": old_id, "chart_id": cid, "chart": "spotify-top-200-global-daily",
+              "chart_name": "Top 200 Global"}
+    output = asyncio.run(callbacks.on_deadline_missed(  # uses chart_db from the env, as in the triggerer
+        kind="deadline", frequency="daily", allowed_hours=12.0, context=triggerer_context(NOW), **frozen))
+    assert output == "deadline alert raised for spotify-top-200-global-daily"
+    (row,), _ = listed(engine, kind="deadline")
+    assert row["schedule_id"] == new_id and row["chart_id"] == cid
+    assert f"Schedule: http://airflow.test/chart-sync/ui/schedules/{new_id}" in row["message"].splitlines()
+    assert f"/schedules/{old_id}" not in row["message"]
+
+
+def test_a_missed_deadline_still_alerts_when_the_chart_db_is_down(alert_receiver, monkeypatch, tmp_path):
+    for key, value in alert_channel_env(alert_receiver, channels="webhook").items():
+        monkeypatch.setenv(key, value)
+    broken = create_engine(f"sqlite:///{tmp_path / 'missing' / 'x.db'}")
+    outcome = alerts.handle_deadline_miss("deadline", triggerer_context(NOW), frequency="daily",
+                                          allowed_hours=12.0, engine=broken)
+    assert outcome.alert.chart == "spotify-top-200-global-daily" and outcome.alert.schedule_id is None
+    (sent,) = [p.json() for p in alert_receiver.posts("/webhook")]
+    assert sent["kind"] == "deadline" and "schedule" not in sent["links"]
 
 
 def test_failure_alert_only_when_no_retry_is_left(engine):
