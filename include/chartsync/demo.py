@@ -8,11 +8,15 @@ files under $AIRFLOW_HOME/logs/; the console shows only the banner and warnings.
 
 Ctrl-C or SIGTERM stops everything it started within 20 s: the scheduler first (running tasks
 get a few seconds to finish and report), then the rest; whatever is left at the deadline is killed.
+Nothing escapes that stop: on Linux this process is the subreaper of everything it starts, so the
+workers of a component killed with SIGKILL stay in its tree (and are killed before that component
+is started again), and each component gets SIGTERM should this process die.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import os
 import signal
@@ -28,6 +32,7 @@ from pathlib import Path
 import psutil
 
 from chartsync import localdb, settings
+from chartsync.seam import airflow_settings
 
 DEMO_SCHEDULES = (  # one daily, one weekly, one monthly chart, each with a year of history
     ("spotify-top-200-global-daily", "daily"),
@@ -43,6 +48,8 @@ TRIGGERER_GRACE = 2.0  # seconds before the triggerer is told a second time (Air
 STOP_DEADLINE = 15.0  # seconds after the stop signal when whatever is left gets SIGKILL (promise: 20, PostgreSQL after)
 MAX_RESTARTS, RESTART_WINDOW = 5, 600.0  # an exited component is restarted, up to 5 times in 10 minutes
 RESTART_DELAY = 3.0  # seconds before a restart (the metadata DB may still be coming back)
+REMAINS_GRACE = 3.0  # seconds what is left of an exited component gets after SIGTERM, before SIGKILL
+LIVE_CONNECTIONS = (settings.CHART_DB_CONN_ID, settings.SOUNDCHARTS_CONN_ID)  # set here through AIRFLOW_CONN_*
 RUN_LOG = "chartsync-run.log"  # the seeding commands' output and the start/stop events
 EXECUTION_API_TIMEOUT = 30  # seconds: [workers] execution_api_timeout (Airflow's default: 5)
 EPILOG = f"""\
@@ -57,6 +64,9 @@ network: the api-server binds {DEFAULT_HOST} (set {settings.HOST_ENV}=0.0.0.0, o
   servers are not started: the api-server reads task logs from $AIRFLOW_HOME/logs directly.
 restarts: a component that exits after start-up (the scheduler does when the metadata DB goes away for
   a moment) is started again, up to {MAX_RESTARTS} times in {RESTART_WINDOW / 60:.0f} minutes; then make run stops.
+  What is left of it (a killed scheduler's LocalExecutor workers) is killed first.
+connections: chart_db and soundcharts_default reach Airflow as AIRFLOW_CONN_* variables; at each start they
+  are also written to the metadata DB, so that Airflow's Connections page shows what the tasks use.
 logs: $AIRFLOW_HOME/logs/api-server.log, scheduler.log, dag-processor.log, triggerer.log,
   {RUN_LOG}; task logs under $AIRFLOW_HOME/logs/dag_id=*/.
 users: [core] simple_auth_manager_users (make sets admin:admin,viewer:viewer, i.e. user:role); the
@@ -220,19 +230,25 @@ def _stamp(log, message: str) -> None:
 
 class Run:
     """The processes of one ``make run``: each Airflow component in its own session (so a Ctrl-C at
-    the terminal reaches only this process, which stops them in order)."""
+    the terminal reaches only this process, which stops them in order).
+
+    Created once the databases are up: from then on this process is the subreaper of what it starts
+    (PostgreSQL, started before, is not its child), so an orphan is re-parented here, not to init.
+    """
 
     def __init__(self, bin_dir: Path, env: dict[str, str], logs: Path, signals: _Signals) -> None:
         self.bin_dir, self.env, self.logs, self.signals = bin_dir, env, logs, signals
         self.procs: dict[str, subprocess.Popen] = {}
         self.run_log = open(logs / RUN_LOG, "ab")  # noqa: SIM115 (open for the whole run)
+        _become_subreaper()
 
     def call(self, *args: str) -> str:
-        """Run a chartsync command to the end (its output to the run log); stop on a signal."""
+        """Run a chartsync or airflow command to the end (its output to the run log); stop on a signal."""
         _stamp(self.run_log, " ".join(args))
         with tempfile.TemporaryFile() as out:
             proc = subprocess.Popen([str(self.bin_dir / args[0]), *args[1:]], env=self.env, stdout=out,
-                                    stderr=subprocess.STDOUT, start_new_session=True)
+                                    stderr=subprocess.STDOUT, start_new_session=True,
+                                    preexec_fn=_die_with_parent)
             try:
                 while proc.poll() is None:
                     self.signals.check()
@@ -254,6 +270,15 @@ class Run:
                                + "\n".join("    " + line for line in output.decode(errors="replace").splitlines()[-15:]))
         return output.decode(errors="replace")
 
+    def write_connections(self, conn_ids: Iterable[str]) -> None:
+        """The connections set here through AIRFLOW_CONN_* (they win at run time) written to the metadata
+        DB too, for Airflow's Connections page to show what runs; the password never leaves the file."""
+        live = airflow_settings.from_environment(self.env, conn_ids)
+        if live:
+            with tempfile.TemporaryDirectory() as folder:  # 0700: the file holds passwords
+                file = airflow_settings.import_file(Path(folder), "connections", live)
+                self.call("airflow", *airflow_settings.IMPORT_COMMANDS["connections"], str(file))
+
     def start(self, commands: dict[str, list[str]]) -> None:
         self.commands = dict(commands)
         self.restarts: dict[str, list[float]] = {name: [] for name in commands}
@@ -266,8 +291,8 @@ class Run:
         with open(self.logs / f"{name}.log", "ab") as log:
             _stamp(log, f"airflow {' '.join(args)}")
             self.procs[name] = subprocess.Popen([str(self.bin_dir / "airflow"), *args], env=self.env,
-                                                stdin=subprocess.DEVNULL, stdout=log,
-                                                stderr=subprocess.STDOUT, start_new_session=True)
+                                                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                                start_new_session=True, preexec_fn=_die_with_parent)
 
     def restart(self, name: str) -> bool:
         """Start an exited component again, as a process manager would (the scheduler and the
@@ -281,10 +306,38 @@ class Run:
         code = self.procs[name].returncode
         _warn(f"the {name} exited (code {code}); restarting it ({len(recent) + 1} of {MAX_RESTARTS} restarts "
               f"allowed in {RESTART_WINDOW / 60:.0f} min; see {self.logs / f'{name}.log'})")
-        _stamp(self.run_log, f"{name} exited (code {code}); restarting")
-        time.sleep(RESTART_DELAY)
+        killed = self.clear_remains(self.procs[name].pid)  # its own session: the group's id is its pid
+        _stamp(self.run_log, f"{name} exited (code {code}); restarting"
+               + (f" (killed what was left of it: {', '.join(killed)})" if killed else ""))
+        time.sleep(max(0.0, now + RESTART_DELAY - time.monotonic()))
         self._spawn(name)
         return True
+
+    def clear_remains(self, group: int) -> list[str]:
+        """Stop what is left of an exited component's process group, and what those processes started:
+        the LocalExecutor's workers of a scheduler killed with SIGKILL ignore SIGTERM and wait forever
+        on a queue nobody feeds. SIGTERM, then SIGKILL after ``REMAINS_GRACE``. Says what it stopped."""
+        remains = {q.pid: q for p in self.tree() if _pgid(p) == group for q in [p, *_descendants(p)]}
+        if not remains:
+            return []
+        named = [f"{p.pid} {' '.join(_cmdline(p))[:60].strip()}" for p in remains.values()]
+        for p in remains.values():
+            _send(p, signal.SIGTERM)
+        _, left = psutil.wait_procs(list(remains.values()), timeout=REMAINS_GRACE)  # reaps: they are ours now
+        for p in left:
+            _send(p, signal.SIGKILL)
+        psutil.wait_procs(left, timeout=3)
+        return named
+
+    def reap(self) -> None:
+        """Collect the exit status of orphans re-parented here (the components' own are left to Popen)."""
+        mine = {proc.pid for proc in self.procs.values()}
+        for p in _children(os.getpid()):
+            if p.pid not in mine and not _alive(p):
+                try:
+                    os.waitpid(p.pid, os.WNOHANG)
+                except ChildProcessError:
+                    pass
 
     def exited(self) -> str | None:
         """The first component that is no longer running, if any."""
@@ -331,6 +384,9 @@ class Run:
         groups, so the tree is tracked, not only the groups).
         """
         _stamp(self.run_log, "stopping")
+        for proc in self.procs.values():
+            if proc.poll() is not None:  # exited, not started again (it exited too often, or during start-up)
+                self.clear_remains(proc.pid)
         seen: dict[int, psutil.Process] = {}
 
         def alive() -> list[psutil.Process]:
@@ -392,6 +448,41 @@ class Run:
                + (f" ({len(left)} killed at the deadline: {', '.join(str(p.pid) for p in left)})" if left else ""))
         self.run_log.close()
         return took
+
+
+_PR_SET_PDEATHSIG, _PR_SET_CHILD_SUBREAPER = 1, 36  # <linux/prctl.h>
+_prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform == "linux" else None  # libc's
+if _prctl is not None:
+    _prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+
+
+def _become_subreaper() -> None:
+    """Orphans of our descendants are re-parented to this process instead of init (Linux; else nothing)."""
+    if _prctl is not None and _prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        _warn(f"cannot become the processes' subreaper ({os.strerror(ctypes.get_errno())}); a component killed "
+              "with SIGKILL may leave processes behind")
+
+
+def _die_with_parent() -> None:
+    """In a child before its exec: SIGTERM when this process dies (a SIGKILL, a crash), the graceful stop
+    every component knows. Runs between fork and exec: one C call, nothing that could take a lock. (The
+    signal follows the thread that forks: the main thread, which lives as long as this process.)"""
+    if _prctl is not None:
+        _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+
+def _pgid(p: psutil.Process) -> int | None:
+    try:
+        return os.getpgid(p.pid)
+    except OSError:
+        return None
+
+
+def _descendants(p: psutil.Process) -> list[psutil.Process]:
+    try:
+        return p.children(recursive=True)
+    except psutil.Error:
+        return []
 
 
 def _children(pid: int) -> list[psutil.Process]:
@@ -495,6 +586,7 @@ def main(argv: list[str] | None = None) -> int:
     commands = components(env)
     stop_started = None
     try:
+        run.write_connections(LIVE_CONNECTIONS)
         if not args.no_seed:
             run.call("chartsync", "charts", "import", *[a for p in PLATFORMS for a in ("--platform", p)])
             existing = _listed_slugs(run.call("chartsync", "schedules", "list"))
@@ -517,6 +609,7 @@ def main(argv: list[str] | None = None) -> int:
                      emulator.url if emulator else None, database.describe()), flush=True)
         while True:
             signals.check()
+            run.reap()
             if (name := run.exited()) is not None and not run.restart(name):
                 run.report_exit(name, f"{MAX_RESTARTS} times in {RESTART_WINDOW / 60:.0f} min; stopping the rest")
                 return 1

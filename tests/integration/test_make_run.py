@@ -1,6 +1,7 @@
 """``make run`` as a user meets it: the banner, loopback only, a bounded process tree, its PostgreSQL
 restarted under load (what exits is started again), a clean stop on SIGTERM and on Ctrl-C (SIGINT),
-and a second start that resumes without duplicating the demo."""
+a second start that resumes without duplicating the demo, and a scheduler killed with SIGKILL whose
+LocalExecutor workers do not outlive the stop."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ import requests
 from sqlalchemy import create_engine, text
 
 from chartsync import localdb, settings
-from chartsync.demo import DEMO_SCHEDULES, _listed_slugs, airflow_env, parallelism
+from chartsync.demo import DEMO_SCHEDULES, _listed_slugs, airflow_env, cpu_count, parallelism
 from conftest import BIN, ROOT, free_port, wait_for
 
 pytestmark = pytest.mark.integration
@@ -42,8 +43,9 @@ class Product:
     def __init__(self, env: dict[str, str]) -> None:
         self.out: list[str] = []
         self.err: list[str] = []
+        self.emulator_port = free_port()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "chartsync.demo", "--emulator-port", str(free_port())], env=env, cwd=ROOT,
+            [sys.executable, "-m", "chartsync.demo", "--emulator-port", str(self.emulator_port)], env=env, cwd=ROOT,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.root = psutil.Process(self.proc.pid)
         self.seen: dict[int, psutil.Process] = {}
@@ -137,6 +139,16 @@ def _answers(host: str, port: int) -> bool:
         return s.connect_ex((host, port)) == 0
 
 
+def _connections_page(port: int, password: str) -> dict[str, dict]:
+    """The connections Airflow's UI lists (its REST API), by id, as the admin sees them."""
+    url = f"http://127.0.0.1:{port}"
+    token = requests.post(f"{url}/auth/token", json={"username": "admin", "password": password},
+                          timeout=10).json()["access_token"]
+    listing = requests.get(f"{url}/api/v2/connections", params={"limit": 100}, timeout=10,
+                           headers={"Authorization": f"Bearer {token}"}).json()
+    return {c["connection_id"]: c for c in listing["connections"]}
+
+
 def _rankings(env: dict[str, str]) -> int:
     """Rankings in make run's chart DB, on the project's PostgreSQL (started for this if it is down)."""
     with localdb.Session(env) as db:
@@ -158,6 +170,35 @@ def _leftovers(home: Path) -> list[str]:
         except psutil.Error:
             pass
     return left
+
+
+def _in_sessions(sessions: set[int]) -> list[str]:
+    """Processes anywhere on the machine still in one of these sessions or process groups."""
+    left = []
+    for p in psutil.process_iter():
+        try:
+            if {os.getsid(p.pid), os.getpgid(p.pid)} & sessions and p.pid != os.getpid():
+                left.append(f"{p.pid} {' '.join(p.cmdline())[:80]}")
+        except (OSError, psutil.Error):
+            pass
+    return left
+
+
+def _component(product: Product, name: str) -> psutil.Process | None:
+    """The running ``airflow <name>`` make run started (its direct child)."""
+    for p in product.root.children():
+        args = _cmdline(p)
+        if name in args and "airflow" in " ".join(args):
+            return p
+    return None
+
+
+def _workers(scheduler: psutil.Process) -> list[psutil.Process]:
+    """The scheduler's LocalExecutor workers (their process title names the executor)."""
+    try:
+        return [p for p in scheduler.children() if "LocalExecutor" in " ".join(_cmdline(p))]
+    except psutil.Error:
+        return []
 
 
 @pytest.fixture
@@ -215,6 +256,16 @@ def test_make_run_banner_bounded_tree_clean_stop_and_resume(make_run_env):
         assert not "".join(first.err).strip(), f"warnings on a clean start: {''.join(first.err)}"
         for name in ("api-server", "scheduler", "dag-processor", "triggerer"):
             assert (home / "logs" / f"{name}.log").stat().st_size > 0, f"no {name}.log"
+
+        # -- the Connections page shows the connections the tasks use (AIRFLOW_CONN_* of make run) ---------
+        shown = _connections_page(port, passwords["admin"])
+        chart_db, soundcharts = shown["chart_db"], shown["soundcharts_default"]
+        assert (chart_db["conn_type"], chart_db["host"], chart_db["port"], chart_db["schema"], chart_db["login"]) \
+            == ("postgres", "127.0.0.1", server.port, localdb.CHART_DB, localdb.ROLE), chart_db
+        assert soundcharts["host"] == f"http://127.0.0.1:{first.emulator_port}", soundcharts
+        assert server.password not in json.dumps(shown)
+        for log in (home / "logs").rglob("*.log"):  # written to the metadata DB, never to a log
+            assert server.password not in log.read_text(errors="replace"), log
 
         # -- loopback only --------------------------------------------------------------------------------
         health = requests.get(f"http://127.0.0.1:{port}/api/v2/monitor/health", timeout=10)
@@ -285,6 +336,46 @@ def test_make_run_banner_bounded_tree_clean_stop_and_resume(make_run_env):
     finally:
         for product in products:
             product.kill()
+
+
+def test_a_killed_scheduler_leaves_nothing_behind_after_the_stop(make_run_env):
+    """kill -9 of the scheduler orphans its LocalExecutor workers (they ignore SIGTERM and wait on a queue
+    nobody feeds): make run clears them before it starts the scheduler again, and its stop leaves no process
+    of the product, those of the restarted scheduler included."""
+    env = make_run_env
+    home, port = Path(env["AIRFLOW_HOME"]), int(env["AIRFLOW__API__PORT"])
+    slots = int(airflow_env(env, cpu_count())["AIRFLOW__CORE__PARALLELISM"])
+    product = Product(env)
+    try:
+        product.banner()
+        first = wait_for(lambda: _component(product, "scheduler"), 60, "the scheduler")
+        orphans = wait_for(lambda: (w := _workers(first)) and len(w) >= slots and w, 120,
+                           f"the scheduler's {slots} LocalExecutor workers", interval=1)
+        sessions = {os.getsid(p.pid) for p in product.tree() if p.pid != product.root.pid}  # one a component
+        print(f"\nmake run: {len(product.tree())} processes before the kill; scheduler {first.pid}, workers "
+              f"{[w.pid for w in orphans]} ({sum(w.memory_info().rss for w in orphans) / 2**20:.0f} MiB)", flush=True)
+
+        first.kill()
+        wait_for(lambda: "restarting it" in "".join(product.err), 60, "make run to restart the scheduler", interval=1)
+        second = wait_for(lambda: (s := _component(product, "scheduler")) and s.pid != first.pid and s, 60,
+                          "the new scheduler")
+        wait_for(lambda: len(_workers(second)) >= slots, 180, "the new scheduler's workers", interval=1)
+        wait_for(lambda: _scheduler_healthy(port), 180, "the new scheduler to be healthy", interval=2)
+        _, alive = psutil.wait_procs(orphans, timeout=10)
+        assert not alive, f"the killed scheduler's workers outlived its restart: {[p.pid for p in alive]}"
+        sessions |= {os.getsid(p.pid) for p in product.tree() if p.pid != product.root.pid}
+        before = len(product.tree())
+
+        took = product.stop(signal.SIGTERM)
+        print(f"make run: {before} processes before the stop, stopped {took:.1f} s after SIGTERM; "
+              f"left: {len(_leftovers(home))} with its AIRFLOW_HOME, {len(_in_sessions(sessions))} in its sessions",
+              flush=True)
+        assert product.proc.returncode == 0, "".join(product.err)
+        assert not _leftovers(home)
+        assert not _in_sessions(sessions)
+        assert not localdb.home_server(env).running()
+    finally:
+        product.kill()
 
 
 # -- the pieces, without starting anything ----------------------------------------------------------------
