@@ -1,9 +1,10 @@
 """The chart-sync app the Airflow API server mounts under ``/chart-sync``: the REST API and the pages.
 
 Only wiring: the REST API's router (``api``, in the OpenAPI spec), the pages' routers and static
-files (``ui``, not in the spec), and one error table (``errors``) for both: a domain exception is
-answered with the same status through either door, in JSON by the API and as the HTML error page
-by the pages. Built by ``DeferredApp`` on the API server's first request.
+files (``ui``, not in the spec), the checks every request passes first (``door``), and one error
+table (``errors``) for both: a domain exception or a refused request is answered with the same
+status through either door, in JSON by the API and as the HTML error page by the pages. Built by
+``DeferredApp`` on the API server's first request.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 
-from chart_sync_admin import errors
+from chart_sync_admin import door, errors
 from chart_sync_admin.api import routes as api_routes
 from chart_sync_admin.security import LoginRequired
 from chart_sync_admin.ui import airflow_tabs, alerts, audit, charts, rankings, rendering, schedules, songs, stats
@@ -35,9 +36,10 @@ def create_app() -> FastAPI:
     app.mount(rendering.STATIC_PATH, rendering.static_files(), name="chart_sync_ui_static")
     for exc_type in errors.ERRORS:
         app.add_exception_handler(exc_type, _domain_error)
-    app.add_exception_handler(RequestValidationError, errors.invalid_request)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(errors.PageError, rendering.error_page)
     app.add_exception_handler(LoginRequired, rendering.login_page)
+    app.add_middleware(door.Door, answer=_refused)
     return app
 
 
@@ -46,3 +48,16 @@ def _domain_error(request: Request, exc: Exception) -> Response:
     if rendering.is_page(request):
         return rendering.error_page(request, errors.page_error(exc))
     return errors.json_response(exc)
+
+
+def _invalid_request(request: Request, exc: RequestValidationError) -> Response:
+    """A page validates only the ids in its path: one that is not an id names no page."""
+    if rendering.is_page(request):
+        return rendering.error_page(request, errors.PageError(404, "No such page", "That address names no page."))
+    return errors.invalid_request(request, exc)
+
+
+def _refused(request: Request, refusal: door.Refusal) -> Response:
+    if rendering.is_page(request):
+        return rendering.error_page(request, errors.PageError(refusal.status, refusal.title, refusal.message))
+    return errors.refusal_response(refusal)

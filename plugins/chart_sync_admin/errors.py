@@ -3,7 +3,9 @@
 ``create_app`` installs it once for the whole app. The REST API answers in JSON, ``{"detail":
 message}`` (invalid schedule input: the field-error shape of FastAPI's own 422s); the pages answer
 with the same status on the HTML error page, headed by the table's title. Refusals that only the
-pages make (no access, a refused form) are ``PageError``.
+pages make (no access, a refused form) are ``PageError``. A request the door refuses (``door``: a
+control character, a body too large) and one the schemas refuse answer here too, in a reply that
+echoes at most a few hundred characters of the input.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from fastapi import status
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+
+from chart_sync_admin.door import Refusal
 
 
 @dataclass(frozen=True)
@@ -66,22 +70,49 @@ def json_response(exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": message}, status_code=answer.status)
 
 
-def _encodable(value: Any) -> Any:
-    """An echoed input as JSON can carry it: NaN, Infinity and other non-finite numbers become text."""
+ECHO_TEXT = 200  # characters of an input string a 422 echoes back
+ECHO_ITEMS = 20  # items of an input list or object
+ECHO_DEPTH = 4  # levels of nesting (JSON may nest a thousand deep: too deep for jsonable_encoder)
+MESSAGE_TEXT = 1000  # characters of a message (one may quote the input)
+
+
+def _echoed(value: Any, depth: int = 0) -> Any:
+    """An input as a 422 echoes it: JSON can carry it (NaN, Infinity become text, a lone surrogate '?'),
+    and megabytes sent come back as a few hundred characters."""
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    if isinstance(value, str):
+        text = value.encode("utf-8", "replace").decode("utf-8")
+        return text if len(text) <= ECHO_TEXT else f"{text[:ECHO_TEXT]}... ({len(text)} characters)"
+    if isinstance(value, (dict, list, tuple)) and depth >= ECHO_DEPTH:
+        return "..."
     if isinstance(value, dict):
-        return {str(k): _encodable(v) for k, v in value.items()}
+        shown = {_echoed(str(k)): _echoed(v, depth + 1) for k, v in list(value.items())[:ECHO_ITEMS]}
+        if len(value) > ECHO_ITEMS:
+            shown["..."] = f"{len(value) - ECHO_ITEMS} more"
+        return shown
     if isinstance(value, (list, tuple)):
-        return [_encodable(v) for v in value]
+        more = [f"... {len(value) - ECHO_ITEMS} more"] if len(value) > ECHO_ITEMS else []
+        return [_echoed(v, depth + 1) for v in value[:ECHO_ITEMS]] + more
     return value
 
 
 def invalid_request(_request: Any, exc: RequestValidationError) -> JSONResponse:
     """FastAPI's 422 for a request the schemas refuse, with a body that always encodes (FastAPI's own
-    echoes a NaN or 1e999 input back and fails to encode it: a 500)."""
-    return JSONResponse({"detail": _encodable(jsonable_encoder(exc.errors()))},
-                        status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
+    echoes a NaN or 1e999 input back and fails to encode it: a 500) and stays small."""
+    detail = [{**error, "msg": str(error.get("msg", ""))[:MESSAGE_TEXT],
+               **{key: _echoed(error[key]) for key in ("input", "ctx") if key in error}} for error in exc.errors()]
+    return JSONResponse({"detail": jsonable_encoder(detail)}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
+
+
+def refusal_response(refusal: Refusal) -> JSONResponse:
+    """The REST API's answer to a request the door refuses: a 422 in the field-error shape, else the message."""
+    if refusal.loc:
+        return JSONResponse({"detail": [{"loc": list(refusal.loc), "msg": refusal.message, "type": "value_error"}]},
+                            status_code=refusal.status)
+    return JSONResponse({"detail": refusal.message}, status_code=refusal.status)
 
 
 class PageError(Exception):

@@ -25,17 +25,18 @@ from chartsync.core.alerts import KINDS
 from chartsync.core.outcomes import EXECUTION_STATUSES
 from chartsync.core.paging import Page, PageRequest
 from chartsync.settings import QUALITY_FLAGS
-from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
 
 from chart_sync_admin.api import schemas as m
+from chart_sync_admin.door import DIGITS, NO_CONTROL_PATTERN, PathId
 from chart_sync_admin.security import actor, can_edit, can_read, can_run, dag_access
 
 API_PREFIX = "/api/sync"
-NO_NUL = r"^[^\x00]*$"  # PostgreSQL rejects NUL bytes in text; refuse them as input
 
 router = APIRouter(prefix=API_PREFIX)
-ScheduleId = Annotated[int, Path(ge=1, le=m.MAX_ID)]
-ChartId = Annotated[int, Path(ge=1, le=m.MAX_ID)]
+# integers in plain digits only (``door.whole_number``): "1.0", "01", "+1" name no schedule
+ScheduleId = PathId
+ChartId = PathId
 
 
 # -- paging ---------------------------------------------------------------------------------------
@@ -46,10 +47,10 @@ def page_out(page: Page) -> dict:
 
 
 def paging(
-    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
-    page_size: Annotated[int, Query(ge=1, le=500)] = 50,
-    limit: Annotated[int | None, Query(ge=1, le=500, description="instead of page_size")] = None,
-    offset: Annotated[int | None, Query(ge=0, le=m.MAX_ID, description="instead of page")] = None,
+    page: Annotated[int, Query(ge=1, le=1_000_000), DIGITS] = 1,
+    page_size: Annotated[int, Query(ge=1, le=500), DIGITS] = 50,
+    limit: Annotated[int | None, Query(ge=1, le=500, description="instead of page_size"), DIGITS] = None,
+    offset: Annotated[int | None, Query(ge=0, le=m.MAX_ID, description="instead of page"), DIGITS] = None,
 ) -> PageRequest:
     """page/page_size, or limit/offset (which win when given)."""
     if limit is None and offset is None:
@@ -58,7 +59,7 @@ def paging(
 
 
 PagingDep = Annotated[PageRequest, Depends(paging)]
-Platform = Annotated[str | None, Query(max_length=50, pattern=NO_NUL)]
+Platform = Annotated[str | None, Query(max_length=50, pattern=NO_CONTROL_PATTERN)]
 FrequencyFilter = Annotated[m.FrequencyName | None, Query()]
 ExecutionStatus = Literal[EXECUTION_STATUSES]
 
@@ -86,7 +87,7 @@ def create_schedule(body: m.ScheduleCreate, user: GetUserDep):
 
 @router.get("/schedules/{schedule_id}/", response_model=m.ScheduleDetailOut, dependencies=can_read,
             summary="One schedule with its recent execution history")
-def get_schedule(schedule_id: ScheduleId, history: Annotated[int, Query(ge=0, le=500)] = 20):
+def get_schedule(schedule_id: ScheduleId, history: Annotated[int, Query(ge=0, le=500), DIGITS] = 20):
     return schedules.schedule_detail(engine(), schedule_id, history)
 
 
@@ -174,7 +175,7 @@ def chart_status(chart_id: ChartId):
 
 @router.get("/gaps/", response_model=m.GapsOut, dependencies=can_read,
             summary="Missing periods of scheduled charts, as ranges with the backfill that heals each")
-def list_gaps(chart_id: Annotated[int | None, Query(ge=1, le=m.MAX_ID)] = None):
+def list_gaps(chart_id: Annotated[int | None, Query(ge=1, le=m.MAX_ID), DIGITS] = None):
     report = gaps.gap_report(engine(), chart_id)
     return {"items": report.gaps, "total": len(report.gaps), "waiting": report.waiting}
 
@@ -190,8 +191,8 @@ def heal_gaps(body: m.HealRequest, user: GetUserDep):
             summary="Success rate, executions, average duration and freshness: overall and per schedule")
 def get_stats(paging: PagingDep, platform: Platform = None, frequency: FrequencyFilter = None,
               active: bool | None = None, overdue: bool | None = None,
-              days: Annotated[int | None, Query(ge=1, le=3660, description="only executions of the last N days")]
-              = None):
+              days: Annotated[int | None, Query(ge=1, le=3660, description="only executions of the last N days"),
+                              DIGITS] = None):
     since = datetime.now(UTC) - timedelta(days=days) if days else None
     page = schedules.list_schedules(engine(), platform=platform, frequency=frequency, active=active,
                                     overdue=overdue, paging=paging, since=since)
@@ -200,10 +201,10 @@ def get_stats(paging: PagingDep, platform: Platform = None, frequency: Frequency
 
 @router.get("/audit/", response_model=m.Page[m.AuditOut], dependencies=can_read,
             summary="Who changed what, newest first")
-def list_audit(paging: PagingDep, entity_id: Annotated[int | None, Query(ge=0, le=m.MAX_ID)] = None,
-               actor: Annotated[str | None, Query(max_length=250, pattern=NO_NUL)] = None,
-               entity: Annotated[str | None, Query(max_length=50, pattern=NO_NUL)] = None,
-               action: Annotated[str | None, Query(max_length=50, pattern=NO_NUL)] = None):
+def list_audit(paging: PagingDep, entity_id: Annotated[int | None, Query(ge=0, le=m.MAX_ID), DIGITS] = None,
+               actor: Annotated[str | None, Query(max_length=250, pattern=NO_CONTROL_PATTERN)] = None,
+               entity: Annotated[str | None, Query(max_length=50, pattern=NO_CONTROL_PATTERN)] = None,
+               action: Annotated[str | None, Query(max_length=50, pattern=NO_CONTROL_PATTERN)] = None):
     return page_out(audit.entries(engine(), entity=entity, entity_id=entity_id, actor=actor, action=action,
                                   paging=paging))
 
@@ -214,8 +215,8 @@ AlertKind = Literal[KINDS]
 @router.get("/alerts/", response_model=m.Page[m.AlertOut], dependencies=can_read,
             summary="The alert feed (deadline, degradation, failure, overdue, digest), newest first")
 def list_alerts(paging: PagingDep, kind: AlertKind | None = None,
-                chart_id: Annotated[int | None, Query(ge=1, le=m.MAX_ID)] = None,
-                days: Annotated[int | None, Query(ge=1, le=3660, description="only alerts of the last N days")]
-                = None):
+                chart_id: Annotated[int | None, Query(ge=1, le=m.MAX_ID), DIGITS] = None,
+                days: Annotated[int | None, Query(ge=1, le=3660, description="only alerts of the last N days"),
+                                DIGITS] = None):
     since = datetime.now(UTC) - timedelta(days=days) if days else None
     return page_out(alerts.list_alerts(engine(), kind=kind, chart_id=chart_id, since=since, paging=paging))

@@ -27,7 +27,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-MAX_ID = 2**31 - 1  # an INTEGER column's range on every dialect
+from chart_sync_admin.door import MAX_ID
 
 
 def checked(check: Callable[[Any], Any]) -> Callable[[Any], Any]:

@@ -8,6 +8,7 @@ from chartsync.store.engine import chart_engine
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
+from chart_sync_admin.door import MAX_ID
 from chart_sync_admin.security import ViewerDep
 from chart_sync_admin.ui.forms import query_choice, query_int, query_text
 from chart_sync_admin.ui.rendering import PAGE_SIZE, UI, render
@@ -19,7 +20,7 @@ TARGETS = (audit.SCHEDULE, audit.CHART, audit.BACKFILL)
 @router.get("/audit", response_class=HTMLResponse)
 def audit_page(request: Request, viewer: ViewerDep):
     filters = {"actor": query_text(request, "actor", 250), "target": query_choice(request, "target", TARGETS),
-               "target_id": query_int(request, "target_id", 0, 0, 2**31 - 1) or None}
+               "target_id": query_int(request, "target_id", 0, 0, MAX_ID) or None}
     result = audit.entries(chart_engine(), actor=filters["actor"], entity=filters["target"],
                            entity_id=filters["target_id"],
                            paging=PageRequest.number(query_int(request, "page", 1), PAGE_SIZE))

@@ -1,12 +1,14 @@
 """What a page reads from its request, and what a form POST answers.
 
-Query parameters are read leniently: a bad hand-edited URL falls back to the default. A form POST
+Query parameters are read leniently: a bad hand-edited URL falls back to the default. Numbers are
+read as typed in ASCII digits only (``door.whole_number``): ``²`` or ``١`` is not a number. A form POST
 answers POST-redirect-GET: a redirect back to its page with flash messages of what happened (a
 signed cookie the next page shows once), or first, without JavaScript, a confirmation step.
 """
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from urllib.parse import quote
 
@@ -18,16 +20,16 @@ from fastapi.responses import RedirectResponse, Response
 from starlette.datastructures import FormData
 
 from chart_sync_admin import csrf
+from chart_sync_admin.door import MAX_ID, whole_number
+from chart_sync_admin.errors import PageError
 from chart_sync_admin.security import Viewer
 from chart_sync_admin.ui.rendering import UI, app_root, flash_path, page_url, render
 
 
 # -- query parameters ------------------------------------------------------------------------------------
 def query_int(request: Request, name: str, default: int, low: int = 1, high: int = 1_000_000) -> int:
-    try:
-        return min(max(int(request.query_params.get(name, default)), low), high)
-    except ValueError:
-        return default
+    value = whole_number(request.query_params.get(name, ""))
+    return default if value is None else min(max(value, low), high)
 
 
 def query_choice(request: Request, name: str, allowed, default=None):
@@ -48,32 +50,35 @@ def iso_date(value: str | None) -> date | None:
 
 
 # -- form fields -----------------------------------------------------------------------------------------
+def ids(values) -> list[int]:
+    """Form values that name ids, each once, in order (at most 500); one that names none refuses the form."""
+    found = []
+    for value in values:
+        number = whole_number(value) if isinstance(value, str) else None
+        if number is None or not 0 < number <= MAX_ID:
+            raise PageError(422, "Invalid form", f"{str(value)[:40]!r} is not an id (plain digits, 1 to {MAX_ID})")
+        found.append(number)
+    return list(dict.fromkeys(found))[:500]
+
+
 def form_ids(form: FormData, name: str) -> list[int]:
-    ids = []
-    for value in form.getlist(name):
-        try:
-            ids.append(int(value))
-        except (TypeError, ValueError):
-            continue
-    return list(dict.fromkeys(i for i in ids if 0 < i < 2**31))[:500]
+    return ids(form.getlist(name))
+
+
+_INTEGER = re.compile("[+-]?[0-9]+")
+_DECIMAL = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?")
 
 
 def form_int(form: FormData, name: str) -> int | str | None:
     """A whole number, or the text as typed (the schedule validator names what is wrong with it)."""
     value = str(form.get(name) or "").strip()[:50]
-    try:
-        return int(value) if value else None
-    except ValueError:
-        return value
+    return int(value) if _INTEGER.fullmatch(value) else value or None
 
 
 def form_float(form: FormData, name: str) -> float | str | None:
-    """A number, or the text as typed (the schedule validator names what is wrong with it)."""
+    """A number, or the text as typed (the schedule validator names what is wrong with it: "nan", "١")."""
     value = str(form.get(name) or "").strip()[:50]
-    try:
-        return float(value) if value else None
-    except ValueError:
-        return value
+    return float(value) if _DECIMAL.fullmatch(value) else value or None
 
 
 def add_options(form: FormData) -> dict:

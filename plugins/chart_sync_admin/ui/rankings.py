@@ -10,6 +10,7 @@ from chartsync.store.engine import chart_engine
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
+from chart_sync_admin.door import PathId
 from chart_sync_admin.security import ViewerDep
 from chart_sync_admin.ui.forms import iso_date, query_choice, query_int, query_text
 from chart_sync_admin.ui.rendering import UI, render
@@ -18,7 +19,7 @@ router = APIRouter(prefix=UI, include_in_schema=False)
 
 
 @router.get("/charts/{chart_id}/ranking", response_class=HTMLResponse)
-def ranking_page(request: Request, viewer: ViewerDep, chart_id: int):
+def ranking_page(request: Request, viewer: ViewerDep, chart_id: PathId):
     filters = {"period": iso_date(request.query_params.get("period")), "q": query_text(request, "q"),
                "trend": query_choice(request, "trend", rankings.TRENDS),
                "sort": query_choice(request, "sort", tuple(rankings.SORTS), "position"),

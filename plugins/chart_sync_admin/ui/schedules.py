@@ -16,6 +16,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 from starlette.datastructures import FormData
 
+from chart_sync_admin.door import PathId
 from chart_sync_admin.security import FormDep, Viewer, ViewerDep, require_run
 from chart_sync_admin.ui.forms import (
     back,
@@ -26,6 +27,7 @@ from chart_sync_admin.ui.forms import (
     form_int,
     dag_link,
     heal_message,
+    ids,
     invalid_form,
     message,
     query_choice,
@@ -63,14 +65,14 @@ def schedules_bulk(request: Request, viewer: ViewerDep, form: FormDep):
     single = str(form.get("single") or "")
     if single:  # a row's own button: "<action>:<schedule id>"
         action, _, one = single.partition(":")
-        schedule_ids = [int(one)] if one.isdigit() else []
+        schedule_ids = ids([one])
     else:
         action, schedule_ids = str(form.get("action") or ""), form_ids(form, "schedule_id")
     return _schedule_action(request, viewer, form, action, schedule_ids, "/schedules")
 
 
 @router.post("/schedules/{schedule_id}/action")
-def schedule_action(request: Request, viewer: ViewerDep, form: FormDep, schedule_id: int):
+def schedule_action(request: Request, viewer: ViewerDep, form: FormDep, schedule_id: PathId):
     return _schedule_action(request, viewer, form, str(form.get("action") or ""), [schedule_id],
                             f"/schedules/{schedule_id}")
 
@@ -97,7 +99,7 @@ def _schedule_action(request: Request, viewer: Viewer, form: FormData, action: s
 
 
 @router.get("/schedules/{schedule_id}", response_class=HTMLResponse)
-def schedule_page(request: Request, viewer: ViewerDep, schedule_id: int):
+def schedule_page(request: Request, viewer: ViewerDep, schedule_id: PathId):
     return render(request, viewer, "schedule.html", nav="schedules", **schedule_context(request, schedule_id),
                   **quality_context(request, schedule_id))
 
@@ -141,7 +143,7 @@ def _deadline_text(row) -> str:
 
 
 @router.post("/schedules/{schedule_id}/config")
-def schedule_config(request: Request, viewer: ViewerDep, form: FormDep, schedule_id: int):
+def schedule_config(request: Request, viewer: ViewerDep, form: FormDep, schedule_id: PathId):
     to = page_url(request, f"/schedules/{schedule_id}")
     frequency = str(form.get("sync_frequency") or "")
     try:
