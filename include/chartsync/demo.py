@@ -381,7 +381,8 @@ class Run:
         Once the scheduler is gone, or after ``STOP_GRACE``, every component's process group gets
         SIGTERM (the task supervisors pass it on to their tasks), and at the deadline whatever is
         left of the whole tree gets SIGKILL (tasks and trigger runners run in their own process
-        groups, so the tree is tracked, not only the groups).
+        groups, so the tree is tracked, not only the groups; orphans are in it, this process being
+        their subreaper). What is left of a component that exited and was not started again goes first.
         """
         _stamp(self.run_log, "stopping")
         for proc in self.procs.values():
