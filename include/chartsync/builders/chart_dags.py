@@ -92,13 +92,8 @@ def timetable_for(config: ScheduleConfig):
 
 
 def start_date_for(config: ScheduleConfig) -> datetime:
-    """History or an immediate first sync start at history_start (fixed); a scheduled first sync
-    without history starts at the period the schedule was created in, so its first run is the next tick."""
-    if config.sync_historical_data or config.sync_immediately or not config.frequency.is_calendar:
-        day = config.history_start
-    else:
-        day = calendar.align(config.frequency, config.created_on, config.weekday)
-    return midnight(day)
+    """The DAG's start: its first period (``ScheduleConfig.dag_start``) at midnight UTC."""
+    return midnight(config.dag_start)
 
 
 def build_dag(config: ScheduleConfig, task_defaults: dict[str, Any] | None = None) -> DAG:

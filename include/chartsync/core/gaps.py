@@ -248,20 +248,21 @@ def split_at_front(window: Window, gaps: list[GapRange], front: date | None
 
 
 def triggerable_period(config: ScheduleConfig, period: date, today: date, *, snap: bool = False) -> date:
-    """The period a manual run may sync: a period start of the chart's calendar inside its history
-    window (``history_window``), else ScheduleError on ``period`` naming the nearest valid periods.
+    """The period a manual run may sync: a period start of the chart's calendar from the DAG's first
+    period (``ScheduleConfig.dag_start``) to the latest complete one, else ScheduleError on ``period``
+    naming the nearest valid periods.
 
     No silent snapping: a day inside a period is refused unless ``snap`` asks for that period. A run
-    before the window would be a green run that synced nothing (Airflow creates no task before the
-    DAG's start), one after it a period not complete yet.
+    before the DAG's start would be a green run that synced nothing (Airflow creates no task there),
+    one after the latest complete period a period not published yet.
     """
     freq, weekday = config.period_frequency, config.weekday
-    first, last = history_window(config, today)
+    first, last = config.dag_start, history_window(config, today)[1]
     start = freqs.align(freq, period, weekday)
     name = f"{config.frequency.value} schedule" if freq is config.frequency else f"{freq.value} chart"
     if start < first:
-        raise ScheduleError("period", f"{period} is before the history start of this {name}: the earliest "
-                                      f"period is {first}")
+        raise ScheduleError("period", f"{period} is before the first period of this {name}'s DAG: the "
+                                      f"earliest period is {first}")
     if period > last:
         raise ScheduleError("period", f"{period} is not a complete period yet: the latest period is {last}")
     if start != period and not snap:

@@ -196,6 +196,15 @@ class ScheduleConfig:
             return self.frequency
         return calendar.detect_frequency(self.chart_frequency)
 
+    @property
+    def dag_start(self) -> date:
+        """The first period the chart's DAG has (its ``start_date``): the fixed history start when it
+        syncs history, syncs immediately (the newest period, before the creation day) or is not a
+        calendar schedule; else the period it was created in, so its first run is the next tick."""
+        if self.sync_historical_data or self.sync_immediately or not self.frequency.is_calendar:
+            return self.history_start
+        return calendar.align(self.frequency, self.created_on, self.weekday)
+
     @classmethod
     def from_row(cls, row) -> ScheduleConfig:
         """Validate a raw joined row (the same rules as every door); raises ScheduleError naming the field."""

@@ -71,7 +71,7 @@ def sync_run(engine: Engine, client: SoundchartsClient, config: ScheduleConfig, 
     API and DB failures other than "not published" are raised: they are worth a retry.
     """
     log.info("Syncing %s period %s (run %s, try %s)", config.slug, period or "latest", run.run_id, run.try_number)
-    if period is not None and (reason := _outside_window(config, period, (now or datetime.now(UTC)).date())):
+    if period is not None and (reason := _not_complete(config, period, (now or datetime.now(UTC)).date())):
         executions.record_failure(engine, run, period, now or datetime.now(UTC), reason, status=SKIPPED)
         log.warning(reason)
         return NothingToDo(period, reason)
@@ -89,11 +89,10 @@ def sync_run(engine: Engine, client: SoundchartsClient, config: ScheduleConfig, 
     return Synced(result, (*synced, result))
 
 
-def _outside_window(config: ScheduleConfig, period: date, today: date) -> str | None:
-    """Why the schedule does not sync ``period`` (a run Airflow was asked for outside the window), or None."""
-    first, last = history_window(config, today)
-    if period < first:
-        return f"{config.slug}: period {period} is before the schedule's history window ({first}..{last}): nothing to sync"
+def _not_complete(config: ScheduleConfig, period: date, today: date) -> str | None:
+    """Why ``period`` cannot be synced yet (a manual run Airflow was asked for in the current period),
+    or None. Airflow itself creates no task before the DAG's first period."""
+    last = history_window(config, today)[1]
     if period > last:
         return f"{config.slug}: period {period} is not complete yet (the latest is {last}): nothing to sync"
     return None

@@ -57,7 +57,7 @@ def test_a_day_inside_a_period_names_the_nearest_period_starts_unless_snap_asks_
 
 
 @pytest.mark.parametrize("period, words", [
-    (date(1, 1, 1), "before the history start"), (date(2025, 6, 1), "the earliest period is 2025-12-01"),
+    (date(1, 1, 1), "before the first period"), (date(2025, 6, 1), "the earliest period is 2025-12-01"),
     (date(2026, 11, 1), "not a complete period yet"), (date(2027, 1, 1), "the latest period is 2026-10-01")])
 def test_periods_outside_the_history_window_are_refused_even_with_snap(period, words):
     with pytest.raises(ScheduleError) as refused:
@@ -80,3 +80,12 @@ def test_only_the_periods_the_catchup_is_creating_now_are_next_in_it():
     assert is_next_in_catchup(Frequency.MONTHLY, front, front)
     assert is_next_in_catchup(Frequency.MONTHLY, date(2026, 5, 1), front)
     assert not is_next_in_catchup(Frequency.MONTHLY, date(2026, 6, 1), front)  # far ahead: passed over later
+
+
+def test_a_schedule_without_history_that_syncs_immediately_may_sync_from_its_dags_start():
+    fresh = config(Frequency.DAILY, sync_historical_data=False, sync_immediately=True,
+                   history_start=date(2025, 11, 24), created_on=TODAY)
+    assert triggerable_period(fresh, date(2026, 11, 23), TODAY) == date(2026, 11, 23)
+    later = config(Frequency.DAILY, sync_historical_data=False, history_start=date(2025, 11, 24), created_on=TODAY)
+    with pytest.raises(ScheduleError, match="the earliest period is 2026-11-24"):
+        triggerable_period(later, date(2026, 11, 23), TODAY)
