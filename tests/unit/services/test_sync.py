@@ -181,14 +181,25 @@ def test_a_period_the_api_skipped_is_recorded_as_skipped(engine, client, emulato
     assert stored(engine) == []
 
 
-@pytest.mark.parametrize("period", [PERIOD - timedelta(days=31), date.today()])
-def test_a_period_outside_the_history_window_is_skipped_with_the_reason_not_synced(engine, client, period):
-    outcome = sync.sync_run(engine, client, config(), RUN, period, run_type="manual")
+def test_a_period_not_complete_yet_is_skipped_with_the_reason_not_synced(engine, client):
+    outcome = sync.sync_run(engine, client, config(), RUN, date.today(), run_type="manual")
     assert isinstance(outcome, NothingToDo) and "nothing to sync" in outcome.message
     with engine.connect() as conn:
         rows = conn.execute(select(chart_sync_execution.c.status, chart_sync_execution.c.error)).all()
     assert [r.status for r in rows] == ["skipped"] and rows[0].error == outcome.message
     assert stored(engine) == [] and client.request_count == 0
+
+
+def test_the_first_run_of_a_schedule_without_history_syncs_the_day_before_its_creation(engine, client):
+    fresh = config(sync_historical_data=False, sync_immediately=True, created_on=PERIOD + timedelta(days=1))
+    assert fresh.dag_start < PERIOD < gaps_window_first(fresh)  # before its gap window, yet the DAG's own
+    assert isinstance(sync.sync_run(engine, client, fresh, RUN, PERIOD, run_type="scheduled"), Synced)
+
+
+def gaps_window_first(config: ScheduleConfig) -> date:
+    from chartsync.core.gaps import history_window
+
+    return history_window(config, date.today())[0]
 
 
 def test_nothing_published_at_all_is_a_failure_not_worth_a_retry(engine, client, emulator_admin):
