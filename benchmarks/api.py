@@ -28,7 +28,7 @@ import requests  # noqa: E402
 from sqlalchemy import insert  # noqa: E402
 
 from chartsync.store.tables import chart, chart_sync_execution, chart_sync_schedule  # noqa: E402
-from conftest import make_airflow_env, start_airflow, stop_airflow  # noqa: E402
+from stacks import make_airflow_env, start_airflow, stop_airflow  # noqa: E402
 from latency import p, timings  # noqa: E402
 
 FREQUENCIES = ("daily", "weekly", "monthly")

@@ -36,7 +36,7 @@ from sqlalchemy import func, select, update  # noqa: E402
 
 from chartsync import demo, settings  # noqa: E402
 from chartsync.store.tables import chart_ranking, chart_sync_schedule  # noqa: E402
-from conftest import AirflowEnv, make_airflow_env, session_postgres, start_airflow, stop_airflow  # noqa: E402
+from stacks import AirflowEnv, make_airflow_env, session_postgres, start_airflow, stop_airflow  # noqa: E402
 from soundcharts_emulator.server import start_server  # noqa: E402
 
 TARGET = 1.10

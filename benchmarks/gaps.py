@@ -33,7 +33,7 @@ from chartsync.store import gaps as gap_store  # noqa: E402
 from chartsync.store import pages  # noqa: E402
 from chartsync.store.migrate import upgrade  # noqa: E402
 from chartsync.store.tables import chart, chart_expected_period, chart_ranking, chart_sync_schedule  # noqa: E402
-from pgcluster import start_postgres  # noqa: E402
+from stacks.postgres import start_postgres  # noqa: E402
 
 TODAY = date(2026, 11, 24)
 WINDOWS: list = []

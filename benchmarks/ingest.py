@@ -54,7 +54,7 @@ from chartsync.soundcharts.models import Ranking, RankingEntry, atom_for  # noqa
 from chartsync.store.migrate import upgrade  # noqa: E402
 from chartsync.store.rankings import store_ranking  # noqa: E402
 from chartsync.store.tables import chart, chart_ranking, chart_ranking_entry, chart_ranking_quality, track  # noqa: E402
-from pgcluster import Postgres, start_postgres  # noqa: E402
+from stacks.postgres import Postgres, start_postgres  # noqa: E402
 
 CHART_ID = 1
 FIRST_PERIOD = date(2025, 11, 24)

@@ -44,7 +44,7 @@ from chartsync.store.tables import (  # noqa: E402
     track_audience,
 )
 from chartsync.core.trends import TRENDS  # noqa: E402
-from conftest import make_airflow_env, start_airflow, stop_airflow  # noqa: E402
+from stacks import make_airflow_env, start_airflow, stop_airflow  # noqa: E402
 from latency import p, timings  # noqa: E402
 
 FREQUENCIES = ("daily", "weekly", "monthly")

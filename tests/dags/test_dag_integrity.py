@@ -61,7 +61,7 @@ def _id(engine, slug):
 def _dagbag(path: str = "dags"):
     from airflow.dag_processing.dagbag import DagBag
 
-    from conftest import ROOT
+    from stacks import ROOT
 
     return DagBag(dag_folder=str(ROOT / path))
 
@@ -123,7 +123,7 @@ def test_bad_row_becomes_a_paused_placeholder_naming_the_field(chart_db):
 
 
 def test_the_shard_files_are_the_configured_ones():
-    from conftest import ROOT
+    from stacks import ROOT
 
     files = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "dags").glob("chart_sync*.py"))
     assert files == [settings.CHART_DAG_FILE.format(shard=k) for k in range(settings.CHART_DAG_SHARDS)]

@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import insert
 
 from chartsync.store.tables import chart, chart_ranking, chart_sync_execution, chart_sync_schedule
-from conftest import make_airflow_env, start_airflow, stop_airflow
+from stacks import make_airflow_env, start_airflow, stop_airflow
 from e2e.conftest import SCREENSHOTS
 
 pytestmark = pytest.mark.integration

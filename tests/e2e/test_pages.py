@@ -45,7 +45,7 @@ from chartsync.store.executions import record_failure
 from chartsync.core.calendar import Frequency, latest_complete_period
 from chartsync.soundcharts.client import SoundchartsClient
 from chartsync.services.sync import sync_period
-from conftest import AirflowServices, make_airflow_env, start_airflow, stop_airflow, wait_for
+from stacks import AirflowServices, make_airflow_env, start_airflow, stop_airflow, wait_for
 
 pytestmark = pytest.mark.integration
 

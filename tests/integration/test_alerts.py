@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import requests
 from chartsync.store.tables import chart, chart_sync_alert, chart_sync_execution, chart_sync_schedule
-from conftest import alert_channel_env, start_airflow, stop_airflow, wait_for
+from stacks import alert_channel_env, start_airflow, stop_airflow, wait_for
 from sqlalchemy import create_engine, insert, select, text, update
 
 pytestmark = pytest.mark.integration

@@ -24,7 +24,7 @@ from chartsync.store.tables import (
     chart_sync_execution,
     chart_sync_schedule,
 )
-from conftest import make_airflow_env, start_airflow, stop_airflow, wait_for
+from stacks import make_airflow_env, start_airflow, stop_airflow, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ import requests
 from sqlalchemy import func, insert, select
 
 from chartsync.store.tables import track, track_audience
-from conftest import BIN, start_airflow, stop_airflow, wait_for
+from stacks import BIN, start_airflow, stop_airflow, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -21,7 +21,7 @@ import requests
 from sqlalchemy import delete, func, select, update
 
 from chartsync.store.tables import chart, chart_ranking, chart_ranking_entry, chart_sync_schedule, track
-from conftest import BIN, free_port, make_airflow_env, start_airflow, stop_airflow, wait_for
+from stacks import BIN, free_port, make_airflow_env, start_airflow, stop_airflow, wait_for
 
 pytestmark = pytest.mark.integration
 

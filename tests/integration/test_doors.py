@@ -29,7 +29,7 @@ from sqlalchemy import func, select, update
 
 from chartsync.services import gaps
 from chartsync.store.tables import chart, chart_sync_audit, chart_sync_schedule
-from conftest import AirflowEnv, AirflowServices, make_airflow_env, start_airflow, stop_airflow, wait_for
+from stacks import AirflowEnv, AirflowServices, make_airflow_env, start_airflow, stop_airflow, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -29,7 +29,7 @@ import requests
 from sqlalchemy import delete, select
 
 from chartsync.store.tables import chart_sync_alert, chart_sync_execution
-from conftest import alert_channel_env, make_airflow_env, start_airflow, stop_airflow, wait_for
+from stacks import alert_channel_env, make_airflow_env, start_airflow, stop_airflow, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -23,7 +23,7 @@ from chartsync.store.tables import (
     chart_sync_heal,
     chart_sync_schedule,
 )
-from conftest import start_airflow, stop_airflow, wait_for
+from stacks import start_airflow, stop_airflow, wait_for
 
 pytestmark = pytest.mark.integration
 

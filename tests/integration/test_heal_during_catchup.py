@@ -15,7 +15,7 @@ import requests
 from sqlalchemy import delete, func, select
 
 from chartsync.store.tables import chart, chart_ranking, chart_sync_schedule
-from conftest import start_airflow, stop_airflow, wait_for
+from stacks import start_airflow, stop_airflow, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -26,7 +26,7 @@ from sqlalchemy import create_engine, text
 
 from chartsync import localdb, settings
 from chartsync.demo import DEMO_SCHEDULES, _listed_slugs, airflow_env, cpu_count, parallelism
-from conftest import BIN, ROOT, free_port, wait_for
+from stacks import BIN, ROOT, free_port, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -42,17 +42,8 @@ from chartsync.store.tables import (
     chart_sync_execution,
     chart_sync_schedule,
 )
-from conftest import (
-    BIN,
-    AlertReceiver,
-    alert_channel_env,
-    make_airflow_env,
-    session_postgres,
-    start_airflow,
-    stop_airflow,
-    wait_for,
-)
-from pgcluster import Postgres, start_postgres
+from stacks import BIN, AlertReceiver, alert_channel_env, make_airflow_env, session_postgres, start_airflow, stop_airflow, wait_for
+from stacks.postgres import Postgres, start_postgres
 from integration.test_failures import Airflow, task_process, webhook_failures
 
 pytestmark = pytest.mark.integration
@@ -74,8 +65,8 @@ def dag_id(slug: str) -> str:
 
 @dataclass
 class Stack:
-    af: object  # conftest.AirflowEnv
-    services: object  # conftest.AirflowServices
+    af: object  # stacks.AirflowEnv
+    services: object  # stacks.AirflowServices
     airflow: Airflow
     chart_pg: Postgres
     metadata_pg: Postgres

@@ -39,7 +39,7 @@ from chartsync.store.tables import (
     chart_sync_execution,
     track,
 )
-from conftest import BIN, AlertReceiver, alert_channel_env, make_airflow_env, start_airflow, stop_airflow, wait_for
+from stacks import BIN, AlertReceiver, alert_channel_env, make_airflow_env, start_airflow, stop_airflow, wait_for
 from integration.test_failures import Airflow
 
 pytestmark = pytest.mark.integration

@@ -10,7 +10,7 @@ import requests
 from sqlalchemy import select, update
 
 from chartsync.store.tables import chart, chart_ranking, chart_sync_execution, chart_sync_schedule
-from conftest import start_airflow, stop_airflow, wait_for
+from stacks import start_airflow, stop_airflow, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ import requests
 from sqlalchemy import select, update
 
 from chartsync.store.tables import chart_sync_execution, track
-from conftest import start_airflow, stop_airflow, wait_for
+from stacks import start_airflow, stop_airflow, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -80,7 +80,7 @@ def test_argument_errors_exit_2(engine, capsys, argv, message):
     assert schedules(engine) == []
 
 
-def test_output_names_charts_by_slug(engine, capsys, monkeypatch):
+def test_output_names_charts_by_slug(engine, capsys, monkeypatch, airflow_db):
     monkeypatch.setattr(orchestration, "set_paused", lambda dag_id, paused: False)  # the DAG is not parsed
     assert cli.main(["schedules", "add", "daily-chart", "--no-history"]) == 0
     assert capsys.readouterr().out.startswith("daily-chart: scheduled daily")
@@ -90,7 +90,7 @@ def test_output_names_charts_by_slug(engine, capsys, monkeypatch):
     assert capsys.readouterr().out.startswith("daily-chart: sync schedule removed; chart_sync__daily-chart ")
 
 
-def test_add_detects_frequency_list_and_duplicate(engine, capsys):
+def test_add_detects_frequency_list_and_duplicate(engine, capsys, airflow_db):
     assert cli.main(["schedules", "add", "daily-chart"]) == 0
     assert cli.main(["schedules", "add", "mystery-chart", "--no-history", "--inactive"]) == 0
     rows = {r.chart_id: r for r in schedules(engine)}
@@ -153,7 +153,8 @@ def test_quality_shows_the_schedule_pages_summary_and_flagged_rankings(engine, c
     assert "invalid choice: 'bogus'" in capsys.readouterr().err
 
 
-def test_sync_runs_the_same_service_as_the_dag_task(engine, capsys, emulator, emulator_admin, monkeypatch):
+def test_sync_runs_the_same_service_as_the_dag_task(engine, capsys, emulator, emulator_admin, monkeypatch,
+                                                   airflow_db):
     slug = "apple-music-top-100-us-daily"
     monkeypatch.setenv("AIRFLOW_CONN_SOUNDCHARTS_DEFAULT", json.dumps(
         {"conn_type": "http", "host": emulator.url, "login": "soundcharts", "password": "soundcharts"}))

@@ -12,7 +12,7 @@ import textwrap
 import psutil
 import pytest
 
-from conftest import ROOT, wait_for
+from stacks import ROOT, wait_for
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="prctl: Linux only")
 

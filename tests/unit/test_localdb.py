@@ -14,7 +14,9 @@ import psycopg2
 import pytest
 
 from chartsync import localdb, settings
-from conftest import BIN, ROOT, free_port
+from stacks import BIN, ROOT, free_port
+
+pytestmark = pytest.mark.server  # starts PostgreSQL servers
 
 
 def test_named_servers_win_and_sqlite_stays_possible():

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from chartsync.seam import airflow_settings
-from conftest import ROOT
+from stacks import ROOT
 
 CHART_DB = {"conn_type": "postgres", "host": "127.0.0.1", "port": 5501, "login": "chartsync",
             "password": "s3cret", "schema": "chartsync"}

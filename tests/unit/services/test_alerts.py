@@ -26,7 +26,7 @@ from chartsync.store.tables import (
     chart_sync_execution,
     chart_sync_schedule,
 )
-from conftest import alert_channel_env
+from stacks import alert_channel_env
 from sqlalchemy import create_engine, delete, insert, select, update
 
 NOW = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)

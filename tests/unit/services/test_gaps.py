@@ -66,6 +66,13 @@ def test_backfill_command_closes_the_range():
                                     "--from-date 2026-01-03 --to-date 2026-01-05 --reprocess-behavior failed")
 
 
+@pytest.fixture(autouse=True)
+def no_chart_dag_in_airflow(monkeypatch):
+    """What an Airflow without the test's chart DAGs answers: no catchup front (FakeAirflow below gives
+    fronts; the real scheduler's are tested by tests/integration/test_heal_during_catchup.py)."""
+    monkeypatch.setattr(orchestration, "catchup_fronts", lambda dag_ids: {})
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def engine(request, tmp_path):
     engine = migrated_chart_engine(request, tmp_path, "gaps_unit")

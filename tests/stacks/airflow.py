@@ -1,0 +1,145 @@
+"""An Airflow home (its metadata DB a copy of the session's migrated template) and its processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from stacks.postgres import metadata_database, session_postgres
+from stacks.processes import BIN, ROOT, free_port, wait_for
+
+
+def soundcharts_conn(url: str) -> str:
+    return json.dumps({"conn_type": "http", "host": url, "login": "soundcharts", "password": "soundcharts"})
+
+
+@dataclass
+class AirflowEnv:
+    home: Path
+    env: dict[str, str]
+    chart_db_url: str
+
+    def airflow(self, *args: str, timeout: float = 300, check: bool = True) -> subprocess.CompletedProcess:
+        done = subprocess.run([str(BIN / "airflow"), *args], env=self.env, capture_output=True, text=True,
+                              timeout=timeout)
+        if check and done.returncode != 0:
+            raise AssertionError(f"airflow {' '.join(args)} exited {done.returncode}:\n{done.stdout[-3000:]}\n"
+                                 f"{done.stderr[-3000:]}")
+        return done
+
+    def chartsync(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        done = subprocess.run([str(BIN / "chartsync"), *args], env=self.env, capture_output=True, text=True,
+                              timeout=300)
+        if check and done.returncode != 0:
+            raise AssertionError(f"chartsync {' '.join(args)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}")
+        return done
+
+    def engine(self):
+        from sqlalchemy import create_engine
+
+        return create_engine(self.chart_db_url)
+
+
+def make_airflow_env(base: Path, emulator_url: str, chart_conn: str, chart_db_url: str,
+                     metadata_url: str | None = None) -> AirflowEnv:
+    """A private AIRFLOW_HOME whose metadata DB is on PostgreSQL: ``metadata_url`` (migrated here), or by
+    default a copy of the session's migrated template."""
+    home = base / "airflow"
+    home.mkdir(parents=True, exist_ok=True)
+    api_port = free_port()
+    env = {
+        **os.environ,
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin,viewer:viewer",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{api_port}/execution/",
+        "AIRFLOW__API__PORT": str(api_port),
+        "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{api_port}",
+        "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
+        # two Airflow stacks share 2 cores (xdist): a task's start call to the api-server can take over the
+        # default 5 s, which fails the try before it runs (as make run does: chartsync.demo)
+        "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "30",
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+        "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "5",
+        "AIRFLOW_CONN_SOUNDCHARTS_DEFAULT": soundcharts_conn(emulator_url),
+        "AIRFLOW_CONN_CHART_DB": chart_conn,
+        "CHARTSYNC_SCHEDULE_SNAPSHOT": str(base / "schedules.json"),
+        "PYTHONPATH": str(ROOT / "include"),
+    }
+    (home / "simple_auth_manager_passwords.json.generated").write_text(
+        json.dumps({"admin": "admin", "viewer": "viewer"}))
+    if metadata_url is not None:
+        env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = metadata_url
+        subprocess.run([str(BIN / "airflow"), "db", "migrate"], env=env, check=True, capture_output=True)
+    else:
+        env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = session_postgres().url(metadata_database())
+    af = AirflowEnv(home, env, chart_db_url)
+    af.chartsync("db", "upgrade")
+    subprocess.run([str(BIN / "airflow"), "pools", "set", "soundcharts_api", "4", "chart-sync"], env=env,
+                   check=True, capture_output=True)
+    return af
+
+
+@dataclass
+class AirflowServices:
+    af: AirflowEnv
+    procs: dict[str, subprocess.Popen]
+
+    @property
+    def api_url(self) -> str:
+        return self.af.env["AIRFLOW__API__BASE_URL"]
+
+    def token(self, user: str = "admin", password: str | None = None) -> str:
+        import requests
+
+        r = requests.post(f"{self.api_url}/auth/token", json={"username": user, "password": password or user},
+                          timeout=10)
+        r.raise_for_status()
+        return r.json()["access_token"]
+
+
+def start_airflow(af: AirflowEnv, components=("api-server", "scheduler", "dag-processor")) -> AirflowServices:
+    logs = af.home / "logs"
+    logs.mkdir(exist_ok=True)
+    procs = {}
+    for name in components:
+        out = open(logs / f"{name}.out", "w")
+        args = [str(BIN / "airflow"), name]
+        if name == "api-server":
+            args += ["--port", af.env["AIRFLOW__API__PORT"], "--host", "127.0.0.1"]
+        procs[name] = subprocess.Popen(args, env=af.env, stdout=out, stderr=subprocess.STDOUT,
+                                       start_new_session=True)
+    services = AirflowServices(af, procs)
+    if "api-server" in components:
+        import requests
+
+        def up():
+            try:
+                return requests.get(f"{services.api_url}/api/v2/monitor/health", timeout=2).status_code == 200
+            except requests.RequestException:
+                return False
+
+        wait_for(up, 120, "the Airflow api-server")
+    return services
+
+
+def stop_airflow(services: AirflowServices) -> None:
+    for proc in services.procs.values():
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    for proc in services.procs.values():
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
