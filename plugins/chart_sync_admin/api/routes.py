@@ -77,8 +77,24 @@ def list_schedules(paging: PagingDep, platform: Platform = None, frequency: Freq
                                              overdue=overdue, paging=paging))
 
 
+ONE_SCHEDULE = "#/paths/~1api~1sync~1schedules~1{schedule_id}~1"  # a JSON pointer into the spec's paths
+
+
+def schedule_links() -> dict:
+    """OpenAPI links from a new schedule to the operations on it (for clients, and for the fuzzer's
+    stateful phase: create, then read, change and delete what it created)."""
+    by_id = {"schedule_id": "$response.body#/schedule/id"}
+    links = {f"{method}_schedule": {"operationRef": f"{ONE_SCHEDULE}/{method}", "parameters": by_id}
+             for method in ("get", "put", "patch", "delete")}
+    links["get_history"] = {"operationRef": f"{ONE_SCHEDULE}history~1/get", "parameters": by_id}
+    links["get_status"] = {"operationRef": "#/paths/~1api~1sync~1status~1{chart_id}~1/get",
+                           "parameters": {"chart_id": "$response.body#/schedule/chart_id"}}
+    return {"links": links}
+
+
 @router.post("/schedules/", response_model=m.ScheduleWriteOut, status_code=status.HTTP_201_CREATED,
-             dependencies=can_edit, summary="Schedule a chart (its DAG appears at the next parse)")
+             dependencies=can_edit, summary="Schedule a chart (its DAG appears at the next parse)",
+             responses={status.HTTP_201_CREATED: schedule_links()})
 def create_schedule(body: m.ScheduleCreate, user: GetUserDep):
     settings = body.model_dump(exclude={"chart_id"})
     change = schedules.create_schedule(engine(), body.chart_id, actor=actor(user), **settings)
