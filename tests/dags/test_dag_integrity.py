@@ -8,12 +8,12 @@ from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
-from sqlalchemy import create_engine, insert, update
+from sqlalchemy import insert, update
 
 from chartsync import settings
 from chartsync.services import schedules
-from chartsync.store.migrate import upgrade
 from chartsync.store.tables import chart, chart_sync_schedule
+from conftest import migrated_sqlite
 
 MAINTENANCE_DAGS = {"chart_sync_gap_audit", "chart_sync_track_metadata", "chart_sync_audience",
                     "chart_sync_quality_checks"}  # at least these; every DAG of the package is checked below
@@ -31,8 +31,7 @@ ROWS = [
 @pytest.fixture
 def chart_db(tmp_path, monkeypatch):
     path = tmp_path / "chart.db"
-    engine = create_engine(f"sqlite:///{path}")
-    upgrade(engine)
+    engine = migrated_sqlite(path)
     now = datetime.now(UTC)
     with engine.begin() as conn:
         for slug, freq, weekday, _ in ROWS:

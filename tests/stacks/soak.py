@@ -4,16 +4,11 @@ short or hidden. ``run_soak`` does one soak in an Airflow home; ``table`` prints
 
 from __future__ import annotations
 
-import argparse
-import shutil
-import sys
-import tempfile
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 
 
 import requests
@@ -31,8 +26,7 @@ from chartsync.store.tables import (
     chart_sync_execution,
     chart_sync_schedule,
 )
-from stacks.airflow import AirflowEnv, AirflowServices, make_airflow_env, session_postgres, start_airflow, stop_airflow, wait_for
-from soundcharts_emulator.server import start_server
+from stacks.airflow import AirflowEnv, AirflowServices, start_airflow, stop_airflow, wait_for
 
 # Charts of the emulator's catalogue, daily and weekly in turn (weekly ones publish on Thu, Fri, Mon).
 DAILY = ("spotify-top-200-global-daily", "spotify-top-200-us-daily", "apple-music-top-200-global-daily",

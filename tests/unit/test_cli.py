@@ -6,11 +6,10 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import create_engine, func, insert, select
+from sqlalchemy import func, insert, select
 
 from chartsync import cli
 from chartsync.seam import orchestration
-from chartsync.store.migrate import upgrade
 from chartsync.store.tables import (
     chart,
     chart_ranking,
@@ -19,13 +18,13 @@ from chartsync.store.tables import (
     chart_sync_execution,
     chart_sync_schedule,
 )
+from conftest import migrated_sqlite
 
 
 @pytest.fixture
 def engine(tmp_path, monkeypatch):
     path = tmp_path / "chart.db"
-    engine = create_engine(f"sqlite:///{path}")
-    upgrade(engine)
+    engine = migrated_sqlite(path)
     with engine.begin() as conn:
         conn.execute(insert(chart).values(slug="daily-chart", name="Daily", platform="spotify", frequency="daily",
                                           created_at=datetime.now(UTC)))

@@ -26,6 +26,7 @@ from chartsync.store.tables import (
     chart_sync_execution,
     chart_sync_schedule,
 )
+from conftest import migrated_sqlite
 from stacks import alert_channel_env
 from sqlalchemy import create_engine, delete, insert, select, update
 
@@ -50,13 +51,13 @@ def listed(engine, limit: int = 100, offset: int = 0, **filters) -> tuple[list[d
 def engine(request, tmp_path, monkeypatch):
     if request.param == "sqlite":
         path = tmp_path / "chart.db"
-        engine = create_engine(f"sqlite:///{path}")
+        engine = migrated_sqlite(path)
         conn_json = json.dumps({"conn_type": "sqlite", "host": str(path)})
     else:
         pg = request.getfixturevalue("postgres")
         name = pg.create_database(f"alerts_{tmp_path.name[-20:].lower().replace('-', '_')}")
         engine, conn_json = create_engine(pg.url(name)), pg.conn_json(name)
-    upgrade(engine)
+        upgrade(engine)
     monkeypatch.setenv("AIRFLOW_CONN_CHART_DB", conn_json)
     monkeypatch.setenv("AIRFLOW_VAR_CHARTSYNC_ALERT_CHANNELS", "")
     monkeypatch.setenv("AIRFLOW__API__BASE_URL", "http://airflow.test")

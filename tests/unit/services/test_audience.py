@@ -8,14 +8,14 @@ import xml.etree.ElementTree as ET
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
-from sqlalchemy import create_engine, func, insert, select, update
+from sqlalchemy import func, insert, select, update
 
 from chartsync.services import audience
 from chartsync.seam import orchestration
 from chartsync.services.audience import AudienceView, TrackNotFound
-from chartsync.store.migrate import upgrade
 from chartsync.store.tables import track, track_audience
 from chartsync.soundcharts.client import SoundchartsClient, SoundchartsMalformedResponse
+from conftest import migrated_sqlite
 
 SVG = "{http://www.w3.org/2000/svg}"
 NOW = datetime(2026, 3, 10, 12, tzinfo=UTC)
@@ -79,8 +79,7 @@ def client(emulator, monkeypatch):
 @pytest.fixture
 def song(tmp_path, client):
     """A charted song of the emulator, stored as a track."""
-    engine = create_engine(f"sqlite:///{tmp_path / 'chart.db'}")
-    upgrade(engine)
+    engine = migrated_sqlite(tmp_path / 'chart.db')
     entry = client.ranking("spotify-top-200-global-daily").entries[0]
     now = datetime.now(UTC)
     with engine.begin() as conn:

@@ -11,6 +11,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+
+from conftest import migrated_sqlite
 from sqlalchemy import create_engine, insert, select
 
 from chartsync.builders import callbacks
@@ -37,13 +39,13 @@ NOW = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)
 def engine(request, tmp_path, monkeypatch):
     if request.param == "sqlite":
         path = tmp_path / "chart.db"
-        engine = create_engine(f"sqlite:///{path}")
+        engine = migrated_sqlite(path)
         conn_json = json.dumps({"conn_type": "sqlite", "host": str(path)})
     else:
         pg = request.getfixturevalue("postgres")
         name = pg.create_database(f"failures_{tmp_path.name[-20:].lower().replace('-', '_')}")
         engine, conn_json = create_engine(pg.url(name)), pg.conn_json(name)
-    upgrade(engine)
+        upgrade(engine)
     monkeypatch.setenv("AIRFLOW_CONN_CHART_DB", conn_json)
     monkeypatch.setenv("AIRFLOW_VAR_CHARTSYNC_ALERT_CHANNELS", "")
     monkeypatch.setenv("AIRFLOW__API__BASE_URL", "http://airflow.test")

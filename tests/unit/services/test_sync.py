@@ -10,12 +10,11 @@ from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
-from sqlalchemy import create_engine, func, insert, select, text, update
+from sqlalchemy import func, insert, select, text, update
 
 from chartsync import settings
 from chartsync.core.quality import RankingRejected
 from chartsync.soundcharts.models import Ranking
-from chartsync.store.migrate import upgrade
 from chartsync.store.tables import (
     chart,
     chart_ranking,
@@ -24,7 +23,7 @@ from chartsync.store.tables import (
     chart_sync_execution,
     track,
 )
-from conftest import migrated_chart_engine
+from conftest import migrated_chart_engine, migrated_sqlite
 from chartsync.core.calendar import Frequency
 from chartsync.core.outcomes import Failed, NothingToDo, NotPublishedYet, RunRef, Skipped, Synced
 from chartsync.core.schedule import ScheduleConfig
@@ -43,8 +42,7 @@ PERIOD = date.today() - timedelta(days=5)
 
 @pytest.fixture
 def engine(tmp_path):
-    engine = create_engine(f"sqlite:///{tmp_path / 'chart.db'}")
-    upgrade(engine)
+    engine = migrated_sqlite(tmp_path / 'chart.db')
     with engine.begin() as conn:
         conn.execute(insert(chart).values(id=1, slug=SLUG, name="Apple Music US", platform="apple-music",
                                           frequency="daily", created_at=datetime.now(UTC)))

@@ -8,9 +8,8 @@ from datetime import UTC, date, datetime, timedelta
 from types import SimpleNamespace
 
 import pytest
-from sqlalchemy import create_engine, func, insert, select, update
+from sqlalchemy import func, insert, select, update
 
-from chartsync.store.migrate import upgrade
 from chartsync.store.tables import (
     chart,
     chart_ranking,
@@ -24,6 +23,7 @@ from chartsync.soundcharts.client import SoundchartsClient, SoundchartsMalformed
 from chartsync.services.sync import sync_period
 from chartsync.core.outcomes import SyncFinding, findings_from_extras, rankings_event_extra
 from chartsync.services.track_metadata import due_tracks, refresh_metadata
+from conftest import migrated_sqlite
 
 PERIOD = date.today() - timedelta(days=5)
 WITH_METADATA = (1, "apple-music-top-100-us-daily")
@@ -48,8 +48,7 @@ def test_foreign_or_broken_extras_name_no_finding():
 # -- on a chart DB -----------------------------------------------------------------------------------
 @pytest.fixture
 def engine(tmp_path):
-    engine = create_engine(f"sqlite:///{tmp_path / 'chart.db'}")
-    upgrade(engine)
+    engine = migrated_sqlite(tmp_path / 'chart.db')
     now = datetime.now(UTC)
     with engine.begin() as conn:
         for (chart_id, slug), fetch in ((WITH_METADATA, True), (WITHOUT_METADATA, False)):

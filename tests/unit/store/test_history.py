@@ -5,13 +5,13 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
-from sqlalchemy import create_engine, insert
+from sqlalchemy import insert
 
 from chartsync.core.paging import PageRequest
 from chartsync.services import history as service
 from chartsync.store import history
-from chartsync.store.migrate import upgrade
 from chartsync.store.tables import chart, chart_ranking, chart_sync_execution, chart_sync_schedule
+from conftest import migrated_sqlite
 
 NOW = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)
 START = date(2026, 6, 1)  # chart 1's history window (daily): 14 periods due by NOW (June 1-14)
@@ -28,8 +28,7 @@ def engine(tmp_path):
     """Chart 1 (daily, catching up): June 1-10 synced in the last hour of catchup, June 3 after two
     failed tries, June 11 failed twice, June 12 skipped, one try without a period; chart 2 (weekly):
     one period synced on schedule, one failed."""
-    engine = create_engine(f"sqlite:///{tmp_path / 'chart.db'}")
-    upgrade(engine)
+    engine = migrated_sqlite(tmp_path / 'chart.db')
     with engine.begin() as conn:
         for i, freq in ((1, "daily"), (2, "weekly")):
             conn.execute(insert(chart).values(id=i, slug=f"c{i}", name=f"Chart {i}", platform="spotify",

@@ -5,14 +5,14 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
-from sqlalchemy import create_engine, insert
+from sqlalchemy import insert
 
 from chartsync.seam import orchestration
 from chartsync.core.paging import PageRequest
 from chartsync.services import schedules
 from chartsync.store import pages
-from chartsync.store.migrate import upgrade
 from chartsync.store.tables import chart, chart_ranking, chart_sync_execution, chart_sync_schedule
+from conftest import migrated_sqlite
 
 NOW = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)
 
@@ -27,8 +27,7 @@ def _execution(chart_id: int, n: int, status: str, started: datetime, duration: 
 def engine(tmp_path, monkeypatch):
     """Charts 1-6: 1 active and fresh, 2 active and never synced for 40 days (overdue), 3 inactive,
     4 active with a poor success rate, 5 and 6 not scheduled."""
-    engine = create_engine(f"sqlite:///{tmp_path / 'chart.db'}")
-    upgrade(engine)
+    engine = migrated_sqlite(tmp_path / 'chart.db')
     monkeypatch.setattr(orchestration, "dag_states", lambda dag_ids: {})  # no Airflow metadata DB here
     names = {1: "Alpha Daily", 2: "Beta Weekly", 3: "Gamma Daily", 4: "Delta Daily", 5: "Epsilon Daily",
              6: "Zeta Monthly"}

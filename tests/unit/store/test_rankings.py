@@ -8,16 +8,15 @@ from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
-from sqlalchemy import create_engine, func, insert, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from chartsync import settings
 from chartsync.core.quality import QualityContext, RankingQuality
 from chartsync.services import coverage
 from chartsync.store import rankings
-from chartsync.store.migrate import upgrade
 from chartsync.seam import orchestration
-from conftest import migrated_chart_engine
+from conftest import migrated_chart_engine, migrated_sqlite
 from chartsync.store.tables import chart, chart_expected_period, chart_ranking, chart_ranking_entry, track
 from chartsync.core.outcomes import RunRef
 from chartsync.store.executions import record_failure
@@ -34,8 +33,7 @@ DAY = date.today() - timedelta(days=6)
 
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory, emulator):
-    engine = create_engine(f"sqlite:///{tmp_path_factory.mktemp('rank') / 'chart.db'}")
-    upgrade(engine)
+    engine = migrated_sqlite(tmp_path_factory.mktemp('rank') / 'chart.db')
     with engine.begin() as conn:
         conn.execute(insert(chart).values(id=1, slug=SLUG, name="Spotify GB", platform="spotify", frequency="daily",
                                           created_at=datetime.now(UTC)))
