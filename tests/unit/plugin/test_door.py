@@ -2,8 +2,8 @@
 and a refused request writes nothing.
 
 The plugin's app runs in-process, mounted at ``/chart-sync`` as the API server mounts it, behind
-Airflow's own auth manager (a JWT, its access checks on this session's metadata DB) and on a chart DB
-on PostgreSQL, which refuses NUL in text. tests/integration/test_api_schemathesis.py sends the same
+Airflow's own auth manager (a JWT, its access checks on the test process's metadata DB, ``airflow_db``)
+and on a chart DB on PostgreSQL, which refuses NUL in text. tests/integration/test_api_schemathesis.py sends the same
 kinds of input to a real api-server.
 """
 
@@ -28,7 +28,7 @@ NOT_IDS = ("1.0", "01", "+1", "%201", "1%20", "1_0", "%C2%B2", "%D9%A1", "0x1", 
 
 
 @pytest.fixture(scope="module")
-def engine(postgres):
+def engine(postgres, airflow_db):
     url = postgres.url(postgres.create_database("door_chart"))
     engine = create_engine(url)
     upgrade(engine)
@@ -83,18 +83,13 @@ def no_write(engine):
     assert counts() == before
 
 
-def raw(client: TestClient, method: str, path: str, **kwargs):
-    """A request whose path is sent as written (percent escapes and all)."""
-    return client.request(method, path, **kwargs)
-
-
 # -- ids are plain digits ----------------------------------------------------------------------------------
 @pytest.mark.parametrize("not_id", NOT_IDS)
 def test_an_api_id_in_any_other_spelling_names_nothing(client, no_write, not_id):
     for method in ("GET", "DELETE"):
-        response = raw(client, method, f"{API}/schedules/{not_id}/")
+        response = client.request(method, f"{API}/schedules/{not_id}/")
         assert response.status_code == 422, (method, not_id, response.text)
-    assert raw(client, "GET", f"{API}/status/{not_id}/").status_code == 422
+    assert client.request("GET", f"{API}/status/{not_id}/").status_code == 422
     assert client.get(f"{API}/schedules/1/").status_code == 200  # schedule 1 is still there
 
 
@@ -116,7 +111,7 @@ def test_an_api_query_integer_is_plain_digits(client, query):
 @pytest.mark.parametrize("not_id", NOT_IDS)
 def test_a_page_id_in_any_other_spelling_is_no_page(client, not_id):
     for path in (f"{UI}/schedules/{not_id}", f"{UI}/charts/{not_id}/ranking"):
-        response = raw(client, "GET", path)
+        response = client.request("GET", path)
         assert response.status_code == 404, (path, response.text[:200])
         assert "No such page" in response.text
 
@@ -148,7 +143,7 @@ def test_a_page_query_integer_in_other_digits_is_read_as_absent(client):
                                   f"{UI}/songs/a%7Fb", f"{UI}/songs/a%C2%85b", f"{UI}/static/%00",
                                   f"{API}/schedules/%00/", f"{API}/status/1%00/"])
 def test_a_control_character_in_a_path_is_no_page(client, path):
-    response = raw(client, "GET", path)
+    response = client.request("GET", path)
     assert response.status_code == 404, response.text[:300]
 
 
@@ -160,7 +155,7 @@ def test_a_fetch_of_a_song_with_nul_in_its_id_is_no_page(client, csrf_token, no_
 @pytest.mark.parametrize("path", [f"{API}/audit/?actor=a%00b", f"{API}/schedules/?platform=%01", f"{UI}/charts?q=%00",
                                   f"{UI}/alerts?chart=%0A", f"{API}/schedules/?x%00=1", f"{UI}/stats?days=30%00"])
 def test_a_control_character_in_a_query_is_refused(client, path):
-    response = raw(client, "GET", path)
+    response = client.request("GET", path)
     assert response.status_code == 422, response.text[:300]
 
 
