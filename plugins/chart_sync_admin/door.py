@@ -100,10 +100,8 @@ def _refusal_of_head(scope: Scope) -> Refusal | None:
     refusal = _control_in_form(parse_qsl(query.decode("latin-1"), keep_blank_values=True), "query")
     if refusal is not None:
         return refusal
-    length = dict(scope["headers"]).get(b"content-length", b"0")
-    if not length.isdigit() or int(length) > MAX_BODY_BYTES:
-        return _too_large()
-    return None
+    length = dict(scope["headers"]).get(b"content-length", b"")  # the server has checked it is a number
+    return _too_large() if length.isdigit() and int(length) > MAX_BODY_BYTES else None
 
 
 def _too_large() -> Refusal:
