@@ -13,7 +13,7 @@ export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS ?= admin:admin,viewer:viewer
 export PATH := $(BIN):$(PATH)
 export PYTHONPATH := $(CURDIR)/include$(if $(PYTHONPATH),:$(PYTHONPATH))
 
-.PHONY: setup databases env run test lint docs image-deps bench clean
+.PHONY: setup databases env run test test-fast lint docs image-deps bench clean
 
 # requirements-dev.txt = requirements.txt (the runtime, what the image installs) + the suite's tools
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
@@ -54,6 +54,11 @@ run:
 ## test: the whole suite (starts and stops its own servers: PostgreSQL, the emulator, Airflow), in TEST_WORKERS
 ## pytest-xdist processes (default 2; a file's tests stay in one: they share its fixtures); TEST_WORKERS=0: one process
 TEST_WORKERS ?= 2
+## test-fast: the inner loop while coding: every test that needs no server (unit, DAG integrity, CLI, recipes), in
+## under a minute; it starts no PostgreSQL, no Airflow, no browser (tests marked `server` are left to make test)
+test-fast: $(VENV)/.installed
+	$(BIN)/python -m pytest -p no:cacheprovider -n $(TEST_WORKERS) -m "not server" -q $(PYTEST_ARGS)
+
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
