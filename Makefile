@@ -57,7 +57,7 @@ TEST_WORKERS ?= 2
 ## test-fast: the inner loop while coding: every test that needs no server (unit, DAG integrity, CLI, recipes), in
 ## under a minute; it starts no PostgreSQL, no Airflow, no browser (tests marked `server` are left to make test)
 test-fast: $(VENV)/.installed
-	$(BIN)/python -m pytest -p no:cacheprovider -n $(TEST_WORKERS) -m "not server" -q $(PYTEST_ARGS)
+	CHARTSYNC_TEST_NO_SERVERS=1 $(BIN)/python -m pytest -p no:cacheprovider -n $(TEST_WORKERS) -m "not server" -q $(PYTEST_ARGS)
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stacks.postgres import metadata_database, session_postgres
-from stacks.processes import BIN, ROOT, free_port, wait_for
+from stacks.processes import BIN, ROOT, free_port, server_allowed, wait_for
 
 
 def soundcharts_conn(url: str) -> str:
@@ -106,6 +106,7 @@ class AirflowServices:
 
 
 def start_airflow(af: AirflowEnv, components=("api-server", "scheduler", "dag-processor")) -> AirflowServices:
+    server_allowed("Airflow")
     logs = af.home / "logs"
     logs.mkdir(exist_ok=True)
     procs = {}

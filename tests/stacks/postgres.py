@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from chartsync.localdb import ROLE, Server
-from stacks.processes import BIN, free_port
+from stacks.processes import BIN, free_port, server_allowed
 
 # throw-away data: durability off, as fast as PostgreSQL goes
 FAST = ("fsync=off", "synchronous_commit=off", "full_page_writes=off")
@@ -84,6 +84,7 @@ def start_postgres(private: bool = False) -> Postgres:
     if given and not private:
         host, port, user, password = given.split(":", 3)
         return Postgres(host, int(port), user, password)
+    server_allowed("PostgreSQL")
     server = Server(Path(tempfile.mkdtemp(prefix="chartsync-pg-")), free_port(), FAST)
     server.start()  # initdb, start, create the databases chartsync.localdb knows
     return Postgres("127.0.0.1", server.port, ROLE, server.password, server)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
 import time
@@ -26,3 +27,13 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.5):
             return value
         time.sleep(interval)
     raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+NO_SERVERS = "CHARTSYNC_TEST_NO_SERVERS"  # set by make test-fast
+
+
+def server_allowed(what: str) -> None:
+    """Refuse to start ``what`` in a run that promised none (make test-fast): the test needs the
+    ``server`` marker (conftest adds it to tests that use a server fixture)."""
+    if os.environ.get(NO_SERVERS):
+        raise RuntimeError(f"make test-fast starts no server, yet a test started {what}: mark it `server`")
