@@ -146,7 +146,7 @@ class Server:
             return False
         if _port_taken(self.port):
             raise LocalDbError(f"port {self.port} on 127.0.0.1 is taken by another program; choose one with "
-                               f"{settings.PG_PORT_ENV}=... or name an existing server (README: Databases)")
+                               f"{settings.PG_PORT_ENV}=... or name an existing server (docs/getting-started.md: databases)")
         opts = " ".join([f"-p {self.port}", *(f"-c {o}" for o in self.options)])
         user = _server_user()
         if user:

@@ -112,13 +112,17 @@ def build_parser() -> argparse.ArgumentParser:
     audit = gaps.add_parser("audit", help="refresh the expected periods from the API (gaps and coverage are computed when shown)")
     audit.add_argument("slug", nargs="?", help="only this chart (default: every active schedule)")
     audit.set_defaults(run="gaps_audit")
-    lst = gaps.add_parser("list", help="gap ranges with the airflow backfill command that closes each")
+    lst = gaps.add_parser("list", help="gap ranges with the airflow backfill command that closes each, and what "
+                          "waits for each chart's catchup")
     lst.add_argument("slug", nargs="?")
     lst.set_defaults(run="gaps_list")
     heal = gaps.add_parser("heal", help="backfill exactly the missing periods: the first gap range now, the others queued behind it",
-                           description="One backfill per chart DAG over its gap ranges (reprocess behaviour "
-                           "'completed', so runs that succeeded but left no data are redone). A DAG with a "
-                           "running backfill is skipped: healing twice creates no duplicates.")
+                           description="Per chart, an Airflow backfill of its first gap range now (reprocess "
+                           "behaviour 'failed': a successful run is never turned into a backfill run; one whose "
+                           "rankings are gone is cleared to run again); the other ranges are queued and start when "
+                           "the backfill before completes. Only gaps behind the DAG's catchup front: what the "
+                           "catchup creates in turn is left to it, and said. A chart with a running backfill "
+                           "reports already-running, one Airflow refuses reports refused; the others go on.")
     heal.add_argument("slug", nargs="?")
     heal.add_argument("--all", action="store_true", help="every chart with gaps")
     heal.set_defaults(run="gaps_heal")

@@ -2,7 +2,7 @@
 
 Channels are the providers' notifiers: Slack (``SlackWebhookNotifier``), e-mail (``SmtpNotifier``)
 and ``WebhookNotifier`` below (POST JSON through the http provider's ``HttpHook``). Which ones are
-on, and the connections they use, are Airflow Variables (see README "Alerts"):
+on, and the connections they use, are Airflow Variables (see docs/operating/alerts.md):
 
 - ``chartsync_alert_channels``: comma-separated subset of ``webhook,slack,email`` (empty: none;
   alerts are still recorded in ``chart_sync_alert``);
