@@ -1,4 +1,4 @@
-"""The admin pages where ops use them: inside the Airflow UI (issue 12, points 1, 6, 7).
+"""The admin pages where ops use them: inside the Airflow UI.
 
 Airflow 3.3.2 embeds a plugin's external view in an iframe sandboxed with
 ``allow-scripts allow-same-origin allow-forms allow-downloads``: no modals (``confirm()`` returns false at

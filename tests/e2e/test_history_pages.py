@@ -1,4 +1,4 @@
-"""History by period in Chromium, inside the Airflow UI's sandboxed iframe (issue 12, points 4 and 5):
+"""History by period in Chromium, inside the Airflow UI's sandboxed iframe:
 from the schedule list's failed-period link to the filtered history, a period's tries unfolded (a
 <details>: no script, no dialog), the run link, the catchup card and the plots by period.
 

@@ -1,4 +1,4 @@
-"""Three doors, one schedule service (issue 10): the ``chartsync`` CLI, the REST API and the admin pages.
+"""Three doors, one schedule service: the ``chartsync`` CLI, the REST API and the admin pages.
 
 The same scenario runs through each door, on a chart of its own: add a schedule, deactivate it,
 activate it again, heal its gaps, remove it. After every step the effects are read from where they

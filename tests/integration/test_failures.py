@@ -1,4 +1,4 @@
-"""Airflow's state is the truth (issue 11, point 4), on a real scheduler, dag-processor and api-server.
+"""Airflow's state is the truth, on a real scheduler, dag-processor and api-server.
 
 Two chart DAGs sync slowly (every ranking request of the emulator answers after 20 s), so their task
 is running when the test acts on it from outside, and no task body records anything:

@@ -1,4 +1,4 @@
-"""History by period, catchup progress and the plots by period (issue 12, points 4 and 5), as a real
+"""History by period, catchup progress and the plots by period, as a real
 `airflow api-server` serves them: the schedule page, the schedule table, the stats page and the REST
 API, on a PostgreSQL chart DB (the unit tests run the same queries on SQLite).
 

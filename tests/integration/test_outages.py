@@ -1,4 +1,4 @@
-"""Kill and outage tests (issue 11, point 6, and point 4's ``kill -9`` of a task's supervisor), on a
+"""Kill and outage tests (the databases going away, ``kill -9`` of a task's supervisor), on a
 real scheduler, dag-processor and api-server (LocalExecutor), with the Airflow metadata DB and the
 chart DB on two private PostgreSQL servers that the tests stop and start again, and the emulator as
 the API. One Airflow serves every scenario (a start costs about a minute); each scenario syncs its

@@ -1,4 +1,4 @@
-"""Data quality (issue 14) for real: one scheduler, dag-processor and api-server (LocalExecutor) for the
+"""Data quality for real: one scheduler, dag-processor and api-server (LocalExecutor) for the
 module, Airflow's metadata DB and the chart DB on PostgreSQL, the emulator as the API.
 
 - the warehouse checks DAG (``chart_sync_quality_checks``): a clean warehouse passes; a ranking whose

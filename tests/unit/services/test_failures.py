@@ -166,7 +166,7 @@ def test_concurrent_reports_of_one_final_failure_raise_one_alert(engine, sent, m
 
 
 def test_a_try_failed_after_its_body_returned_shows_as_failed(engine, sent):
-    """Airflow marked the try failed although the task body had stored the period (issue 11)."""
+    """Airflow marked the try failed although the task body had stored the period (Airflow's state is the truth)."""
     with engine.begin() as conn:
         conn.execute(insert(chart_sync_execution).values(
             chart_id=chart_id(engine), dag_id=DAG_ID, run_id=RUN_ID, try_number=1, period=date(2026, 11, 23),
@@ -183,7 +183,7 @@ def test_a_try_failed_after_its_body_returned_shows_as_failed(engine, sent):
 
 def test_a_body_that_commits_after_airflow_failed_its_try_leaves_the_failure_last(engine, sent):
     """The try's supervisor was killed: Airflow failed the try (heartbeat timeout), then the orphaned task
-    process stored the period. The failure stays the try's newest row, as in the other order (issue 11)."""
+    process stored the period. The failure stays the try's newest row, as in the other order (Airflow's state is the truth)."""
     failures.record_airflow_failure(engine, failed_try(try_number=4, started_at=NOW - timedelta(minutes=5),
                                                        ended_at=NOW - timedelta(minutes=1)), now=NOW)
     run = RunRef(chart_id(engine), DAG_ID, RUN_ID, 4)
