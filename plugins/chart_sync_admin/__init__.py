@@ -15,8 +15,7 @@ from typing import ClassVar
 from airflow.plugins_manager import AirflowPlugin
 
 from chart_sync_admin import listeners
-
-URL_PREFIX = "/chart-sync"
+from chart_sync_admin.paths import URL_PREFIX
 
 
 class DeferredApp:

@@ -17,8 +17,9 @@ from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
-from chart_sync_admin import URL_PREFIX, csrf
+from chart_sync_admin import csrf
 from chart_sync_admin.errors import PageError
+from chart_sync_admin.paths import URL_PREFIX
 from chart_sync_admin.security import LoginRequired, Viewer
 from chart_sync_admin.ui.formatting import FILTERS
 

@@ -54,7 +54,7 @@ def tokens(engine):
 
 @pytest.fixture(scope="module")
 def client(engine, tokens):
-    from chart_sync_admin import URL_PREFIX
+    from chart_sync_admin.paths import URL_PREFIX
     from chart_sync_admin.app import create_app
 
     server = FastAPI()
