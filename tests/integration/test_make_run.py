@@ -25,7 +25,8 @@ import requests
 from sqlalchemy import create_engine, text
 
 from chartsync import localdb, settings
-from chartsync.demo import DEMO_SCHEDULES, _listed_slugs, airflow_env, cpu_count, parallelism
+from chartsync.demo import airflow_env, cpu_count, parallelism
+from chartsync.demo_data import DEMO_SCHEDULES, _listed_slugs
 from stacks import BIN, ROOT, free_port, wait_for
 
 pytestmark = pytest.mark.integration

@@ -1,4 +1,4 @@
-"""chartsync.demo's hold on its processes (Linux): what a component starts stays in make run's tree when the
+"""chartsync.supervisor's hold on its processes (Linux): what a component starts stays in make run's tree when the
 component dies, and a component dies with make run. Each case runs in a throw-away supervisor process."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="prctl: Linux on
 
 
 def _supervisor(body: str) -> subprocess.Popen:
-    script = "import subprocess, sys, time\nfrom chartsync import demo\n" + textwrap.dedent(body)
+    script = "import subprocess, sys, time\nfrom chartsync import supervisor\n" + textwrap.dedent(body)
     return subprocess.Popen([sys.executable, "-c", script], env={**os.environ, "PYTHONPATH": str(ROOT / "include")},
                             stdout=subprocess.PIPE, text=True, start_new_session=True)
 
@@ -26,7 +26,7 @@ def _supervisor(body: str) -> subprocess.Popen:
 def test_an_orphan_is_re_parented_to_the_supervisor_not_init():
     """A component killed with SIGKILL leaves its workers to make run, which can then stop them."""
     sup = _supervisor("""
-        demo._become_subreaper()
+        supervisor._become_subreaper()
         component = subprocess.Popen(["sh", "-c", "sleep 60 & echo $!; wait"], stdout=subprocess.PIPE, text=True)
         print(component.stdout.readline().strip(), flush=True)  # the component's worker
         component.kill()
@@ -43,7 +43,7 @@ def test_an_orphan_is_re_parented_to_the_supervisor_not_init():
 
 def test_a_component_gets_sigterm_when_the_supervisor_dies():
     sup = _supervisor("""
-        component = subprocess.Popen(["sleep", "60"], preexec_fn=demo._die_with_parent, start_new_session=True)
+        component = subprocess.Popen(["sleep", "60"], preexec_fn=supervisor._die_with_parent, start_new_session=True)
         print(component.pid, flush=True)
         time.sleep(60)
     """)
