@@ -20,7 +20,7 @@ from chartsync.seam import orchestration
 from chartsync.services import audience
 from chartsync.services import schedules
 from chartsync.services.charts import ChartNotFound
-from chartsync.store import rankings
+from chartsync.store import ranking_pages as rankings
 from chartsync.store.engine import ChartDbConfigError
 from fastapi import status
 from fastapi.encoders import jsonable_encoder

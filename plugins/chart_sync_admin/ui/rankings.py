@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from chartsync.core.schedule import dag_id_for
-from chartsync.store import rankings
+from chartsync.store import ranking_pages as rankings
 from chartsync.services import quality
 from chartsync.services import schedules
 from chartsync.store.engine import chart_engine

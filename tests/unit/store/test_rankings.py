@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from chartsync import settings
 from chartsync.core.quality import QualityContext, RankingQuality
 from chartsync.services import coverage
-from chartsync.store import rankings
+from chartsync.store import ranking_pages, rankings
 from chartsync.seam import orchestration
 from conftest import migrated_chart_engine, migrated_sqlite
 from chartsync.store.tables import chart, chart_expected_period, chart_ranking, chart_ranking_entry, track
@@ -49,7 +49,7 @@ def engine(tmp_path_factory, emulator):
 
 
 def test_page_of_a_period_with_navigation_and_trend_counts(engine):
-    page = rankings.ranking_page(engine, 1, DAY)
+    page = ranking_pages.ranking_page(engine, 1, DAY)
     assert page.period == DAY and page.entry_count == 200
     assert page.previous_period == DAY - timedelta(days=1)
     assert page.next_period == DAY + timedelta(days=2)  # the next STORED period
@@ -57,32 +57,32 @@ def test_page_of_a_period_with_navigation_and_trend_counts(engine):
     assert page.trend_counts["up"] > 0 and page.trend_counts["down"] > 0
     assert [e.position for e in page.entries] == list(range(1, 101))
     assert page.pages == 2
-    second = rankings.ranking_page(engine, 1, DAY, page=2)
+    second = ranking_pages.ranking_page(engine, 1, DAY, page=2)
     assert [e.position for e in second.entries] == list(range(101, 201))
 
 
 def test_default_is_the_newest_period(engine):
-    assert rankings.ranking_page(engine, 1).period == DAY + timedelta(days=2)
+    assert ranking_pages.ranking_page(engine, 1).period == DAY + timedelta(days=2)
 
 
 def test_filter_sort_and_search(engine):
-    new = rankings.ranking_page(engine, 1, DAY, trend="new")
+    new = ranking_pages.ranking_page(engine, 1, DAY, trend="new")
     assert new.matching == new.trend_counts["new"]
     assert {e.trend for e in new.entries} <= {"new"}
-    by_streams = rankings.ranking_page(engine, 1, DAY, sort="streams", descending=True)
+    by_streams = ranking_pages.ranking_page(engine, 1, DAY, sort="streams", descending=True)
     streams = [e.streams for e in by_streams.entries]
     assert streams == sorted(streams, reverse=True)
     target = by_streams.entries[10]
-    found = rankings.ranking_page(engine, 1, DAY, search=target.track_name[:12].upper())
+    found = ranking_pages.ranking_page(engine, 1, DAY, search=target.track_name[:12].upper())
     assert target.song_uuid in {e.song_uuid for e in found.entries}
     assert found.matching < 200
     with pytest.raises(ValueError):
-        rankings.ranking_page(engine, 1, DAY, sort="nonsense")
+        ranking_pages.ranking_page(engine, 1, DAY, sort="nonsense")
 
 
 def test_unknown_period_is_not_found(engine):
-    with pytest.raises(rankings.RankingNotFound):
-        rankings.ranking_page(engine, 1, DAY - timedelta(days=100))
+    with pytest.raises(ranking_pages.RankingNotFound):
+        ranking_pages.ranking_page(engine, 1, DAY - timedelta(days=100))
 
 
 def test_coverage_strip_marks_each_period(engine, monkeypatch):
@@ -152,7 +152,7 @@ def counts(result) -> tuple:
 def test_a_new_period_stores_its_ranking_entries_and_tracks(store):
     result = store_one(store, fetched(DAY, ["a", "b", "c"], b={"song_name": "It's a \\tab\t\"song\"\n"}))
     assert counts(result) == (1, 0, 3, 3, 0)
-    page = rankings.ranking_page(store, 1, DAY)
+    page = ranking_pages.ranking_page(store, 1, DAY)
     assert [(e.position, e.song_uuid, e.streams) for e in page.entries] == [(1, "a", 999), (2, "b", 998), (3, "c", 997)]
     assert page.entries[1].track_name == "It's a \\tab\t\"song\"\n"  # COPY's escapes on PostgreSQL
 
@@ -170,7 +170,7 @@ def test_changed_data_replaces_the_entries_and_counts_updates(store):
     later = NOW + timedelta(hours=1)
     result = store_one(store, fetched(DAY, ["c", "a", "d"], a={"song_name": "Renamed"}), now=later)
     assert counts(result) == (0, 1, 3, 1, 1)
-    page = rankings.ranking_page(store, 1, DAY)
+    page = ranking_pages.ranking_page(store, 1, DAY)
     assert [(e.position, e.song_uuid) for e in page.entries] == [(1, "c"), (2, "a"), (3, "d")]
     assert page.entries[1].track_name == "Renamed" and page.entry_count == 3
     with store.connect() as conn:
