@@ -6,10 +6,10 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 
-from airflow.sdk import DAG, CronTriggerTimetable, task
+from airflow.sdk import DAG, task
 
 from chartsync import settings
-from chartsync.builders.defaults import default_args, without_api
+from chartsync.builders.defaults import housekeeping_dag_kwargs
 from chartsync.seam.connections import get_variable
 from chartsync.services import gaps, retention, schedules
 from chartsync.soundcharts.client import SoundchartsClient
@@ -22,13 +22,8 @@ def build_gap_audit_dag() -> DAG:
     with DAG(
         dag_id=settings.GAP_AUDIT_DAG_ID,
         description="Refresh the expected periods of every active schedule from the API's published rankings",
-        schedule=CronTriggerTimetable("0 3 * * *", timezone="UTC"),
         start_date=datetime(2026, 1, 1, tzinfo=UTC),
-        catchup=False,
-        max_active_runs=1,
-        is_paused_upon_creation=False,  # the daily audit is part of the product, like the other maintenance DAGs
-        default_args=default_args(),
-        tags=[settings.TAG, "maintenance"],
+        **housekeeping_dag_kwargs("0 3 * * *", "maintenance", calls_api=True),
         doc_md=(
             "# Gap audit\n\nDaily (and on demand: trigger it). For every active chart schedule it asks the "
             "API which periods it published in the history window and stores them beside the calendar's "
@@ -63,13 +58,7 @@ def build_retention_dag():
     with DAG(
         dag_id=settings.RETENTION_DAG_ID,
         description="Prune chart_sync_execution and chart_sync_alert rows past the retention age",
-        # no start_date: the first run is the next tick, not an immediate one when the DAG appears
-        schedule=CronTriggerTimetable("30 3 * * *", timezone="UTC"),
-        catchup=False,
-        max_active_runs=1,
-        is_paused_upon_creation=False,
-        default_args=without_api(),
-        tags=[settings.TAG, "maintenance"],
+        **housekeeping_dag_kwargs("30 3 * * *", "maintenance"),
         doc_md=(
             "# Retention\n\nDaily at 03:30 UTC (and on demand). Deletes `chart_sync_execution` rows started, "
             f"and `chart_sync_alert` rows created, more than `{settings.RETENTION_VARIABLE}` days ago (Airflow "

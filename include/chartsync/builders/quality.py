@@ -29,11 +29,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from airflow.providers.common.sql.operators.sql import SQLTableCheckOperator
-from airflow.sdk import DAG, CronTriggerTimetable
+from airflow.sdk import DAG
 from airflow.sdk.exceptions import AirflowFailException
 
 from chartsync import settings
-from chartsync.builders.defaults import without_api
+from chartsync.builders.defaults import housekeeping_dag_kwargs
 from chartsync.store.tables import chart, chart_ranking, chart_ranking_entry, track
 
 # plain str: SQLAlchemy's quoted_name would reach the operators' template fields, which Airflow cannot serialize
@@ -124,13 +124,7 @@ def build_quality_check_dag() -> DAG:
     with DAG(
         dag_id=settings.QUALITY_CHECK_DAG_ID,
         description="Daily warehouse-wide data quality checks of the chart DB (references, uniqueness, counts, names)",
-        # no start_date: the first run is the next tick, not an immediate one when the DAG appears
-        schedule=CronTriggerTimetable("0 5 * * *", timezone="UTC"),  # after the gap audit, before the digest
-        catchup=False,
-        max_active_runs=1,
-        is_paused_upon_creation=False,
-        default_args=without_api(),
-        tags=[settings.TAG, "quality"],
+        **housekeeping_dag_kwargs("0 5 * * *", "quality"),  # after the gap audit, before the digest
         doc_md=(
             "# Warehouse quality checks\n\nDaily at 05:00 UTC (and on demand), common.sql's "
             f"`SQLTableCheckOperator` on the `{settings.CHART_DB_CONN_ID}` connection, one task per check:\n\n"
