@@ -31,7 +31,7 @@ from stacks import (
 sys.modules.setdefault("conftest", sys.modules[__name__])
 
 # fixtures that start a server: a test that uses one (or is parametrized on PostgreSQL) is a `server` test
-SERVER_FIXTURES = {"postgres", "airflow_db", "airflow_sqlite", "airflow_postgres", "airflow_services"}
+SERVER_FIXTURES = {"postgres", "airflow_db", "stack_metadata", "airflow_sqlite", "airflow_postgres", "airflow_services"}
 SERVER_DIRS = ("integration", "e2e")
 
 
@@ -112,17 +112,34 @@ def postgres() -> Postgres:
     return session_postgres()
 
 
+def point_airflow_at(url: str) -> str:
+    """Point the Airflow code of the test process at the metadata DB ``url``; returns the URL it had."""
+    from airflow import settings
+
+    before = os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+    os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = url
+    settings.configure_vars()
+    settings.reconfigure_orm()
+    return before
+
+
 @pytest.fixture(scope="session")
 def airflow_db() -> str:
     """A migrated Airflow metadata DB for the Airflow code that runs inside the test process (the services'
     and the CLI's calls into Airflow's models): a copy of the session's template on its PostgreSQL."""
-    from airflow import settings
-
     url = session_postgres().url(metadata_database())
-    os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = url
-    settings.configure_vars()
-    settings.reconfigure_orm()
+    point_airflow_at(url)
     return url
+
+
+@pytest.fixture(scope="module")
+def stack_metadata(request):
+    """The test process's Airflow code on the module's own stack (its ``af`` fixture), so what it reads of
+    Airflow (a DAG's catchup front, its runs) is what the stack's api-server sees; restored after."""
+    af = request.getfixturevalue("af")
+    before = point_airflow_at(af.env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"])
+    yield
+    point_airflow_at(before)
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ from chartsync.store.tables import (
     chart_sync_execution,
     chart_sync_schedule,
 )
-from stacks import make_airflow_env, start_airflow, stop_airflow, wait_for
+from stacks import make_airflow_env, start_airflow, stop_airflow, wait_for, wait_for_next_run
 
 pytestmark = pytest.mark.integration
 
@@ -598,19 +598,7 @@ def test_bulk_actions_report_each_chart(admin, engine, dag_processor):
 
 
 # -- gaps (chartsync.services.gaps) -------------------------------------------------------------------------------
-def finish_catchup(af, dag_id: str) -> None:
-    """Where Airflow's scheduler leaves a DAG whose catchup is over: its next run is today's period.
-    This module runs no scheduler (it would run a year of catchup against the emulator)."""
-    from sqlalchemy import create_engine, text
-
-    metadata = create_engine(af.env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"])
-    with metadata.begin() as conn:
-        conn.execute(text("UPDATE dag SET next_dagrun = :today WHERE dag_id = :dag_id"),
-                     {"today": datetime.combine(date.today(), datetime.min.time(), UTC), "dag_id": dag_id})
-    metadata.dispose()
-
-
-def test_gaps_are_listed_and_healed_with_a_backfill(af, admin, viewer, engine, dag_processor):
+def test_gaps_are_listed_and_healed_with_a_backfill(af, services, admin, viewer, engine, dag_processor):
     gb = chart_id(engine, GB_DAILY)
     start = date.today() - timedelta(days=40)
     store_window_but(engine, gb, {start + timedelta(days=n) for n in range(3)})
@@ -623,9 +611,14 @@ def test_gaps_are_listed_and_healed_with_a_backfill(af, admin, viewer, engine, d
     assert result["status"] == "nothing-to-heal" and "wait for the catchup" in result["message"], result
     assert admin.get("/api/v2/backfills", params={"dag_id": f"chart_sync__{GB_DAILY}"}).json()["total_entries"] == 0
 
-    finish_catchup(af, f"chart_sync__{GB_DAILY}")
+    # the schedule without history, created 41 days ago: Airflow's front is the newest period (no catchup; this
+    # stack runs no scheduler), so the missing periods are behind it
+    with engine.begin() as conn:
+        conn.execute(update(chart_sync_schedule).where(chart_sync_schedule.c.chart_id == gb).values(
+            sync_historical_data=False, created_at=datetime.now(UTC) - timedelta(days=41)))
+    wait_for_next_run(services, f"chart_sync__{GB_DAILY}", date.today() - timedelta(days=1))
     r = viewer.get("/gaps/", params={"chart_id": gb})
-    assert r.json()["waiting"] == []
+    assert r.json()["waiting"] == [] and r.json()["total"] == 1, r.json()
     [gap] = r.json()["items"]
     assert (gap["slug"], gap["periods"], gap["start"]) == (GB_DAILY, 3, start.isoformat())
     assert gap["backfill_command"].startswith(f"airflow backfill create --dag-id chart_sync__{GB_DAILY}")

@@ -29,7 +29,15 @@ from sqlalchemy import func, select, update
 
 from chartsync.services import gaps
 from chartsync.store.tables import chart, chart_sync_audit, chart_sync_schedule
-from stacks import AirflowEnv, AirflowServices, make_airflow_env, start_airflow, stop_airflow, wait_for
+from stacks import (
+    AirflowEnv,
+    AirflowServices,
+    make_airflow_env,
+    start_airflow,
+    stop_airflow,
+    wait_for,
+    wait_for_next_run,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -44,13 +52,11 @@ SETTINGS = ("sync_frequency", "is_active", "sync_immediately", "sync_historical_
 
 # -- fixtures (as in test_api.py) -----------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def af(tmp_path_factory, emulator, postgres) -> AirflowEnv:
-    # Airflow's metadata DB on PostgreSQL: creating a backfill's runs while the dag-processor writes
-    # deadlocks SQLite ("database is locked" at once, whatever the busy timeout).
+def af(tmp_path_factory, emulator) -> AirflowEnv:
     base = tmp_path_factory.mktemp("doors")
     db = base / "chart.db"
     env = make_airflow_env(base, emulator.url, json.dumps({"conn_type": "sqlite", "host": str(db)}),
-                           f"sqlite:///{db}", metadata_url=postgres.url(postgres.create_database("doors_airflow")))
+                           f"sqlite:///{db}")
     env.chartsync("charts", "import", "--platform", "spotify")
     return env
 
@@ -70,7 +76,7 @@ def dag_processor(af, services):
 
 
 @pytest.fixture(scope="module")
-def engine(af):
+def engine(af, stack_metadata):
     return af.engine()
 
 
@@ -429,8 +435,8 @@ class Effects:
 
 
 @pytest.mark.parametrize("door_name", DOORS)
-def test_a_door_has_the_effects_of_the_schedule_service(door_name, doors, af, engine, airflow, dag_processor,
-                                                        effects):
+def test_a_door_has_the_effects_of_the_schedule_service(door_name, doors, af, services, engine, airflow,
+                                                        dag_processor, effects):
     door, chart_ = doors[door_name], a_chart(engine, CHARTS[door_name])
     dag_id = chart_.dag_id
     assert schedule_row(engine, chart_.id) is None and airflow.dag(dag_id) is None
@@ -453,13 +459,14 @@ def test_a_door_has_the_effects_of_the_schedule_service(door_name, doors, af, en
     assert schedule_row(engine, chart_.id).is_active is True
     assert airflow.is_paused(dag_id) is False
 
-    # heal: the periods not synced yet are gaps (live, the audit only refreshes what the API published);
-    # the backfill covers the first gap range, the others wait for it.
-    # The window is cut to the last days first (as in test_gap_healing): a year of backfill runs
-    # written into the SQLite metadata DB while the dag-processor writes too ends in "database is locked".
+    # heal: the periods not synced yet behind the DAG's catchup front are gaps (live, the audit only
+    # refreshes what the API published); the backfill covers the first gap range, the others wait for it.
+    # The schedule becomes one without history created WINDOW_DAYS ago: Airflow's front is then the
+    # newest period (no catchup: this stack runs no scheduler), so the days before it are gaps to heal.
     with engine.begin() as conn:
-        conn.execute(update(chart_sync_schedule).where(chart_sync_schedule.c.id == sid)
-                     .values(history_start=datetime.now(UTC).date() - timedelta(days=WINDOW_DAYS)))
+        conn.execute(update(chart_sync_schedule).where(chart_sync_schedule.c.id == sid).values(
+            sync_historical_data=False, created_at=datetime.now(UTC) - timedelta(days=WINDOW_DAYS)))
+    wait_for_next_run(services, dag_id, datetime.now(UTC).date() - timedelta(days=1))
     af.chartsync("gaps", "audit", chart_.slug)
     ranges = gap_ranges(engine, chart_.id)
     assert ranges, f"{chart_.slug}: the gap audit recorded no gap"

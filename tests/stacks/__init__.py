@@ -5,7 +5,15 @@ directly (``sys.path`` holds ``tests``)."""
 
 from __future__ import annotations
 
-from stacks.airflow import AirflowEnv, AirflowServices, make_airflow_env, soundcharts_conn, start_airflow, stop_airflow
+from stacks.airflow import (
+    AirflowEnv,
+    AirflowServices,
+    make_airflow_env,
+    soundcharts_conn,
+    start_airflow,
+    stop_airflow,
+    wait_for_next_run,
+)
 from stacks.postgres import Postgres, metadata_database, session_postgres, start_postgres
 from stacks.processes import ARTIFACTS, BIN, ROOT, free_port, wait_for
 from stacks.receivers import AlertReceiver, Received, SmtpReceiver, alert_channel_env
@@ -13,5 +21,5 @@ from stacks.receivers import AlertReceiver, Received, SmtpReceiver, alert_channe
 __all__ = [
     "ARTIFACTS", "BIN", "ROOT", "AirflowEnv", "AirflowServices", "AlertReceiver", "Postgres", "Received",
     "SmtpReceiver", "alert_channel_env", "free_port", "make_airflow_env", "metadata_database", "session_postgres",
-    "soundcharts_conn", "start_airflow", "start_postgres", "stop_airflow", "wait_for",
+    "soundcharts_conn", "start_airflow", "start_postgres", "stop_airflow", "wait_for", "wait_for_next_run",
 ]

@@ -144,3 +144,17 @@ def stop_airflow(services: AirflowServices) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
 
 
+
+
+def wait_for_next_run(services: AirflowServices, dag_id: str, period, timeout: float = 120) -> None:
+    """Until Airflow's next scheduled run of ``dag_id`` is the one for ``period`` (a date): the
+    dag-processor has parsed the DAG as its schedule now reads, and its catchup front stands there."""
+    import requests
+
+    headers = {"Authorization": f"Bearer {services.token()}"}
+
+    def there() -> bool:
+        r = requests.get(f"{services.api_url}/api/v2/dags/{dag_id}", headers=headers, timeout=10)
+        return r.status_code == 200 and (r.json().get("next_dagrun_logical_date") or "")[:10] == period.isoformat()
+
+    wait_for(there, timeout, f"{dag_id}'s next run to be for {period}", interval=1)
