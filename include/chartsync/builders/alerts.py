@@ -4,10 +4,10 @@ task are in ``builders.callbacks``.)"""
 
 from __future__ import annotations
 
-from airflow.sdk import DAG, CronTriggerTimetable, task
+from airflow.sdk import DAG, task
 
 from chartsync import settings
-from chartsync.builders.defaults import without_api
+from chartsync.builders.defaults import housekeeping_dag_kwargs
 from chartsync.services import alerts
 from chartsync.store.engine import chart_engine
 
@@ -16,13 +16,7 @@ def build_digest_dag():
     with DAG(
         dag_id=settings.DIGEST_DAG_ID,
         description="Daily alert digest: overdue schedules, failures and deadline misses of the last day",
-        # no start_date: the first run is the next tick, not an immediate one when the DAG appears
-        schedule=CronTriggerTimetable("0 7 * * *", timezone="UTC"),
-        catchup=False,
-        max_active_runs=1,
-        is_paused_upon_creation=False,
-        default_args=without_api(),
-        tags=[settings.TAG, "alerts"],
+        **housekeeping_dag_kwargs("0 7 * * *", "alerts"),
         doc_md=(
             "# Alert digest\n\nDaily at 07:00 UTC (and on demand). Lists overdue schedules (no successful "
             "sync for longer than one period plus its grace), final sync failures and deadline misses of "
