@@ -65,18 +65,25 @@ def raise_alert(alert: Alert, engine: Engine | None = None, *, now: datetime | N
     now = now or datetime.now(UTC)
     base_url = ui_base_url()
     text = format_message(alert, base_url)
-    log.warning("chart-sync alert: %s", text.replace("\n", " | "))
-    try:
-        outcome = notifiers.deliver(alert.title, text, payload(alert, text, base_url, now), channels)
-    except Exception as exc:  # reading the channel settings failed
-        log.exception("chart-sync: alert channels unavailable")
-        outcome = {"error": f"{type(exc).__name__}: {exc}"[:500]}
+    outcome = _deliver(alert, text, base_url, now, channels)
     try:
         alert_store.record_alert(engine or chart_engine(), alert, text, outcome, now)
     except Exception:
         log.exception("chart-sync: could not record the %s alert for %s in chart_sync_alert",
                       alert.kind, alert.chart or alert.dag_id)
     return outcome
+
+
+def _deliver(alert: Alert, text: str, base_url: str, now: datetime,
+             channels: list[str] | None) -> dict[str, str]:
+    """Log the alert and send it to the channels; each channel's outcome, or the one error of reading
+    the channels' settings (then nothing is sent)."""
+    log.warning("chart-sync alert: %s", text.replace("\n", " | "))
+    try:
+        return notifiers.deliver(alert.title, text, payload(alert, text, base_url, now), channels)
+    except Exception as exc:  # reading the channel settings failed
+        log.exception("chart-sync: alert channels unavailable")
+        return {"error": f"{type(exc).__name__}: {exc}"[:500]}
 
 
 def raise_alert_once(alert: Alert, engine: Engine, *, task_id: str, try_number: int, now: datetime | None = None,
@@ -96,12 +103,7 @@ def raise_alert_once(alert: Alert, engine: Engine, *, task_id: str, try_number: 
         log.info("chart-sync: the %s alert for %s %s try %s was raised already", alert.kind, alert.dag_id,
                  alert.run_id, try_number)
         return None
-    log.warning("chart-sync alert: %s", text.replace("\n", " | "))
-    try:
-        outcome = notifiers.deliver(alert.title, text, payload(alert, text, base_url, now), channels)
-    except Exception as exc:  # reading the channel settings failed
-        log.exception("chart-sync: alert channels unavailable")
-        outcome = {"error": f"{type(exc).__name__}: {exc}"[:500]}
+    outcome = _deliver(alert, text, base_url, now, channels)
     try:
         alert_store.record_delivery(engine, alert_id, outcome)
     except Exception:
