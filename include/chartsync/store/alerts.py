@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime
+from functools import partial
 
 from sqlalchemy import Connection, Engine, and_, delete, false, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -28,16 +29,7 @@ def record_alert(engine: Engine, alert: Alert, message: str, channels: Mapping[s
     values = {"kind": alert.kind, "chart_id": alert.chart_id, "dag_id": alert.dag_id, "run_id": alert.run_id,
               "period": alert.period, "message": message, "channels": dict(channels),
               "created_at": now or datetime.now(UTC)}
-    try:
-        with engine.begin() as conn:
-            return conn.execute(insert(chart_sync_alert).values(**values)).inserted_primary_key[0]
-    except IntegrityError:
-        if alert.chart_id is None:
-            raise
-    # the chart was deleted meanwhile: keep the alert, without the chart (as ON DELETE SET NULL would)
-    with engine.begin() as conn:
-        inserted = conn.execute(insert(chart_sync_alert).values(**values | {"chart_id": None}))
-        return inserted.inserted_primary_key[0]
+    return _insert_alert(engine, values)
 
 
 def claim_alert(engine: Engine, alert: Alert, message: str, *, task_id: str, try_number: int,
@@ -50,16 +42,23 @@ def claim_alert(engine: Engine, alert: Alert, message: str, *, task_id: str, try
     values = {"kind": alert.kind, "chart_id": alert.chart_id, "dag_id": alert.dag_id, "run_id": alert.run_id,
               "task_id": task_id, "try_number": try_number, "period": alert.period, "message": message,
               "channels": {}, "created_at": now or datetime.now(UTC)}
-    for attempt in (values, values | {"chart_id": None}):  # then: the chart was deleted meanwhile
+    recorded = partial(try_alerted, engine, alert.kind, alert.dag_id, alert.run_id, task_id, try_number)
+    return _insert_alert(engine, values, recorded)
+
+
+def _insert_alert(engine: Engine, values: dict, recorded: Callable[[], bool] = lambda: False) -> int | None:
+    """Insert the alert row; its id. Refused because the chart was deleted meanwhile: kept without the
+    chart (as ON DELETE SET NULL would). None when ``recorded()`` says the row was there already."""
+    attempts = (values,) if values["chart_id"] is None else (values, values | {"chart_id": None})
+    for attempt in attempts:
         try:
             with engine.begin() as conn:
                 return conn.execute(insert(chart_sync_alert).values(**attempt)).inserted_primary_key[0]
         except IntegrityError:
-            if try_alerted(engine, alert.kind, alert.dag_id, alert.run_id, task_id, try_number):
+            if recorded():
                 return None
-            if attempt["chart_id"] is None:
+            if attempt is attempts[-1]:
                 raise
-    return None  # not reached
 
 
 def record_delivery(engine: Engine, alert_id: int, channels: Mapping[str, str]) -> None:
