@@ -1,8 +1,8 @@
-"""Alert channels: the generic webhook notifier, and delivery of one alert to every switched-on channel.
+"""Alert channels: delivery of one alert to every switched-on channel.
 
 Channels are the providers' notifiers: Slack (``SlackWebhookNotifier``), e-mail (``SmtpNotifier``)
-and ``WebhookNotifier`` below (POST JSON through the http provider's ``HttpHook``). Which ones are
-on, and the connections they use, are Airflow Variables (see docs/operating/alerts.md):
+and the webhook (the http provider's ``HttpNotifier``: POST JSON). Which ones are on, and the
+connections they use, are Airflow Variables (see docs/operating/alerts.md):
 
 - ``chartsync_alert_channels``: comma-separated subset of ``webhook,slack,email`` (empty: none;
   alerts are still recorded in ``chart_sync_alert``);
@@ -19,8 +19,11 @@ from __future__ import annotations
 import html
 import logging
 from collections.abc import Callable, Mapping
+from functools import cached_property
 from typing import Any
 
+from airflow.providers.http.hooks.http import HttpHook
+from airflow.providers.http.notifications.http import HttpNotifier
 from airflow.sdk import BaseNotifier
 
 from chartsync.seam.connections import get_variable
@@ -50,29 +53,13 @@ def parse_channels(value: str | None) -> list[str]:
     return names
 
 
-class WebhookNotifier(BaseNotifier):
-    """POST a JSON document to the http connection's URL (host, optional ``endpoint`` appended).
+class WebhookNotifier(HttpNotifier):
+    """The http provider's ``HttpNotifier`` on ``LookupHttpHook``: its connection lookup also works
+    outside tasks (the CLI, the plugin's listeners), as the webhook's always has."""
 
-    The connection carries the target: ``host`` (``https://hooks.example.com``), optional login
-    and password (basic auth) and ``extra`` headers, as for any ``HttpHook``.
-    """
-
-    template_fields = ("http_conn_id", "endpoint")
-
-    def __init__(self, *, http_conn_id: str, payload: Mapping[str, Any], endpoint: str = "",
-                 timeout: float = TIMEOUT_SECONDS, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.http_conn_id = http_conn_id
-        self.payload = dict(payload)
-        self.endpoint = endpoint
-        self.timeout = timeout
-
-    def notify(self, context: Any) -> None:
-        hook = LookupHttpHook(method="POST", http_conn_id=self.http_conn_id)
-        response = hook.run(self.endpoint or None, json=self.payload,
-                            headers={"Content-Type": "application/json"},
-                            extra_options={"timeout": self.timeout, "check_response": True})
-        log.info("chart-sync: webhook %s answered %s", self.http_conn_id, response.status_code)
+    @cached_property
+    def hook(self) -> HttpHook:
+        return LookupHttpHook(method=self.method, http_conn_id=self.http_conn_id)
 
 
 def _slack(title: str, text: str, payload: Mapping[str, Any]) -> BaseNotifier:
@@ -96,7 +83,11 @@ def _email(title: str, text: str, payload: Mapping[str, Any]) -> BaseNotifier:
 
 
 def _webhook(title: str, text: str, payload: Mapping[str, Any]) -> BaseNotifier:
-    return WebhookNotifier(http_conn_id=get_variable(*ALERT_CONN_ID_VARIABLES[WEBHOOK]), payload=payload)
+    # the payload as a JSON document, POSTed to the http connection's URL: its host (https://hooks.example.com),
+    # optional login and password (basic auth) and extra headers, as for any HttpHook
+    return WebhookNotifier(http_conn_id=get_variable(*ALERT_CONN_ID_VARIABLES[WEBHOOK]), json=dict(payload),
+                           headers={"Content-Type": "application/json"},
+                           extra_options={"timeout": TIMEOUT_SECONDS, "check_response": True})
 
 
 BUILDERS: dict[str, Callable[[str, str, Mapping[str, Any]], BaseNotifier]] = {
