@@ -8,6 +8,7 @@ from __future__ import annotations
 from stacks.airflow import (
     AirflowEnv,
     AirflowServices,
+    finish_catchups,
     make_airflow_env,
     soundcharts_conn,
     start_airflow,
@@ -20,6 +21,7 @@ from stacks.receivers import AlertReceiver, Received, SmtpReceiver, alert_channe
 
 __all__ = [
     "ARTIFACTS", "BIN", "ROOT", "AirflowEnv", "AirflowServices", "AlertReceiver", "Postgres", "Received",
-    "SmtpReceiver", "alert_channel_env", "free_port", "make_airflow_env", "metadata_database", "session_postgres",
-    "soundcharts_conn", "start_airflow", "start_postgres", "stop_airflow", "wait_for", "wait_for_next_run",
+    "SmtpReceiver", "alert_channel_env", "finish_catchups", "free_port", "make_airflow_env", "metadata_database",
+    "session_postgres", "soundcharts_conn", "start_airflow", "start_postgres", "stop_airflow", "wait_for",
+    "wait_for_next_run",
 ]
