@@ -452,6 +452,44 @@ def test_schedule_actions_single_and_bulk(airflow_site, new_session):
 
 
 # -- schedule detail -------------------------------------------------------------------------------------------
+def test_periods_ahead_of_a_running_catchup_wait_for_it_and_are_no_gaps(airflow_site, new_session):
+    """Mid-catchup (Airflow's next run of the chart is 5 days back): the strip marks the missing periods from
+    there on as waiting for the catchup, the gap table and its backfill commands stop before it, and the page
+    says what the catchup creates in turn."""
+    from sqlalchemy import create_engine, text
+
+    dag_id, front = f"chart_sync__{DEEZER_FR}", TODAY - timedelta(days=5)
+    metadata = create_engine(airflow_site.env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"])
+    with metadata.begin() as conn:  # where the scheduler's catchup stands (no dag-processor runs to recompute it)
+        conn.execute(text("UPDATE dag SET next_dagrun = :front WHERE dag_id = :dag_id"),
+                     {"front": datetime.combine(front, datetime.min.time(), UTC), "dag_id": dag_id})
+    try:
+        report = gaps.gap_report(airflow_site.engine, airflow_site.chart_id(DEEZER_FR))
+        (waiting,) = report.waiting
+        assert waiting.front == front and report.gaps and report.gaps[-1].end < front
+        session = new_session("admin", landing=f"{UI}/schedules/{airflow_site.schedule_id(DEEZER_FR)}")
+        page = session.page
+        cells = dict(tuple(c) for c in page.eval_on_selector_all(
+            ".strip .cell", "cells => cells.map(c => [c.dataset.period, c.dataset.status])"))
+        config = schedules.ScheduleConfig.from_row(airflow_site.schedule(DEEZER_FR))
+        expected = [str(c.period) for c in coverage.coverage_strip(airflow_site.engine, config)
+                    if c.status == "waiting-for-catchup"]
+        shown = [p for p, status in cells.items() if status == "waiting-for-catchup"]
+        assert shown == expected and shown[0] == str(front) and str(TODAY - timedelta(days=1)) in shown
+        assert all(status != "missing" for p, status in cells.items() if p >= str(front))
+        assert page.locator("[data-count=waiting-for-catchup]").inner_text() == str(len(shown))
+        assert page.locator("tr.gap").count() == len(report.gaps)
+        assert f"--to-date {report.gaps[-1].end} " in page.locator("tr.gap").last.inner_text()
+        wait = page.locator(".catchup-wait")
+        assert wait.get_attribute("data-waiting") == str(waiting.periods) and "wait for the catchup" in wait.inner_text()
+        session.screenshot("schedule-waiting-for-catchup")
+    finally:
+        with metadata.begin() as conn:
+            conn.execute(text("UPDATE dag SET next_dagrun = :now WHERE dag_id = :dag_id"),
+                         {"now": datetime.now(UTC), "dag_id": dag_id})
+        metadata.dispose()
+
+
 def test_schedule_detail_history_gaps_and_coverage_strip_match_the_db(airflow_site, new_session):
     sid = airflow_site.schedule_id(GLOBAL_DAILY)
     session = new_session("admin", landing=f"{UI}/schedules/{sid}")
