@@ -38,6 +38,9 @@ from chartsync.seam.task_failures import FAILED_STATES, FINAL_STATES, FailedTry,
 from chartsync.settings import DAG_ID_PREFIX
 
 
+ACTIVE_RUN_STATES = ("queued", "running")
+
+
 class DagNotParsedYet(LookupError):
     """The chart's DAG is not (yet) in Airflow: the factory builds it at the next parse."""
 
@@ -82,18 +85,28 @@ def dag_state(dag_id: str) -> DagState | None:
 
 
 def catchup_fronts(dag_ids: list[str]) -> dict[str, date | None]:
-    """Where Airflow's own scheduling stands for each DAG: the period (logical date) of the next run
-    the scheduler creates (``DagModel.next_dagrun``). Every period from it on is Airflow's to create
-    (a catchup's history, or periods still to come); a run chart-sync created there would race the
-    scheduler for the same ``(dag_id, logical_date)``. None when the DAG has no next run; DAGs that
-    Airflow does not know are left out (one query)."""
+    """Where Airflow's own scheduling stands for each DAG: the period (logical date) of the next run the
+    scheduler creates (``DagModel.next_dagrun``), or of its oldest scheduled run still queued or running
+    if that is earlier (the catchup's runs in flight, ``max_active_runs`` of them). Every period from it on
+    is Airflow's to create or finish (a catchup's history, or periods still to come); a run chart-sync
+    created there would race the scheduler for the same ``(dag_id, logical_date)``. None when the DAG has
+    no next run and nothing in flight; DAGs that Airflow does not know are left out (two queries)."""
 
     if not dag_ids:
         return {}
     with create_session(scoped=False) as session:
         rows = session.execute(select(DagModel.dag_id, DagModel.next_dagrun)
                                .where(DagModel.dag_id.in_(dag_ids))).all()
-    return {dag_id: (nxt.date() if nxt is not None else None) for dag_id, nxt in rows}
+        in_flight = dict(session.execute(
+            select(DagRun.dag_id, func.min(DagRun.logical_date))
+            .where(DagRun.dag_id.in_(dag_ids), DagRun.run_type == "scheduled",
+                   DagRun.state.in_(ACTIVE_RUN_STATES))
+            .group_by(DagRun.dag_id)).all())
+    fronts = {}
+    for dag_id, nxt in rows:
+        candidates = [d.date() for d in (nxt, in_flight.get(dag_id)) if d is not None]
+        fronts[dag_id] = min(candidates) if candidates else None
+    return fronts
 
 
 def set_paused(dag_id: str, paused: bool) -> bool:
@@ -188,7 +201,6 @@ class TriggeredRun:
 
 
 MANUAL_PREFIX = "manual__chartsync__"
-ACTIVE_RUN_STATES = ("queued", "running")
 
 
 def active_run(dag_id: str, period: date | None) -> TriggeredRun | None:

@@ -230,11 +230,14 @@ def _heal_chart(engine: Engine, slug: str, ranges: list[GapRange], waiting: Catc
         return HealResult(slug, dag_id, start, end, "unsupported", None,
                           "only daily/weekly/monthly schedules map periods to backfill dates", waiting=waiting)
     active = orchestration.backfills(dag_id, active_only=True)
-    if active:
+    if active:  # Airflow runs one backfill per DAG: every gap range it does not cover waits in the queue
+        behind = [replace(g, heal=heal_store.QUEUED) for g in ranges if g.heal != heal_store.RUNNING]
+        with engine.begin() as conn:
+            heal_store.replace_queue(conn, ranges[0].chart_id, None, None, behind, actor, datetime.now(UTC))
+        queued = f"; {len(behind)} gap range(s) queued behind it" if behind else ""
         return HealResult(slug, dag_id, start, end, "already-running", active[0].id,
                           f"backfill {active[0].id} ({active[0].from_date}..{active[0].to_date}) is still "
-                          "running; the queued ranges follow it" + left,
-                          [g for g in ranges if g.heal == heal_store.QUEUED], waiting)
+                          f"running{queued}" + left, behind, waiting)
     # the front again, just before the backfill: a DAG parsed since the gaps were listed starts its
     # catchup, and nothing may be backfilled from its front on
     fronts = orchestration.catchup_fronts([dag_id])

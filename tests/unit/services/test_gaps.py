@@ -331,3 +331,21 @@ def test_one_chart_refused_by_airflow_is_its_own_result_and_the_others_heal(engi
     assert (results["a"].status, results["b"].status, results["c"].status) == ("refused", "refused", "created")
     assert "No runs to create" in results["a"].message and "metadata DB went away" in results["b"].message
     assert airflow.created == [("chart_sync__c", days[2], days[3], "failed")]
+
+
+def test_heal_while_a_backfill_runs_queues_every_gap_and_starts_them_after_it(engine, monkeypatch):
+    airflow = FakeAirflow(monkeypatch)
+    days = days_from(TODAY - timedelta(days=12), 12)
+    seed(engine, "a", 1, days[0], [d for d in days if d not in (days[2], days[7], days[8])])
+    dag = "chart_sync__a"
+    airflow.active[dag] = orchestration.BackfillInfo(99, dag, days[0], days[0], "none", False, False)  # by hand
+
+    (result,) = gaps.heal(engine, ["a"], actor="tester", today=TODAY)
+    assert result.status == "already-running" and airflow.created == []
+    assert "2 gap range(s) queued behind it" in result.message
+    assert [(g.start, g.heal) for g in gaps.list_gaps(engine, slug="a", today=TODAY)] == [
+        (days[2], "queued"), (days[7], "queued")]
+    assert gaps.advance_heals(engine, today=TODAY) == []  # Airflow still runs the other backfill
+    airflow.complete(dag)
+    (started,) = gaps.advance_heals(engine, today=TODAY)
+    assert airflow.created == [(dag, days[2], days[2], "failed")] and started.queued[0].start == days[7]
