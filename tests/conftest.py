@@ -188,6 +188,16 @@ def smtp_receiver() -> Iterator[SmtpReceiver]:
     receiver.close()
 
 
+def run_coroutine(coroutine):
+    """``asyncio.run`` in a thread of its own, as the triggerer runs a callback: the test process may hold a
+    running event loop already (Playwright's, from a browser test earlier in the same worker)."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
 _SQLITE_TEMPLATE: list[Path] = []
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import date, timedelta
 
 from chartsync import settings
@@ -10,6 +9,7 @@ from chartsync.builders import callbacks
 from chartsync.core import calendar
 from chartsync.core.calendar import Frequency
 from chartsync.core.schedule import ScheduleConfig
+from conftest import run_coroutine
 
 
 def config(frequency=Frequency.DAILY, deadline_hours=None, custom_interval_hours=None, cron_expression=None):
@@ -62,7 +62,7 @@ def test_the_deadline_callback_ignores_ids_frozen_by_earlier_versions(monkeypatc
 
     monkeypatch.setattr(alerts, "handle_deadline_miss", handle)
     context = {"dag_run": {"dag_id": "chart_sync__spotify-top-200-global-daily"}, "deadline": {}}
-    output = asyncio.run(callbacks.on_deadline_missed(
+    output = run_coroutine(callbacks.on_deadline_missed(
         kind="deadline", schedule_id=7, chart_id=3, chart="spotify-top-200-global-daily",
         chart_name="Top 200 Global", frequency="daily", allowed_hours=12.0, context=context))
     assert seen == {"kind": "deadline", "context": context, "frequency": "daily", "allowed_hours": 12.0}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
@@ -26,7 +25,7 @@ from chartsync.store.tables import (
     chart_sync_execution,
     chart_sync_schedule,
 )
-from conftest import migrated_sqlite
+from conftest import migrated_sqlite, run_coroutine
 from stacks import alert_channel_env
 from sqlalchemy import create_engine, delete, insert, select, update
 
@@ -242,7 +241,7 @@ def test_after_the_schedule_is_removed_and_added_again_the_alert_links_the_new_s
     assert new_id != old_id
     frozen = {"schedule_id": old_id, "chart_id": cid, "chart": "spotify-top-200-global-daily",
               "chart_name": "Top 200 Global"}
-    output = asyncio.run(callbacks.on_deadline_missed(  # uses chart_db from the env, as in the triggerer
+    output = run_coroutine(callbacks.on_deadline_missed(  # uses chart_db from the env, as in the triggerer
         kind="deadline", frequency="daily", allowed_hours=12.0, context=triggerer_context(NOW), **frozen))
     assert output == "deadline alert raised for spotify-top-200-global-daily"
     (row,), _ = listed(engine, kind="deadline")
