@@ -284,8 +284,8 @@ def advance_heals(engine: Engine, today: date | None = None) -> list[HealResult]
         mine = [h for h in open_ranges if h.chart_id == chart_id]
         running = [h for h in mine if h.status == heal_store.RUNNING]
         dag_id = dag_id_for(mine[0].slug)
-        if running and orchestration.backfills(dag_id, active_only=True):
-            continue  # the backfill before is not complete yet
+        if orchestration.backfills(dag_id, active_only=True):
+            continue  # Airflow still runs a backfill of this DAG (the heal's own, or one made by hand)
         queued = [h for h in mine if h.status == heal_store.QUEUED]
         try:
             live = list_gaps(engine, chart_id=chart_id, today=today)
@@ -299,6 +299,10 @@ def advance_heals(engine: Engine, today: date | None = None) -> list[HealResult]
                 continue
         actor = queued[0].actor
         try:
+            # as the heal does: a period whose run succeeded but whose ranking is gone is cleared to run again
+            # (a backfill that reprocesses failed runs passes over it)
+            for g in still:
+                orchestration.rerun_succeeded(dag_id, g.start, g.end)
             backfill = orchestration.create_backfill(dag_id, still[0].start, still[0].end, actor, reprocess=REPROCESS)
         except (orchestration.DagNotParsedYet, orchestration.BackfillAlreadyRunning) as exc:
             log.info("%s: the next heal range waits: %s", dag_id, exc)

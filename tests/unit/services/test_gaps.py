@@ -349,3 +349,5 @@ def test_heal_while_a_backfill_runs_queues_every_gap_and_starts_them_after_it(en
     airflow.complete(dag)
     (started,) = gaps.advance_heals(engine, today=TODAY)
     assert airflow.created == [(dag, days[2], days[2], "failed")] and started.queued[0].start == days[7]
+    # a queued range's periods whose runs succeeded but whose rankings are gone are cleared to run again
+    assert airflow.cleared == [(days[2], days[2]), (days[7], days[8])]
