@@ -5,11 +5,16 @@ DAG ``chart_sync_gap_audit`` and ``chartsync gaps audit``) only refreshes what t
 (``refresh_expected_periods``); gaps and coverage are computed when a door shows them, in one
 statement over every chart asked for (``store.gaps.runs_query``).
 
+A gap is a missing period behind the DAG's catchup front (``orchestration.catchup_fronts``: Airflow's next
+scheduled run, or its oldest one in flight); the missing periods from the front on wait for the catchup
+(``GapReport.waiting``) and no heal touches them, so a heal never races the scheduler for a run.
+
 Healing backfills exactly the gap ranges: one Airflow backfill per range with reprocess behaviour
 ``failed`` (a successful run is never re-run by it, nor turned into a backfill run); a period whose
 run succeeded but whose rankings were deleted later has that run cleared, so it runs again as the
-run it is. Airflow allows one active backfill per DAG, so the first range starts and the others wait in ``chart_sync_heal``;
-``advance_heals`` (the plugin's scheduler listener) starts each when the one before completed.
+run it is. Airflow allows one active backfill per DAG, so the first range starts and the others wait in
+``chart_sync_heal`` (all of them, when another backfill runs already); ``advance_heals`` (the plugin's
+scheduler listener) starts each when the one before completed. Each chart's heal is its own result.
 """
 
 from __future__ import annotations
