@@ -86,27 +86,18 @@ def dag_state(dag_id: str) -> DagState | None:
 
 def catchup_fronts(dag_ids: list[str]) -> dict[str, date | None]:
     """Where Airflow's own scheduling stands for each DAG: the period (logical date) of the next run the
-    scheduler creates (``DagModel.next_dagrun``), or of its oldest scheduled run still queued or running
-    if that is earlier (the catchup's runs in flight, ``max_active_runs`` of them). Every period from it on
-    is Airflow's to create or finish (a catchup's history, or periods still to come); a run chart-sync
-    created there would race the scheduler for the same ``(dag_id, logical_date)``. None when the DAG has
-    no next run and nothing in flight; DAGs that Airflow does not know are left out (two queries)."""
+    scheduler creates (``DagModel.next_dagrun``). Every period from it on is Airflow's to create (a
+    catchup's history, or periods still to come); a run chart-sync created there would race the scheduler
+    for the same ``(dag_id, logical_date)``. None when the DAG has no next run; DAGs that Airflow does not
+    know are left out (one query). A run already created behind the front (in flight, or cleared to run
+    again) is no race: the scheduler never creates that run a second time."""
 
     if not dag_ids:
         return {}
     with create_session(scoped=False) as session:
         rows = session.execute(select(DagModel.dag_id, DagModel.next_dagrun)
                                .where(DagModel.dag_id.in_(dag_ids))).all()
-        in_flight = dict(session.execute(
-            select(DagRun.dag_id, func.min(DagRun.logical_date))
-            .where(DagRun.dag_id.in_(dag_ids), DagRun.run_type == "scheduled",
-                   DagRun.state.in_(ACTIVE_RUN_STATES))
-            .group_by(DagRun.dag_id)).all())
-    fronts = {}
-    for dag_id, nxt in rows:
-        candidates = [d.date() for d in (nxt, in_flight.get(dag_id)) if d is not None]
-        fronts[dag_id] = min(candidates) if candidates else None
-    return fronts
+    return {dag_id: (nxt.date() if nxt is not None else None) for dag_id, nxt in rows}
 
 
 def set_paused(dag_id: str, paused: bool) -> bool:

@@ -6,7 +6,7 @@ DAG ``chart_sync_gap_audit`` and ``chartsync gaps audit``) only refreshes what t
 statement over every chart asked for (``store.gaps.runs_query``).
 
 A gap is a missing period behind the DAG's catchup front (``orchestration.catchup_fronts``: Airflow's next
-scheduled run, or its oldest one in flight); the missing periods from the front on wait for the catchup
+scheduled run); the missing periods from the front on wait for the catchup
 (``GapReport.waiting``) and no heal touches them, so a heal never races the scheduler for a run.
 
 Healing backfills exactly the gap ranges: one Airflow backfill per range with reprocess behaviour
