@@ -2,8 +2,8 @@
 api-server (and a dag-processor, so triggers and heals reach Airflow), as admin, on a chart DB on PostgreSQL
 (which refuses NUL in text).
 
-- Schemathesis runs the same command as the README's "REST API" section, bounded (--max-examples): every
-  operation and method of the live spec, in every phase (examples, coverage, fuzzing, and stateful, which
+- Schemathesis runs the same command as the docs' REST API page (docs/rest-api.md), bounded
+  (--max-examples): every operation and method of the live spec, in every phase (examples, coverage, fuzzing, and stateful, which
   follows the spec's links: create a schedule, then read, change and delete it). Every 4xx body must be
   strict JSON. The hooks (tests/schemathesis_hooks.py) also send non-finite numbers: NaN, Infinity, 1e999.
 - The hostile-input test sends what the spec does not describe, to the pages (paths, queries, forms with
