@@ -63,9 +63,6 @@ def make_airflow_env(base: Path, emulator_url: str, chart_conn: str, chart_db_ur
         "AIRFLOW__API__PORT": str(api_port),
         "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{api_port}",
         "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
-        # two Airflow stacks share 2 cores (xdist): a task's start call to the api-server can take over the
-        # default 5 s, which fails the try before it runs (as make run does: chartsync.demo)
-        "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "30",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
         "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "5",
         "AIRFLOW_CONN_SOUNDCHARTS_DEFAULT": soundcharts_conn(emulator_url),
@@ -80,6 +77,11 @@ def make_airflow_env(base: Path, emulator_url: str, chart_conn: str, chart_db_ur
         subprocess.run([str(BIN / "airflow"), "db", "migrate"], env=env, check=True, capture_output=True)
     else:
         env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = session_postgres().url(metadata_database())
+    from chartsync import demo
+
+    # sized like make run (task slots per core, one api-server worker, one parsing process): Airflow's default
+    # parallelism forks 32 LocalExecutor workers per stack, and two stacks share this machine's cores (xdist)
+    env = demo.airflow_env(env, demo.cpu_count())
     af = AirflowEnv(home, env, chart_db_url)
     af.chartsync("db", "upgrade")
     subprocess.run([str(BIN / "airflow"), "pools", "set", "soundcharts_api", "4", "chart-sync"], env=env,
