@@ -55,6 +55,24 @@ def _fmt(value: float) -> str:
     return short_number(value)
 
 
+def _axis_titles(left: float, right: float, top: float, bottom: float, height: float, x_label: str | None,
+                 y_label: str | None) -> list[str]:
+    """The titles under the x axis and beside the y axis (an empty label: none)."""
+    out = []
+    if x_label:
+        out.append(f'<text x="{(left + right) / 2}" y="{height - 6}" text-anchor="middle" '
+                   f'fill="var(--fg, #1f2937)">{escape(x_label)}</text>')
+    if y_label:
+        out.append(f'<text transform="translate(14 {(top + bottom) / 2}) rotate(-90)" text-anchor="middle" '
+                   f'fill="var(--fg, #1f2937)">{escape(y_label)}</text>')
+    return out
+
+
+def _legend_label(right: float, ly: float, name: str) -> str:
+    """A legend line's name, right of its swatch at height ``ly``."""
+    return f'<text x="{right + 42}" y="{ly + 4}" fill="var(--fg, #1f2937)">{name}</text>'
+
+
 def _axes(left: float, right: float, top: float, bottom: float, ticks: Sequence[float],
           y: Callable[[float], float], unit: str) -> list[str]:
     """The two axes and a labelled grid line per tick, shared by the line and column charts."""
@@ -101,11 +119,8 @@ def line_chart(title: str, series: Sequence[Series], *, unit: str = "", width: i
         day = first + timedelta(days=round(span * i / 4))
         out.append(f'<text x="{x(day):.1f}" y="{bottom + 16}" text-anchor="middle" '
                    f'fill="var(--muted, #6b7280)">{day:%b %d}</text>')
-    out.append(f'<text x="{(left + right) / 2}" y="{height - 6}" text-anchor="middle" fill="var(--fg, #1f2937)">'
-               f'{escape(x_label)} ({first:%Y-%m-%d} to {last:%Y-%m-%d})</text>')
-    if y_label:
-        out.append(f'<text transform="translate(14 {(top + bottom) / 2}) rotate(-90)" text-anchor="middle" '
-                   f'fill="var(--fg, #1f2937)">{escape(y_label)}</text>')
+    out.extend(_axis_titles(left, right, top, bottom, height, f"{x_label} ({first:%Y-%m-%d} to {last:%Y-%m-%d})",
+                            y_label))
     for row, s in enumerate(lines):
         colour = s.colour or PALETTE[row % len(PALETTE)]
         dash = s.dash if s.dash is not None else DASHES[row % len(DASHES)]
@@ -121,8 +136,7 @@ def line_chart(title: str, series: Sequence[Series], *, unit: str = "", width: i
                        for d, v in drawn)
         ly = top + 8 + row * 18
         out.append(f'<line x1="{right + 12}" y1="{ly}" x2="{right + 36}" y2="{ly}" stroke="{colour}" '
-                   f'stroke-width="2"{dash_attr}/><text x="{right + 42}" y="{ly + 4}" '
-                   f'fill="var(--fg, #1f2937)">{name}</text>')
+                   f'stroke-width="2"{dash_attr}/>' + _legend_label(right, ly, name))
     out.append("</svg>")
     return "".join(out)
 
@@ -198,16 +212,10 @@ def column_chart(title: str, columns: Sequence[tuple[str, Sequence[float]]], nam
         if i % every == 0:
             out.append(f'<text x="{cx:.1f}" y="{bottom + 16}" text-anchor="middle" '
                        f'fill="var(--muted, #6b7280)">{escape(label)}</text>')
-    if x_label:
-        out.append(f'<text x="{(left + right) / 2}" y="{height - 6}" text-anchor="middle" '
-                   f'fill="var(--fg, #1f2937)">{escape(x_label)}</text>')
-    if y_label:
-        out.append(f'<text transform="translate(14 {(top + bottom) / 2}) rotate(-90)" text-anchor="middle" '
-                   f'fill="var(--fg, #1f2937)">{escape(y_label)}</text>')
+    out.extend(_axis_titles(left, right, top, bottom, height, x_label, y_label))
     for row, name in enumerate(names):
         ly = top + 8 + row * 18
         out.append(f'<rect x="{right + 12}" y="{ly - 6}" width="24" height="12" '
-                   f'fill="{colours[row % len(colours)]}"/><text x="{right + 42}" y="{ly + 4}" '
-                   f'fill="var(--fg, #1f2937)">{escape(names[row])}</text>')
+                   f'fill="{colours[row % len(colours)]}"/>' + _legend_label(right, ly, escape(name)))
     out.append("</svg>")
     return "".join(out)

@@ -32,10 +32,10 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Protocol
 
 from chartsync import settings
 from chartsync.core.calendar import detect_frequency, next_start
+from chartsync.core.entry import RankingEntry
 from chartsync.core.trends import NEW, trend
 
 DUPLICATE_POSITIONS, DUPLICATE_SONGS, POSITION_OUT_OF_RANGE = (
@@ -43,16 +43,6 @@ DUPLICATE_POSITIONS, DUPLICATE_SONGS, POSITION_OUT_OF_RANGE = (
 HARD_CHECKS = (DUPLICATE_POSITIONS, DUPLICATE_SONGS, POSITION_OUT_OF_RANGE)
 SHORT, GAPS, MISSING_STREAMS, CHURN, PREVIOUS_MISMATCH = settings.QUALITY_FLAGS
 _SHOWN = 10  # offending values named in a rejection; the rest are counted
-
-
-class CheckedEntry(Protocol):
-    """What the checks need of one fetched entry (``soundcharts.models.RankingEntry`` has it)."""
-
-    song_uuid: str
-    position: int
-    previous_position: int | None
-    entry_state: str | None
-    metric: int | None
 
 
 class RankingRejected(ValueError):
@@ -64,7 +54,7 @@ class RankingRejected(ValueError):
         self.detail = detail
 
 
-def check_ranking(label: str, entries: Sequence[CheckedEntry], size: int | None) -> None:
+def check_ranking(label: str, entries: Sequence[RankingEntry], size: int | None) -> None:
     """Raise ``RankingRejected`` (naming the check and the offending values) for the first hard check the
     entries fail; ``label`` names the ranking (``"<slug> <period>"``), ``size`` is the chart's published
     size (``None``: unknown)."""
@@ -144,7 +134,7 @@ class RankingQuality:
         return bool(self.flags)
 
 
-def measure(period: date, entries: Sequence[CheckedEntry], context: QualityContext) -> RankingQuality:
+def measure(period: date, entries: Sequence[RankingEntry], context: QualityContext) -> RankingQuality:
     """The soft checks of the ranking of ``period`` (it passed the hard checks) and the flags it earns."""
     s = settings
     count = len(entries)

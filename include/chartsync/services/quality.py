@@ -16,6 +16,7 @@ from sqlalchemy import Engine
 from chartsync import settings
 from chartsync.core import periods
 from chartsync.core.paging import Page, PageRequest
+from chartsync.core.quality import RankingQuality
 from chartsync.services.schedules import get_schedule, schedule_of_slug
 from chartsync.store import quality_reports as store
 from chartsync.store.quality_reports import ChartQuality, QualityRow
@@ -52,7 +53,7 @@ class Measure:
     raised: bool
 
 
-def _flag_text(row: QualityRow, flag: str) -> str:
+def _flag_text(row: RankingQuality, flag: str) -> str:
     if flag == "short":
         return f"{row.entry_count} of {row.expected_count} entries" if row.expected_count else \
             f"{row.entry_count} entries"
@@ -69,12 +70,12 @@ def _flag_text(row: QualityRow, flag: str) -> str:
     return FLAG_LABELS.get(flag, flag)
 
 
-def explain(row: QualityRow) -> list[FlagNote]:
+def explain(row: RankingQuality) -> list[FlagNote]:
     """Each flag of the ranking with the measure that raised it."""
     return [FlagNote(flag, _flag_text(row, flag)) for flag in row.flags]
 
 
-def measures_of(row: QualityRow) -> list[Measure]:
+def measures_of(row: RankingQuality) -> list[Measure]:
     """Every check's measure, raised or not (a measure the check could not take says why)."""
     raised = set(row.flags)
     expected = f"{row.entry_count} of {row.expected_count}" if row.expected_count else \
@@ -102,11 +103,15 @@ class StoredRankingQuality:
     chart_id: int
     period: date
     status: str
-    checks: QualityRow | None  # the stored measures
+    stored: QualityRow | None  # the stored measures
+
+    @property
+    def checks(self) -> RankingQuality | None:
+        return self.stored.checks if self.stored else None
 
     @property
     def flags(self) -> list[str]:
-        return self.checks.flags if self.checks else []
+        return list(self.checks.flags) if self.checks else []
 
     @property
     def notes(self) -> list[FlagNote]:
@@ -118,11 +123,11 @@ class StoredRankingQuality:
 
     @property
     def ranking_id(self) -> int | None:
-        return self.checks.ranking_id if self.checks else None
+        return self.stored.ranking_id if self.stored else None
 
     @property
     def checked_at(self) -> datetime | None:
-        return self.checks.checked_at if self.checks else None
+        return self.stored.checked_at if self.stored else None
 
 
 def _quality(row: QualityRow) -> StoredRankingQuality:

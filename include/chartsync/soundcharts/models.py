@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
+from chartsync.core.entry import RankingEntry
 from chartsync.soundcharts.errors import SoundchartsMalformedResponse
 
 
@@ -17,20 +18,6 @@ class ChartInfo:
     frequency: str | None
     country_code: str | None
     max_results: int | None
-
-
-@dataclass(frozen=True)
-class RankingEntry:
-    song_uuid: str
-    song_name: str
-    credit_name: str | None
-    image_url: str | None
-    position: int
-    previous_position: int | None
-    entry_state: str | None
-    time_on_chart: int | None
-    time_on_chart_unit: str | None
-    metric: int | None
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import Engine, String, and_, asc, case, desc, func, literal, or_, select
-from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql.expression import ColumnElement, FunctionElement
+from sqlalchemy.sql.expression import ColumnElement
 
 from chartsync.core.outcomes import FAILED, SKIPPED, SUCCESS
 from chartsync.core.paging import Page, PageRequest
@@ -30,6 +29,7 @@ from chartsync.core.rules import (
 from chartsync.core.schedule import ScheduleError, dag_id_for
 from chartsync.core.timestamps import as_utc, midnight
 from chartsync.store import gaps, stats
+from chartsync.store.dialect import dialect_function
 from chartsync.store.tables import (
     chart,
     chart_ranking,
@@ -211,21 +211,9 @@ def run_executions(engine: Engine, dag_id: str, run_id: str) -> list[dict]:
 
 
 # -- the stats page: aggregates over time ----------------------------------------------------------------
-class utc_day(FunctionElement):
-    """The UTC calendar day of a timestamp as 'YYYY-MM-DD', on SQLite and PostgreSQL."""
-
-    type = String()
-    inherit_cache = True
-
-
-@compiles(utc_day)
-def _utc_day_default(element, compiler, **kw):
-    return f"to_char({compiler.process(element.clauses, **kw)} AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
-
-
-@compiles(utc_day, "sqlite")
-def _utc_day_sqlite(element, compiler, **kw):
-    return f"date({compiler.process(element.clauses, **kw)})"  # stored as UTC text
+utc_day = dialect_function("utc_day", String(), "to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
+                           "date({})",  # SQLite stores UTC text
+                           "The UTC calendar day of a timestamp as 'YYYY-MM-DD', on SQLite and PostgreSQL.")
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from sqlalchemy import Engine, Text, case, cast, func, select
 from sqlalchemy.sql.expression import ColumnElement
 
 from chartsync.core.paging import Page, PageRequest
+from chartsync.core.quality import RankingQuality
 from chartsync.core.timestamps import as_utc
 from chartsync.settings import QUALITY_FLAGS
 from chartsync.store.tables import chart, chart_ranking, chart_ranking_quality, chart_sync_schedule
@@ -43,31 +44,26 @@ def _per_flag() -> list:
 
 @dataclass(frozen=True)
 class QualityRow:
-    """One ranking's soft checks, as ``chart_ranking_quality`` holds them (a None measure: not measured)."""
+    """One ranking's soft checks as ``chart_ranking_quality`` holds them: the core's measures, and where and
+    when they were taken."""
 
     ranking_id: int
     chart_id: int
     period: date
-    entry_count: int
-    expected_count: int | None
-    missing_positions: int
-    no_streams_share: float | None
-    new_share: float
-    usual_new_share: float | None
-    previous_checked: int
-    previous_mismatches: int | None
-    flags: list[str]
-    flagged: bool
+    checks: RankingQuality
     checked_at: datetime
+
+    @property
+    def flagged(self) -> bool:
+        return self.checks.flagged
 
 
 def _row(r) -> QualityRow:
     names = set(r.flags or [])
-    return QualityRow(
-        r.ranking_id, r.chart_id, r.period, r.entry_count, r.expected_count, r.missing_positions,
-        r.no_streams_share, r.new_share, r.usual_new_share, r.previous_checked, r.previous_mismatches,
-        [f for f in QUALITY_FLAGS if f in names] + sorted(names - set(QUALITY_FLAGS)), bool(r.flagged),
-        as_utc(r.checked_at))
+    flags = tuple(f for f in QUALITY_FLAGS if f in names) + tuple(sorted(names - set(QUALITY_FLAGS)))
+    checks = RankingQuality(r.entry_count, r.expected_count, r.missing_positions, r.no_streams_share, r.new_share,
+                            r.usual_new_share, r.previous_checked, r.previous_mismatches, flags)
+    return QualityRow(r.ranking_id, r.chart_id, r.period, checks, as_utc(r.checked_at))
 
 
 # -- one chart -------------------------------------------------------------------------------------------

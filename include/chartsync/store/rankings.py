@@ -22,6 +22,7 @@ from sqlalchemy import Connection, bindparam, delete, insert, select, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from chartsync import settings
+from chartsync.core.entry import RankingEntry
 from chartsync.core.outcomes import SyncResult
 from chartsync.core.quality import QualityContext, RankingQuality
 from chartsync.core.trends import trend, weeks_on_chart
@@ -30,26 +31,11 @@ from chartsync.store.quality import row_statement, save_quality
 from chartsync.store.tables import chart, chart_ranking, chart_ranking_entry, chart_ranking_quality, track
 
 
-class FetchedEntry(Protocol):
-    """What the store needs of one fetched entry (``soundcharts.models.RankingEntry`` has it)."""
-
-    song_uuid: str
-    song_name: str
-    credit_name: str | None
-    image_url: str | None
-    position: int
-    previous_position: int | None
-    entry_state: str | None
-    time_on_chart: int | None
-    time_on_chart_unit: str | None
-    metric: int | None
-
-
 class FetchedRanking(Protocol):
     """What the store needs of one fetched ranking (``soundcharts.models.Ranking`` has it)."""
 
     ranking_date: str
-    entries: Sequence[FetchedEntry]
+    entries: Sequence[RankingEntry]
 
     @property
     def period(self) -> date: ...
@@ -141,7 +127,7 @@ def store_claimed(conn: Connection, claim: Claim, ranking: FetchedRanking, now: 
     )
 
 
-def _by_position(entry: FetchedEntry) -> int:
+def _by_position(entry: RankingEntry) -> int:
     return entry.position
 
 

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import Connection, Engine, Float, and_, case, func, literal, select, true
-from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql.expression import ColumnElement, FunctionElement
+from sqlalchemy.sql.expression import ColumnElement
 
+from chartsync.store.dialect import dialect_function
 from chartsync.store.tables import chart_sync_execution, chart_sync_schedule
 from chartsync.core.calendar import FALLBACK_GRACE, INTERVAL_GRACE_FACTOR, OVERDUE_GRACE, Frequency, overdue_after
 from chartsync.core.outcomes import FAILED, SKIPPED, SUCCESS
@@ -20,21 +20,8 @@ from chartsync.core.rules import freshness_seconds, success_rate
 from chartsync.core.timestamps import as_utc
 
 # -- the same rule in SQL ---------------------------------------------------------------------------
-class epoch(FunctionElement):
-    """Seconds since 1970 of a timestamp column, on SQLite and PostgreSQL."""
-
-    type = Float()
-    inherit_cache = True
-
-
-@compiles(epoch)
-def _epoch_default(element, compiler, **kw):
-    return f"EXTRACT(EPOCH FROM {compiler.process(element.clauses, **kw)})"
-
-
-@compiles(epoch, "sqlite")
-def _epoch_sqlite(element, compiler, **kw):
-    return f"CAST(strftime('%s', {compiler.process(element.clauses, **kw)}) AS REAL)"
+epoch = dialect_function("epoch", Float(), "EXTRACT(EPOCH FROM {})", "CAST(strftime('%s', {}) AS REAL)",
+                         "Seconds since 1970 of a timestamp column, on SQLite and PostgreSQL.")
 
 
 def cron_graces(conn: Connection) -> dict[str, int]:

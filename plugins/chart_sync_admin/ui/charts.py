@@ -18,13 +18,12 @@ from chart_sync_admin.ui.forms import (
     confirm,
     form_ids,
     invalid_form,
+    list_filters,
     message,
-    query_choice,
     query_int,
-    query_text,
     redirect,
 )
-from chart_sync_admin.ui.rendering import FREQUENCIES, PAGE_SIZE, UI, page_url, render
+from chart_sync_admin.ui.rendering import PAGE_SIZE, UI, page_url, render
 
 router = APIRouter(prefix=UI, include_in_schema=False)
 CHART_ACTIONS = {"add": "Add to sync schedule", "remove": "Remove from sync schedule",
@@ -38,9 +37,7 @@ def home(request: Request, viewer: ViewerDep):
 
 @router.get("/charts", response_class=HTMLResponse)
 def charts_page(request: Request, viewer: ViewerDep):
-    filters = {"q": query_text(request, "q"), "platform": query_text(request, "platform", 50),
-               "status": query_choice(request, "status", CHART_STATUSES),
-               "frequency": query_choice(request, "frequency", FREQUENCIES)}
+    filters = list_filters(request, CHART_STATUSES)
     result = pages.chart_catalogue(chart_engine(), search=filters["q"], platform=filters["platform"],
                                    status=filters["status"], frequency=filters["frequency"],
                                    paging=PageRequest.number(query_int(request, "page", 1), PAGE_SIZE))

@@ -23,7 +23,7 @@ from chart_sync_admin import csrf
 from chart_sync_admin.door import MAX_ID, whole_number
 from chart_sync_admin.errors import PageError
 from chart_sync_admin.security import Viewer
-from chart_sync_admin.ui.rendering import UI, app_root, flash_path, page_url, render
+from chart_sync_admin.ui.rendering import FREQUENCIES, UI, app_root, flash_path, page_url, render
 
 
 # -- query parameters ------------------------------------------------------------------------------------
@@ -40,6 +40,13 @@ def query_choice(request: Request, name: str, allowed, default=None):
 def query_text(request: Request, name: str, limit: int = 100) -> str | None:
     value = (request.query_params.get(name) or "").replace("\x00", "").strip()
     return value[:limit] or None
+
+
+def list_filters(request: Request, statuses) -> dict:
+    """The filter form of a list page (the charts, the schedules): search text, platform, status, frequency."""
+    return {"q": query_text(request, "q"), "platform": query_text(request, "platform", 50),
+            "status": query_choice(request, "status", statuses),
+            "frequency": query_choice(request, "frequency", FREQUENCIES)}
 
 
 def iso_date(value: str | None) -> date | None:

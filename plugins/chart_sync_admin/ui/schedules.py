@@ -29,14 +29,14 @@ from chart_sync_admin.ui.forms import (
     heal_message,
     ids,
     invalid_form,
+    list_filters,
     message,
     query_choice,
     query_int,
-    query_text,
     redirect,
 )
 from chart_sync_admin.ui.history import schedule_history, schedule_table_periods
-from chart_sync_admin.ui.rendering import FREQUENCIES, PAGE_SIZE, UI, page_url, render
+from chart_sync_admin.ui.rendering import PAGE_SIZE, UI, page_url, render
 from chart_sync_admin.ui.stats import quality_plot
 
 router = APIRouter(prefix=UI, include_in_schema=False)
@@ -47,11 +47,9 @@ QUALITY_PAGE_SIZE = 10
 
 @router.get("/schedules", response_class=HTMLResponse)
 def schedules_page(request: Request, viewer: ViewerDep):
-    filters = {"q": query_text(request, "q"), "platform": query_text(request, "platform", 50),
-               "status": query_choice(request, "status", SCHEDULE_STATUSES),
-               "frequency": query_choice(request, "frequency", FREQUENCIES),
-               "sort": query_choice(request, "sort", pages.SCHEDULE_SORTS, "chart"),
-               "desc": request.query_params.get("desc") == "1"}
+    filters = list_filters(request, SCHEDULE_STATUSES) | {
+        "sort": query_choice(request, "sort", pages.SCHEDULE_SORTS, "chart"),
+        "desc": request.query_params.get("desc") == "1"}
     result = schedules.schedule_table(chart_engine(), search=filters["q"], platform=filters["platform"],
                                   frequency=filters["frequency"], status=filters["status"], sort=filters["sort"],
                                   descending=filters["desc"],

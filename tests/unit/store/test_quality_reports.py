@@ -78,16 +78,17 @@ def test_a_charts_summary_counts_stored_checked_flagged_and_each_flag(engine):
 def test_flagged_rankings_newest_first_paged_and_by_flag(engine):
     page = quality_reports.flagged_rankings(engine, 1, paging=PageRequest(2))
     assert page.total == 3 and [r.period.day for r in page.items] == [10, 7]
-    assert page.items[0].flags == ["short"] and page.items[0].entry_count == 190
+    assert page.items[0].checks.flags == ("short",) and page.items[0].checks.entry_count == 190
     second = quality_reports.flagged_rankings(engine, 1, paging=PageRequest(2, 2))
-    assert [(r.period.day, r.flags) for r in second.items] == [(4, ["short", "gaps"])]
+    assert [(r.period.day, r.checks.flags) for r in second.items] == [(4, ("short", "gaps"))]
     assert [r.period.day for r in quality_reports.flagged_rankings(engine, 1, flag="short").items] == [10, 4]
     assert quality_reports.flagged_rankings(engine, 1, flag="previous_mismatch").total == 0
 
 
 def test_one_rankings_row_or_none_before_the_checks(engine):
     row = quality_reports.ranking_quality(engine, 1, FIRST + timedelta(days=3))
-    assert (row.flags, row.flagged, row.entry_count, row.missing_positions) == (["short", "gaps"], True, 143, 57)
+    assert (row.checks.flags, row.flagged, row.checks.entry_count, row.checks.missing_positions) == (
+        ("short", "gaps"), True, 143, 57)
     assert row.checked_at == NOW
     assert quality_reports.ranking_quality(engine, 1, FIRST) is None
 
