@@ -49,7 +49,26 @@ def pytest_configure(config) -> None:
     os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 
 
+# The longest files, longest first (worker seconds of a fresh-clone run): xdist hands files out in collection
+# order, so these start first and the short ones fill in around them (the run ends when its longest file
+# does). Order only: no test depends on it, and a file not listed runs after these, in its usual order.
+LONGEST_FIRST = [f"tests/{name}.py" for name in (
+    "integration/test_make_run", "integration/test_outages", "integration/test_gap_healing",
+    "integration/test_heal_during_catchup", "integration/test_celery", "integration/test_quality",
+    "integration/test_soak", "integration/test_doors", "integration/test_failures",
+    "integration/test_api_schemathesis", "integration/test_alerts", "integration/test_audience",
+    "integration/test_sync_dag_run", "integration/test_track_metadata", "e2e/test_pages", "e2e/test_airflow_ui",
+    "integration/test_scheduler_catchup", "integration/test_api", "e2e/test_history_pages",
+    "integration/test_history_pages")]
+
+
+def _file_rank(item) -> int:
+    path = item.nodeid.split("::")[0]
+    return LONGEST_FIRST.index(path) if path in LONGEST_FIRST else len(LONGEST_FIRST)
+
+
 def pytest_collection_modifyitems(config, items) -> None:
+    items.sort(key=_file_rank)  # stable: a file's tests keep their order
     for item in items:
         parts = Path(str(item.fspath)).parts
         param = getattr(getattr(item, "callspec", None), "params", {})

@@ -202,9 +202,11 @@ def _workers(scheduler: psutil.Process) -> list[psutil.Process]:
         return []
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def make_run_env() -> Iterator[dict[str, str]]:
-    """The environment the Makefile gives ``make run``, a private AIRFLOW_HOME, ``make setup`` done. The home
+    """The environment the Makefile gives ``make run``, a private AIRFLOW_HOME, ``make setup`` done once for
+    the module's starts of the product (each test starts and stops its own; a later one finds the home as a
+    user's second day does: set up, with data). The home
     is outside pytest's temp root, which pytest closes (0700) whenever a session starts: as root, PostgreSQL
     runs as another user, which must reach its data."""
     home = Path(tempfile.mkdtemp(prefix="chartsync-make-run-")) / "airflow"

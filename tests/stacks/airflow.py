@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import secrets
 import signal
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from stacks.postgres import metadata_database, session_postgres
+from stacks.postgres import add_sync_pool, metadata_database, session_postgres
 from stacks.processes import BIN, ROOT, free_port, server_allowed, wait_for
 
 
@@ -58,6 +60,11 @@ def make_airflow_env(base: Path, emulator_url: str, chart_conn: str, chart_db_ur
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+        # the home's secrets, shared by its components (each would otherwise generate airflow.cfg, and its
+        # own secrets, when they start at once: a task's token would then be invalid at the api-server)
+        "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
+        "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(32),
+        "AIRFLOW__CORE__FERNET_KEY": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin,viewer:viewer",
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{api_port}/execution/",
         "AIRFLOW__API__PORT": str(api_port),
@@ -75,18 +82,32 @@ def make_airflow_env(base: Path, emulator_url: str, chart_conn: str, chart_db_ur
     if metadata_url is not None:
         env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = metadata_url
         subprocess.run([str(BIN / "airflow"), "db", "migrate"], env=env, check=True, capture_output=True)
+        add_sync_pool(env)
     else:
         env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = session_postgres().url(metadata_database())
     from chartsync import demo
 
-    # sized like make run (task slots per core, one api-server worker, one parsing process): Airflow's default
-    # parallelism forks 32 LocalExecutor workers per stack, and two stacks share this machine's cores (xdist)
+    # sized as make run sizes Airflow (one api-server worker, one parsing process, the execution API's timeout),
+    # with make run's ceiling of task slots: Airflow's default forks 32 LocalExecutor workers per stack, and one
+    # slot per core leaves a catchup waiting on its tasks' round trips with the cores half idle
+    env.setdefault("AIRFLOW__CORE__PARALLELISM", str(demo.MAX_SLOTS))
     env = demo.airflow_env(env, demo.cpu_count())
     af = AirflowEnv(home, env, chart_db_url)
-    af.chartsync("db", "upgrade")
-    subprocess.run([str(BIN / "airflow"), "pools", "set", "soundcharts_api", "4", "chart-sync"], env=env,
-                   check=True, capture_output=True)
+    upgrade_chart_db(chart_db_url)
     return af
+
+
+def upgrade_chart_db(url: str) -> None:
+    """``chartsync db upgrade`` in the test process (the command's own tests run it as a command)."""
+    from sqlalchemy import create_engine
+
+    from chartsync.store.migrate import upgrade
+
+    engine = create_engine(url)
+    try:
+        upgrade(engine)
+    finally:
+        engine.dispose()
 
 
 @dataclass

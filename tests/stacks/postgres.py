@@ -104,6 +104,12 @@ def session_postgres() -> Postgres:
     return _SESSION_PG[0]
 
 
+def add_sync_pool(env: dict[str, str]) -> None:
+    """The pool chart-sync's sync tasks run in (airflow_settings.yaml), in the metadata DB ``env`` names."""
+    subprocess.run([str(BIN / "airflow"), "pools", "set", "soundcharts_api", "4", "chart-sync"], env=env,
+                   check=True, capture_output=True)
+
+
 _METADATA_TEMPLATE = "airflow_template"  # migrated once a session; each Airflow home gets a copy
 _metadata_numbers = itertools.count(1)
 _SESSION_PG_MIGRATED: list[bool] = []
@@ -120,5 +126,6 @@ def metadata_database() -> str:
                 "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": pg.url(_METADATA_TEMPLATE),
                 "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
         subprocess.run([str(BIN / "airflow"), "db", "migrate"], env=env, check=True, capture_output=True)
+        add_sync_pool(env)  # every copy has chart-sync's pool, as make run's setup loads it
         _SESSION_PG_MIGRATED.append(True)
     return pg.create_database(f"airflow_{os.getpid()}_{next(_metadata_numbers)}", template=_METADATA_TEMPLATE)
