@@ -57,7 +57,7 @@ run:
 # the project's own modules compiled ahead (only what changed): every task try and command imports them, and a
 # Python that may not write bytecode (PYTHONDONTWRITEBYTECODE) would compile them again each time
 bytecode: $(VENV)/.installed
-	@$(BIN)/python -m compileall -q include plugins dags > /dev/null
+	@$(BIN)/python -m compileall -q include plugins > /dev/null
 
 ## test: the whole suite (starts and stops its own servers: PostgreSQL, the emulator, Airflow), in TEST_WORKERS
 ## pytest-xdist processes (default 2; a file's tests stay in one: they share its fixtures); TEST_WORKERS=0: one process

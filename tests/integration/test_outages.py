@@ -117,6 +117,7 @@ def stack(tmp_path_factory, emulator) -> Iterator[Stack]:
             "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "2",
             # a restarted scheduler takes over the tries its predecessor queued soon (production: 300 s)
             "AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL": "5",
+            "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "5",  # parses while the chart DB is down, soon
         })
         af.chartsync("charts", "import", "--platform", "spotify", "--platform", "apple-music",
                      "--platform", "shazam")

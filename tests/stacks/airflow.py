@@ -71,7 +71,9 @@ def make_airflow_env(base: Path, emulator_url: str, chart_conn: str, chart_db_ur
         "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{api_port}",
         "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
-        "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "5",
+        # a DAG file is parsed again 15 s after its last parse (Airflow's default: 30 s), so a schedule changed
+        # while the stack runs reaches its DAG soon; at 5 s, parsing took a sixth of a core per idle stack
+        "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "15",
         "AIRFLOW_CONN_SOUNDCHARTS_DEFAULT": soundcharts_conn(emulator_url),
         "AIRFLOW_CONN_CHART_DB": chart_conn,
         "CHARTSYNC_SCHEDULE_SNAPSHOT": str(base / "schedules.json"),
@@ -123,7 +125,7 @@ class AirflowServices:
         import requests
 
         r = requests.post(f"{self.api_url}/auth/token", json={"username": user, "password": password or user},
-                          timeout=10)
+                          timeout=60)  # an api-server's first answers, on a busy machine, can take seconds
         r.raise_for_status()
         return r.json()["access_token"]
 
