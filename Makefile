@@ -60,15 +60,19 @@ bytecode: $(VENV)/.installed
 	@$(BIN)/python -m compileall -q include plugins > /dev/null
 
 ## test: the whole suite (starts and stops its own servers: PostgreSQL, the emulator, Airflow), in TEST_WORKERS
-## pytest-xdist processes (default 2; a file's tests stay in one: they share its fixtures); TEST_WORKERS=0: one process
-TEST_WORKERS ?= 2
+## pytest-xdist processes (default 3 on any machine: an integration test spends much of its time waiting on
+## Airflow's scheduling, so a third process fills 2 cores; a file's tests stay in one: they share its fixtures);
+## TEST_WORKERS=0: one process
+TEST_WORKERS ?= 3
 ## test-fast: the inner loop while coding: every test that needs no server (unit, DAG integrity, CLI, recipes), in
-## under a minute; it starts no PostgreSQL, no Airflow, no browser (tests marked `server` are left to make test)
+## under a minute; it starts no PostgreSQL, no Airflow, no browser (tests marked `server` are left to make test);
+## FAST_WORKERS processes (default 2: these tests keep a core busy each)
+FAST_WORKERS ?= 2
 test-fast: $(VENV)/.installed bytecode
-	CHARTSYNC_TEST_NO_SERVERS=1 $(BIN)/python -m pytest -p no:cacheprovider -n $(TEST_WORKERS) -m "not server" -q $(PYTEST_ARGS)
+	CHARTSYNC_TEST_NO_SERVERS=1 $(BIN)/python -m pytest -p no:cacheprovider -n $(FAST_WORKERS) -m "not server" -q $(PYTEST_ARGS)
 
 test: $(VENV)/.installed bytecode
-	$(BIN)/python -m pytest -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 ## lint: ruff, and import-linter's contracts (the layers, who may import airflow, a pure core)
 lint: $(VENV)/.installed

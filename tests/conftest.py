@@ -50,7 +50,7 @@ def pytest_configure(config) -> None:
 
 
 # The longest files, longest first (worker seconds of a fresh-clone run): xdist hands files out in collection
-# order, so these start first and the short ones fill in around them (the run ends when its longest file
+# order (make test turns off its reordering by test count: --no-loadscope-reorder), so these start first and the short ones fill in around them (the run ends when its longest file
 # does). Order only: no test depends on it, and a file not listed runs after these, in its usual order.
 LONGEST_FIRST = [f"tests/{name}.py" for name in (
     "integration/test_make_run", "integration/test_outages", "integration/test_gap_healing",
