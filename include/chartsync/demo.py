@@ -25,7 +25,19 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from chartsync import demo_data, localdb, settings
-from chartsync.supervisor import MAX_RESTARTS, RESTART_WINDOW, RUN_LOG, Run, Signals, Stopped, warn
+from chartsync.supervisor import (
+    LIVENESS_EVERY,
+    MAX_RESTARTS,
+    RESTART_WINDOW,
+    RUN_LOG,
+    WEDGED_AFTER,
+    Liveness,
+    Run,
+    Signals,
+    Stopped,
+    health,
+    warn,
+)
 
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8080
 MAX_SLOTS = 8  # the default parallelism's ceiling, however many cores
@@ -241,12 +253,23 @@ def main(argv: list[str] | None = None) -> int:
         logins = [] if _all_admins(env) else users(env, _passwords(env))
         print(banner(url, env["AIRFLOW__API__HOST"], logins, logs, env["AIRFLOW__CORE__PARALLELISM"], commands,
                      emulator.url if emulator else None, database.describe()), flush=True)
+        liveness, looked = Liveness(), 0.0
         while True:
             signals.check()
             run.reap()
-            if (name := run.exited()) is not None and not run.restart(name):
-                run.report_exit(name, f"{MAX_RESTARTS} times in {RESTART_WINDOW / 60:.0f} min; stopping the rest")
-                return 1
+            if (name := run.exited()) is not None:
+                if not run.restart(name):
+                    run.report_exit(name, f"{MAX_RESTARTS} times in {RESTART_WINDOW / 60:.0f} min; stopping the rest")
+                    return 1
+                liveness.reset()  # a new scheduler is unhealthy until its first heartbeat
+            if time.monotonic() - looked >= LIVENESS_EVERY:
+                looked = time.monotonic()
+                if liveness.wedged(health(url), looked):
+                    liveness.reset()
+                    if not run.restart("scheduler", f"runs but has reported unhealthy for {WEDGED_AFTER:.0f} s"):
+                        run.report_exit("scheduler", f"{MAX_RESTARTS} times in {RESTART_WINDOW / 60:.0f} min; "
+                                                     "stopping the rest")
+                        return 1
             time.sleep(0.5)
     except Stopped:
         stop_started = signals.first_at or time.monotonic()

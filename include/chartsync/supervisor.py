@@ -32,6 +32,44 @@ MAX_RESTARTS, RESTART_WINDOW = 5, 600.0  # an exited component is restarted, up 
 RESTART_DELAY = 3.0  # seconds before a restart (the metadata DB may still be coming back)
 REMAINS_GRACE = 3.0  # seconds what is left of an exited component gets after SIGTERM, before SIGKILL
 RUN_LOG = "chartsync-run.log"  # the seeding commands' output and the start/stop events
+WEDGED_AFTER = 60.0  # seconds the scheduler may report unhealthy while it runs before it is restarted
+LIVENESS_EVERY = 5.0  # seconds between two looks at the scheduler's health
+
+
+def health(url: str) -> dict | None:
+    """The api-server's ``/api/v2/monitor/health`` answer; None when it does not answer (it, or the metadata
+    DB behind it, is away)."""
+    try:
+        with urllib.request.urlopen(f"{url}/api/v2/monitor/health", timeout=5) as answer:
+            return json.load(answer)
+    except (OSError, ValueError):
+        return None
+
+
+class Liveness:
+    """Tells a scheduler that runs but no longer works, as a Kubernetes liveness probe does. After a fatal
+    error in its loop (a metadata DB restart can cause one), Airflow 3.3.2's scheduler shuts its
+    LocalExecutor down and can hang there for good, alive and no longer heartbeating
+    (apache/airflow#67870, fixed for 3.4 by apache/airflow#67881): a restart on exit never comes.
+    ``wedged`` is True once the api-server has reported the scheduler unhealthy for ``after`` seconds
+    running; an api-server that does not answer proves nothing either way."""
+
+    def __init__(self, after: float = WEDGED_AFTER) -> None:
+        self.after = after
+        self.since: float | None = None
+
+    def wedged(self, answer: dict | None, now: float) -> bool:
+        if answer is None:
+            return False
+        if (answer.get("scheduler") or {}).get("status") == "healthy":
+            self.since = None
+            return False
+        if self.since is None:
+            self.since = now
+        return now - self.since >= self.after
+
+    def reset(self) -> None:
+        self.since = None
 
 
 class Stopped(Exception):
@@ -142,20 +180,22 @@ class Run:
                                                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                                 start_new_session=True, preexec_fn=_die_with_parent)
 
-    def restart(self, name: str) -> bool:
+    def restart(self, name: str, why: str | None = None) -> bool:
         """Start an exited component again, as a process manager would (the scheduler and the
-        dag-processor exit when the metadata DB goes away for a moment). False once it has exited
+        dag-processor exit when the metadata DB goes away for a moment), or one that runs but is ``why``
+        no longer working (its process group is stopped first). False once it has been restarted
         ``MAX_RESTARTS`` times within ``RESTART_WINDOW`` seconds: then it is not a blip."""
         now = time.monotonic()
         recent = [t for t in self.restarts[name] if now - t < RESTART_WINDOW]
         if len(recent) >= MAX_RESTARTS:
             return False
         self.restarts[name] = [*recent, now]
-        code = self.procs[name].returncode
-        warn(f"the {name} exited (code {code}); restarting it ({len(recent) + 1} of {MAX_RESTARTS} restarts "
+        what = why or f"exited (code {self.procs[name].returncode})"
+        warn(f"the {name} {what}; restarting it ({len(recent) + 1} of {MAX_RESTARTS} restarts "
              f"allowed in {RESTART_WINDOW / 60:.0f} min; see {self.logs / f'{name}.log'})")
         killed = self.clear_remains(self.procs[name].pid)  # its own session: the group's id is its pid
-        _stamp(self.run_log, f"{name} exited (code {code}); restarting"
+        self.procs[name].poll()
+        _stamp(self.run_log, f"{name} {what}; restarting"
                + (f" (killed what was left of it: {', '.join(killed)})" if killed else ""))
         time.sleep(max(0.0, now + RESTART_DELAY - time.monotonic()))
         self._spawn(name)
@@ -197,13 +237,9 @@ class Run:
 
     def healthy(self, url: str) -> bool:
         """The api-server answers and reports the scheduler, dag-processor and triggerer healthy."""
-        try:
-            with urllib.request.urlopen(f"{url}/api/v2/monitor/health", timeout=2) as answer:
-                health = json.load(answer)
-        except (OSError, ValueError):
-            return False
-        return all((health.get(part) or {}).get("status") == "healthy"
-                   for part in ("metadatabase", "scheduler", "dag_processor", "triggerer"))
+        answer = health(url)
+        return answer is not None and all((answer.get(part) or {}).get("status") == "healthy"
+                                          for part in ("metadatabase", "scheduler", "dag_processor", "triggerer"))
 
     def tree(self) -> list[psutil.Process]:
         try:

@@ -26,7 +26,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -34,6 +34,7 @@ import pytest
 import requests
 from sqlalchemy import func, select, update
 
+from chartsync.supervisor import Liveness, health
 from chartsync.store.tables import (
     chart,
     chart_ranking,
@@ -50,6 +51,7 @@ pytestmark = pytest.mark.integration
 
 TASK = "sync_ranking"
 PERIODS = 4  # days of history per chart: catchup runs (the first also pulls the newest period forward)
+WEDGED_AFTER = 45  # s a running scheduler may report unhealthy before restart_exited kills it (make run: 60)
 HEARTBEAT_TIMEOUT = 20  # s: when the scheduler gives up on a try whose supervisor is gone (production: 300)
 KILLED_TASK = "spotify-top-200-gb-daily"
 CHART_DB_OUTAGE = ("spotify-top-200-fr-daily", "spotify-top-200-de-daily")
@@ -72,6 +74,7 @@ class Stack:
     metadata_pg: Postgres
     receiver: AlertReceiver
     history_start: date
+    liveness: Liveness = field(default_factory=lambda: Liveness(after=WEDGED_AFTER))
 
     @property
     def expected(self) -> list[date]:
@@ -337,9 +340,17 @@ def test_chart_db_down_while_dag_files_are_parsed_no_chart_dag_disappears(stack)
 
 
 def restart_exited(stack: Stack) -> list[str]:
-    """Start again every Airflow component that exited, as a process manager (systemd, Kubernetes) does:
-    Airflow's scheduler and dag-processor end themselves when the metadata DB goes away."""
+    """Start again every Airflow component that exited, and a scheduler that runs but reports unhealthy,
+    as a process manager (systemd, Kubernetes with a liveness probe) and make run's supervisor do:
+    Airflow's scheduler and dag-processor end themselves when the metadata DB goes away, and the
+    scheduler can hang on its way out (``chartsync.supervisor.Liveness``)."""
     restarted = []
+    if stack.liveness.wedged(health(stack.services.api_url), time.monotonic()):
+        stack.liveness.reset()
+        wedged = stack.services.procs["scheduler"]
+        os.killpg(wedged.pid, signal.SIGKILL)  # its session: the scheduler and its LocalExecutor workers
+        wedged.wait(timeout=30)
+        restarted.append(f"scheduler (alive, unhealthy for {WEDGED_AFTER:.0f} s: killed)")
     for name, proc in list(stack.services.procs.items()):
         if proc.poll() is None:
             continue
@@ -348,6 +359,7 @@ def restart_exited(stack: Stack) -> list[str]:
                                                           stdout=out, stderr=subprocess.STDOUT,
                                                           start_new_session=True)
         restarted.append(f"{name} (exit code {proc.returncode})")
+        stack.liveness.reset()  # a new scheduler is unhealthy until its first heartbeat
     return restarted
 
 

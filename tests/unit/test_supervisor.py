@@ -56,3 +56,17 @@ def test_a_component_gets_sigterm_when_the_supervisor_dies():
     finally:
         if component.is_running():
             component.kill()
+
+
+def test_a_scheduler_that_runs_but_reports_unhealthy_is_wedged_only_after_the_grace():
+    from chartsync.supervisor import Liveness
+
+    unhealthy, healthy = {"scheduler": {"status": "unhealthy"}}, {"scheduler": {"status": "healthy"}}
+    live = Liveness(after=60)
+    assert not live.wedged(unhealthy, 0.0) and not live.wedged(unhealthy, 59.0)
+    assert not live.wedged(None, 70.0)  # no answer (the api-server or the metadata DB away) proves nothing
+    assert live.wedged(unhealthy, 60.0)
+    assert not live.wedged(healthy, 61.0) and not live.wedged(unhealthy, 100.0)  # a heartbeat starts it over
+    assert live.wedged({"scheduler": {}}, 160.0)  # no status at all is no heartbeat either
+    live.reset()  # a restarted scheduler gets the whole grace again
+    assert not live.wedged(unhealthy, 161.0) and not live.wedged(unhealthy, 220.0)
