@@ -54,14 +54,23 @@ class Session:
     def login(self, user: str, password: str, landing: str = "/chart-sync/ui/charts") -> None:
         """Open a page, get sent to Airflow's login, sign in, and come back to it."""
         self.page.goto(landing)
-        self.page.wait_for_url(re.compile(r"/auth/login"))
+        self._arrive(re.compile(r"/auth/login"))
         self.page.get_by_label(re.compile("username", re.I)).fill(user)
         self.page.get_by_label(re.compile("password", re.I)).fill(password)
         self.page.get_by_role("button", name=re.compile("sign in|log in|login", re.I)).click()
-        try:
-            self.page.wait_for_url(f"**{landing}")
-        except PlaywrightError:  # the Airflow UI's own router may abort the first navigation for the next one
-            self.page.wait_for_url(f"**{landing}")
+        self._arrive(f"**{landing}")
+
+    def _arrive(self, url, attempts: int = 3) -> None:
+        """Wait until the page is at ``url``. The redirects to and from the login pass through the Airflow UI's
+        own router, which may abort one navigation for the next (net::ERR_ABORTED): then the wait starts over,
+        and ends at once if the page is there already."""
+        for attempt in range(attempts):
+            try:
+                self.page.wait_for_url(url)
+                return
+            except PlaywrightError:
+                if attempt == attempts - 1:
+                    raise
 
     def goto(self, path: str):
         response = self.page.goto(path)
