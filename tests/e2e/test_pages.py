@@ -219,6 +219,12 @@ def flash(page) -> str:
     return page.locator(".flash").first.inner_text()
 
 
+def follow(page, target) -> None:
+    """Click what leads to another page, and return once that page has loaded: a read before it sees the old one."""
+    with page.expect_navigation():
+        target.click()
+
+
 def badge_of(page, slug: str) -> str:
     return page.locator("tr", has_text=slug).locator("td:not(.name) > .badge").first.inner_text().strip()
 
@@ -287,7 +293,7 @@ def test_charts_page_lists_every_chart_with_status_and_filters(airflow_site, new
     assert "daily" in row.inner_text() and "spotify" in row.inner_text()
     session.screenshot("charts")
     page.get_by_label("Search").fill("fr-daily")
-    page.get_by_role("button", name="Filter").click()
+    follow(page, page.get_by_role("button", name="Filter"))
     assert sorted(page.locator("tbody tr .mono").all_inner_texts()) == sorted(
         [FR_DAILY, "deezer-top-100-fr-daily"])
     page.goto(f"{UI}/charts?status=not-scheduled&platform=spotify")
@@ -383,8 +389,8 @@ def test_schedules_page_shows_status_rates_counts_and_coverage(airflow_site, new
     assert f"{coverage_row:.1f}%" in row.inner_text()
     session.screenshot("schedules")
     # sort by success rate, worst first
-    page.get_by_role("link", name="Success rate").click()
-    page.get_by_role("link", name=re.compile("Success rate")).click()
+    follow(page, page.get_by_role("link", name="Success rate"))
+    follow(page, page.get_by_role("link", name=re.compile("Success rate")))
     assert "desc=1" in page.url and "sort=success_rate" in page.url
     names = page.locator("tbody tr td.name .mono").all_inner_texts()
     assert names.index(US_WEEKLY) < names.index(GLOBAL_DAILY) < names.index(DEEZER_FR)
@@ -544,7 +550,7 @@ def test_schedule_detail_history_gaps_and_coverage_strip_match_the_db(airflow_si
     assert page.locator("section[data-quality]").get_attribute("data-quality") == "flagged"
     assert "missing_streams 30% of entries without streams" in page.locator(".flag-notes").inner_text()
     page.goto(f"{UI}/schedules/{sid}")
-    page.get_by_role("link", name="Next ›").click()
+    follow(page, page.get_by_role("link", name="Next ›"))
     assert "page=2" in page.url and page.locator("tr.execution").count() > 0
 
 
@@ -603,23 +609,23 @@ def test_ranking_page_sorts_filters_searches_pages_and_navigates(airflow_site, n
     quality.locator("summary").click()
     assert quality.locator("dd.raised").inner_text() == "40% of entries, usually 5% churn"
     session.screenshot("ranking")
-    page.get_by_role("link", name="Next ›").click()
+    follow(page, page.get_by_role("link", name="Next ›"))
     assert page.locator("table.ranking tbody tr").first.locator("td").first.inner_text() == "101"
     # sort by streams, most first
     page.goto(f"{UI}/charts/{chart_id}/ranking?period={newest}&sort=streams&desc=1")
     streams = [int(t.replace(",", "")) for t in page.locator("table.ranking tbody tr td:nth-child(5)").all_inner_texts()]
     assert streams == sorted(streams, reverse=True) and streams[0] == max(s for _, s in top)
     # filter by trend via its card, then search
-    page.locator("[data-trend-count='up']").click()
+    follow(page, page.locator("[data-trend-count='up']"))
     assert all(t.startswith("▲") for t in page.locator("table.ranking .trend").all_inner_texts())
     assert page.locator("table.ranking tbody tr").count() == min(100, trends["up"])
     page.goto(f"{UI}/charts/{chart_id}/ranking?period={newest}")
     page.get_by_label("Search").fill(top[0].name)
-    page.get_by_role("button", name="Filter").click()
+    follow(page, page.get_by_role("button", name="Filter"))
     assert top[0].name in page.locator("table.ranking tbody tr").first.inner_text()
     # previous / next period
     page.goto(f"{UI}/charts/{chart_id}/ranking?period={newest}")
-    page.get_by_role("link", name=f"‹ {newest - timedelta(days=1)}").click()
+    follow(page, page.get_by_role("link", name=f"‹ {newest - timedelta(days=1)}"))
     assert page.locator("h1").inner_text().endswith(str(newest - timedelta(days=1)))
     assert page.get_by_role("link", name=f"{newest} ›").count() == 1
     assert page.locator("section[data-quality]").get_attribute("data-quality") == "clean"
@@ -658,7 +664,7 @@ def test_stats_page_plots_render_without_network(airflow_site, new_session):
     assert flagged >= len([f for f in QUALITY.values() if f])
     assert page.locator(".quality-plots [data-quality-flagged]").get_attribute("data-quality-flagged") == str(flagged)
     session.screenshot("stats")
-    page.get_by_role("link", name="7 days").click()
+    follow(page, page.get_by_role("link", name="7 days"))
     assert page.locator("tr[data-day]").count() == 7
 
 
@@ -669,8 +675,7 @@ def test_alerts_feed_with_filters(airflow_site, new_session):
     assert page.locator("li.alert").count() == 3
     session.screenshot("alerts")
     page.get_by_label("Kind").select_option("failure")
-    with page.expect_navigation():  # the count is read on the filtered page, not while it loads
-        page.get_by_role("button", name="Filter").click()
+    follow(page, page.get_by_role("button", name="Filter"))
     assert "kind=failure" in page.url and page.locator("li.alert").count() == 1
     assert "Spotify Top 200 Global Daily" in page.locator("li.alert").inner_text()
     page.goto(f"{UI}/alerts?chart={DE_WEEKLY}")
