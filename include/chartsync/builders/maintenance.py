@@ -29,7 +29,8 @@ def build_gap_audit_dag() -> DAG:
             "API which periods it published in the history window and stores them beside the calendar's "
             "periods (the API wins where they differ). Gaps and coverage are not stored: every page, the "
             "REST API and `chartsync gaps list` compute them when asked. Close the gaps with "
-            "`chartsync gaps heal --all` or the chart-sync admin page."
+            "`chartsync gaps heal --all` or the chart-sync admin page. The task also sends each chart's "
+            "coverage, missing periods and freshness as gauges (`chartsync.chart.*`, see docs/metrics.md)."
         ),
     ) as dag:
 
@@ -41,11 +42,12 @@ def build_gap_audit_dag() -> DAG:
                 log.error("skipping %s: %s", slug, error)
             client = SoundchartsClient()
             sources = gaps.refresh_expected_periods(engine, client, configs)
+            gauges = gaps.send_chart_gauges(engine, configs)  # coverage, missing periods, freshness per chart
             # gaps are not listed here: a gap is a missing period behind the DAG's catchup front, which
             # only Airflow's metadata DB knows, and a task has no access to it in Airflow 3
             log.info("expected periods refreshed for %d chart(s); the gaps: `chartsync gaps list` or the "
                      "chart-sync pages", len(sources))
-            return {"charts": len(sources), "api_requests": client.request_count,
+            return {"charts": len(sources), "api_requests": client.request_count, "gauges": gauges,
                     "differences": {s.slug: {"not_published": [d.isoformat() for d in s.calendar_only],
                                              "off_calendar": [d.isoformat() for d in s.api_only]}
                                     for s in sources if s.calendar_only or s.api_only}}

@@ -47,7 +47,7 @@ from chartsync.core.paging import Page, PageRequest
 from chartsync.core.rules import is_overdue
 from chartsync.core.schedule import dag_id_for, slug_of
 from chartsync.core.timestamps import as_utc, parse_utc
-from chartsync.seam import notifiers
+from chartsync.seam import metrics, notifiers
 from chartsync.seam.config import ui_base_url
 from chartsync.store import quality_reports
 from chartsync.store import alerts as alert_store
@@ -80,10 +80,16 @@ def _deliver(alert: Alert, text: str, base_url: str, now: datetime,
     the channels' settings (then nothing is sent)."""
     log.warning("chart-sync alert: %s", text.replace("\n", " | "))
     try:
-        return notifiers.deliver(alert.title, text, payload(alert, text, base_url, now), channels)
+        outcome = notifiers.deliver(alert.title, text, payload(alert, text, base_url, now), channels)
     except Exception as exc:  # reading the channel settings failed
         log.exception("chart-sync: alert channels unavailable")
+        metrics.incr(metrics.ALERTS_SENT, channel="none", kind=alert.kind, status="failed")
         return {"error": f"{type(exc).__name__}: {exc}"[:500]}
+    for name, result in outcome.items():
+        # a channel's name comes from a Variable: only the known names become tag values
+        metrics.incr(metrics.ALERTS_SENT, channel=name if name in notifiers.CHANNELS else "other", kind=alert.kind,
+                     status="sent" if result == notifiers.SENT else "failed")
+    return outcome
 
 
 def raise_alert_once(alert: Alert, engine: Engine, *, task_id: str, try_number: int, now: datetime | None = None,

@@ -34,6 +34,7 @@ from chartsync.core.alerts import FAILURE
 from chartsync.core.outcomes import FAILED, RunRef
 from chartsync.core.schedule import ScheduleConfig, slug_of
 from chartsync.core.timestamps import as_utc
+from chartsync.seam import metrics
 from chartsync.seam.task_failures import FailedTry
 from chartsync.services import alerts
 from chartsync.services.sync import period_for_run
@@ -111,7 +112,17 @@ def reconcile(engine: Engine, tries: Iterable[FailedTry], *, now: datetime | Non
         if recent is not None and ended is not None and ended > recent:
             continue
         unique.setdefault(t.key, t)  # one per try: the first given wins (the current task instance)
-    tries = list(unique.values())
+    try:
+        result = _reconcile(engine, list(unique.values()), now)
+    except Exception:
+        metrics.incr(metrics.RECONCILER_PASSES, status="error")
+        raise
+    metrics.incr(metrics.RECONCILER_PASSES, status="ok")
+    metrics.incr(metrics.RECONCILER_FAILURES, result.rows_written)
+    return result
+
+
+def _reconcile(engine: Engine, tries: list[FailedTry], now: datetime | None) -> ReconcileResult:
     if not tries:
         return ReconcileResult(0, 0, 0)
     runs = {(t.dag_id, t.run_id) for t in tries}

@@ -42,17 +42,18 @@ from chartsync.core.gaps import (
     window_of,
 )
 from chartsync.core.schedule import ScheduleConfig, ScheduleError, ScheduleNotFound, dag_id_for
-from chartsync.seam import orchestration
+from chartsync.seam import metrics, orchestration
 from chartsync.soundcharts.errors import SoundchartsError
 from chartsync.store import audit
 from chartsync.store import gaps as gap_store
 from chartsync.store import heals as heal_store
 from chartsync.store.charts import get_chart
 from chartsync.store.schedules import load_rows, row_of_chart
+from chartsync.store.stats import execution_stats
 
 __all__ = ["CatchupWait", "Coverage", "GapRange", "GapReport", "HealResult", "PeriodSources", "advance_heals",
            "coverages", "gap_report", "heal", "history_window", "list_gaps", "period_sources",
-           "refresh_expected_periods", "windows"]
+           "refresh_expected_periods", "send_chart_gauges", "windows"]
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +135,7 @@ def gap_report(engine: Engine, chart_id: int | None = None, slug: str | None = N
         behind, wait = split_at_front(w, gaps_of(w, by_chart.get(w.chart_id, [])), fronts.get(w.chart_id))
         found.extend(behind)
         waiting.extend([wait] if wait else [])
+        metrics.gauge(metrics.GAPS_OPEN, sum(g.periods for g in behind), chart=w.slug)
     return GapReport(with_heal_state(engine, sorted(found, key=lambda g: (g.slug, g.start))),
                      sorted(waiting, key=lambda c: c.slug))
 
@@ -169,6 +171,29 @@ def coverages(engine: Engine, chart_ids: list[int], today: date | None = None) -
     chosen = windows(engine, chart_ids=chart_ids, today=today)
     runs = gap_store.live_runs(engine, chosen)
     return {w.chart_id: coverage_of(w, [r for r in runs if r.chart_id == w.chart_id]) for w in chosen}
+
+
+def send_chart_gauges(engine: Engine, configs: list[ScheduleConfig], now: datetime | None = None) -> dict[str, dict]:
+    """Send each chart's coverage %, missing periods and freshness as gauges (the gap audit does, daily);
+    what was sent, by slug. Freshness is left out for a chart never synced."""
+    now = now or datetime.now(UTC)
+    ids = [c.chart_id for c in configs]
+    covered = coverages(engine, ids, now.date())
+    fresh = execution_stats(engine, ids, since=now, now=now)
+    sent: dict[str, dict] = {}
+    for config in configs:
+        values: dict = {}
+        if (coverage := covered.get(config.chart_id)) is not None:
+            values["coverage_percent"] = coverage.coverage_percent
+            values["missing_periods"] = coverage.gap_periods
+            metrics.gauge(metrics.COVERAGE, coverage.coverage_percent, chart=config.slug)
+            metrics.gauge(metrics.MISSING_PERIODS, coverage.gap_periods, chart=config.slug)
+        seconds = fresh[config.chart_id].freshness_seconds if config.chart_id in fresh else None
+        if seconds is not None:
+            values["freshness_seconds"] = seconds
+            metrics.gauge(metrics.FRESHNESS, seconds, chart=config.slug)
+        sent[config.slug] = values
+    return sent
 
 
 def chart_coverage(engine: Engine, chart_id: int, today: date | None = None) -> Coverage | None:
@@ -267,6 +292,7 @@ def _heal_chart(engine: Engine, slug: str, ranges: list[GapRange], waiting: Catc
                           waiting=waiting)
     with engine.begin() as conn:
         heal_store.replace_queue(conn, first.chart_id, first, backfill.id, rest, actor, datetime.now(UTC))
+    metrics.incr(metrics.HEALS_STARTED, chart=slug)
     periods = sum(g.periods for g in ranges)
     queued = f"; {len(rest)} more range(s) queued, each starts when the one before completes" if rest else ""
     if rerun:
@@ -324,5 +350,6 @@ def advance_heals(engine: Engine, today: date | None = None) -> list[HealResult]
                                 still[1:])
             audit.record(conn, actor=actor, action="heal", entity=audit.BACKFILL, entity_id=backfill.id,
                          after=asdict(result))
+        metrics.incr(metrics.HEALS_STARTED, chart=mine[0].slug)
         started.append(result)
     return started

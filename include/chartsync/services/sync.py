@@ -33,6 +33,7 @@ from chartsync.core.outcomes import (
 )
 from chartsync.core.schedule import ScheduleConfig
 from chartsync.core.timestamps import midnight
+from chartsync.seam import metrics
 from chartsync.soundcharts.client import SoundchartsClient
 from chartsync.soundcharts.errors import SoundchartsMalformedResponse, SoundchartsNotFound
 from chartsync.soundcharts.models import Ranking, atom_for
@@ -150,6 +151,7 @@ def sync_period(
     except Exception as exc:
         executions.record_failure(engine, run, period, started, describe_error(exc),
                                   api_requests=client.request_count - before)
+        _timed(slug, started, "failed")
         raise
     now = datetime.now(UTC)
     try:
@@ -160,9 +162,24 @@ def sync_period(
     except Exception as exc:
         executions.record_failure(engine, run, ranking.period, started, describe_error(exc),
                                   api_requests=client.request_count - before)
+        _timed(slug, started, "failed")
         raise
     log.info("%s %s", slug, result.summary())
+    _count_stored(slug, result)
+    _timed(slug, started, "success")
     return result
+
+
+def _count_stored(slug: str, result: SyncResult) -> None:
+    change = "created" if result.rankings_created else "updated" if result.rankings_updated else "unchanged"
+    metrics.incr(metrics.RANKINGS_STORED, chart=slug, change=change)
+    metrics.incr(metrics.ENTRIES_WRITTEN, result.entries_written, chart=slug)
+    for flag in result.quality_flags:
+        metrics.incr(metrics.QUALITY_FLAGS, chart=slug, flag=flag)
+
+
+def _timed(slug: str, started: datetime, status: str) -> None:
+    metrics.timing(metrics.SYNC_DURATION, datetime.now(UTC) - started, chart=slug, status=status)
 
 
 def store_checked_ranking(conn: Connection, chart_id: int, slug: str, ranking: Ranking, now: datetime) -> SyncResult:
@@ -178,6 +195,7 @@ def store_checked_ranking(conn: Connection, chart_id: int, slug: str, ranking: R
     try:
         quality.check_ranking(f"{slug} {ranking.period}", ranking.entries, claim.quality.expected_count)
     except quality.RankingRejected as exc:
+        metrics.incr(metrics.RANKINGS_REJECTED, chart=slug, check=exc.check)
         raise SoundchartsMalformedResponse(str(exc)) from exc
     measured = quality.measure(ranking.period, ranking.entries, claim.quality)
     result = store_claimed(conn, claim, ranking, now, measured)

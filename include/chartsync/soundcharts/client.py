@@ -16,6 +16,7 @@ from urllib.parse import quote
 
 import requests
 
+from chartsync.seam import metrics
 from chartsync.settings import SOUNDCHARTS_CONN_ID
 from chartsync.soundcharts.errors import (
     SoundchartsAuthError,
@@ -41,6 +42,9 @@ from chartsync.soundcharts.models import (
 log = logging.getLogger(__name__)
 
 PAGE_LIMIT = 100
+# the endpoint families the metrics name (chartsync.soundcharts.requests / retries)
+CHARTS, AVAILABLE, RANKING, SONG, AUDIENCE = "charts", "available_rankings", "ranking", "song", "audience"
+NO_RESPONSE = "error"  # the status of an attempt that got no response (timeout, connection refused)
 MAX_RETRY_AFTER = 60.0  # longer waits fail the try; Airflow's retry (with backoff) takes over
 
 __all__ = [  # what callers take from the client module: the client, its errors and its values
@@ -64,13 +68,13 @@ class SoundchartsClient:
     # -- endpoints -----------------------------------------------------------------------------
     def charts_by_platform(self, platform: str, country_code: str | None = None) -> list[ChartInfo]:
         params = {"countryCode": country_code} if country_code else {}
-        items = self._all_items(f"/api/v2/chart/song/by-platform/{quote(platform)}", params)
+        items = self._all_items(CHARTS, f"/api/v2/chart/song/by-platform/{quote(platform)}", params)
         return [chart_info(item) for item in items]
 
     def available_rankings(self, slug: str, newest_only: bool = False) -> list[str]:
         """ATOM dates the API has published for the chart, newest first."""
         path = f"/api/v2/chart/song/{quote(slug)}/available-rankings"
-        items = self._page(path, {})["items"] if newest_only else self._all_items(path, {})
+        items = self._page(AVAILABLE, path, {})["items"] if newest_only else self._all_items(AVAILABLE, path, {})
         if not all(isinstance(item, str) for item in items):
             raise SoundchartsMalformedResponse(f"{path}: items must be date strings")
         return items
@@ -79,17 +83,17 @@ class SoundchartsClient:
         """Every page of the ranking for an ATOM date (``None``: the latest one)."""
         when = "latest" if ranking_date is None else quote(ranking_date, safe="")
         path = f"/api/v2.14/chart/song/{quote(slug)}/ranking/{when}"
-        first = self._page(path, {})
+        first = self._page(RANKING, path, {})
         related = first.get("related")
         if not isinstance(related, dict) or not isinstance(related.get("date"), str):
             raise SoundchartsMalformedResponse(f"{path}: 'related.date' missing")
-        items = list(first["items"]) + self._rest_items(path, {}, first)
+        items = list(first["items"]) + self._rest_items(RANKING, path, {}, first)
         # a ranking's own rules (unique positions and songs, positions in range) are core.quality's hard checks
         entries = [ranking_entry(item, path) for item in items]
         return Ranking(slug=slug, ranking_date=related["date"], entries=entries)
 
     def song(self, uuid: str) -> SongMetadata:
-        body = self._get(f"/api/v2.25/song/{quote(uuid)}", {})
+        body = self._get(SONG, f"/api/v2.25/song/{quote(uuid)}", {})
         obj = body.get("object")
         if not isinstance(obj, dict) or not obj.get("uuid") or not obj.get("name"):
             raise SoundchartsMalformedResponse(f"song {uuid}: 'object' with uuid and name missing")
@@ -111,7 +115,7 @@ class SoundchartsClient:
 
     def audience(self, uuid: str, platform: str, start: date, end: date) -> list[AudiencePoint]:
         path = f"/api/v2/song/{quote(uuid)}/audience/{quote(platform)}"
-        items = self._all_items(path, {"startDate": start.isoformat(), "endDate": end.isoformat()})
+        items = self._all_items(AUDIENCE, path, {"startDate": start.isoformat(), "endDate": end.isoformat()})
         points = []
         for item in items:
             try:
@@ -123,11 +127,11 @@ class SoundchartsClient:
         return points
 
     # -- paging --------------------------------------------------------------------------------
-    def _all_items(self, path: str, params: dict[str, str]) -> list[Any]:
-        first = self._page(path, params)
-        return list(first["items"]) + self._rest_items(path, params, first)
+    def _all_items(self, endpoint: str, path: str, params: dict[str, str]) -> list[Any]:
+        first = self._page(endpoint, path, params)
+        return list(first["items"]) + self._rest_items(endpoint, path, params, first)
 
-    def _rest_items(self, path: str, params: dict[str, str], first: dict[str, Any]) -> list[Any]:
+    def _rest_items(self, endpoint: str, path: str, params: dict[str, str], first: dict[str, Any]) -> list[Any]:
         """Follow ``page.total`` with explicit offsets (robust to ``next`` links we do not control)."""
         page = first.get("page") or {}
         total = page.get("total")
@@ -136,15 +140,15 @@ class SoundchartsClient:
         items: list[Any] = []
         offset = len(first["items"])
         while offset < total:
-            body = self._page(path, {**params, "offset": str(offset)})
+            body = self._page(endpoint, path, {**params, "offset": str(offset)})
             if not body["items"]:
                 raise SoundchartsMalformedResponse(f"{path}: page at offset {offset} is empty, total {total}")
             items.extend(body["items"])
             offset += len(body["items"])
         return items
 
-    def _page(self, path: str, params: dict[str, str]) -> dict[str, Any]:
-        body = self._get(path, {**params, "limit": str(PAGE_LIMIT)})
+    def _page(self, endpoint: str, path: str, params: dict[str, str]) -> dict[str, Any]:
+        body = self._get(endpoint, path, {**params, "limit": str(PAGE_LIMIT)})
         if not isinstance(body.get("items"), list):
             raise SoundchartsMalformedResponse(f"{path}: 'items' list missing")
         return body
@@ -162,7 +166,8 @@ class SoundchartsClient:
             self._session = session
         return self._session
 
-    def _get(self, path: str, params: dict[str, str]) -> dict[str, Any]:
+    def _get(self, endpoint: str, path: str, params: dict[str, str]) -> dict[str, Any]:
+        """One GET with its retries; ``endpoint`` names the endpoint family in the metrics."""
         session = self._connect()
         url = self._base_url + path
         for attempt in range(1, self.max_attempts + 1):
@@ -170,20 +175,22 @@ class SoundchartsClient:
             try:
                 response = session.get(url, params=params, timeout=self.timeout)
             except requests.RequestException as exc:
+                metrics.incr(metrics.API_REQUESTS, endpoint=endpoint, status=NO_RESPONSE)
                 if attempt == self.max_attempts:
                     raise SoundchartsServerError(f"GET {path}: {type(exc).__name__}") from exc
-                self._pause(path, 2 ** (attempt - 1), f"{type(exc).__name__}")
+                self._pause(endpoint, path, 2 ** (attempt - 1), f"{type(exc).__name__}", NO_RESPONSE)
                 continue
             status = response.status_code
+            metrics.incr(metrics.API_REQUESTS, endpoint=endpoint, status=status)
             if status == 429:
                 retry_after = _retry_after(response)
                 if attempt < self.max_attempts and retry_after is not None and retry_after <= MAX_RETRY_AFTER:
-                    self._pause(path, retry_after, "429 rate limited")
+                    self._pause(endpoint, path, retry_after, "429 rate limited", status)
                     continue
                 raise SoundchartsRateLimited(f"GET {path}: 429 rate limited (retry after {retry_after}s)", retry_after)
             if status >= 500:
                 if attempt < self.max_attempts:
-                    self._pause(path, 2 ** (attempt - 1), f"{status} server error")
+                    self._pause(endpoint, path, 2 ** (attempt - 1), f"{status} server error", status)
                     continue
                 raise SoundchartsServerError(f"GET {path}: {status} after {attempt} attempts")
             if status in (401, 403):
@@ -202,7 +209,8 @@ class SoundchartsClient:
         raise AssertionError("unreachable")
 
     @staticmethod
-    def _pause(path: str, seconds: float, why: str) -> None:
+    def _pause(endpoint: str, path: str, seconds: float, why: str, status: int | str) -> None:
+        metrics.incr(metrics.API_RETRIES, endpoint=endpoint, status=status)
         log.warning("Soundcharts GET %s: %s, retrying in %.1fs", path, why, seconds)
         time.sleep(seconds)
 
