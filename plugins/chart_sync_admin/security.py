@@ -1,10 +1,14 @@
 """Who is asking, and what they may do: Airflow's auth manager, for the REST API and the pages alike.
 
-Reads need DAG read access, writes DAG edit access, triggers and heals DAG-run creation too. The
-REST API declares these as route dependencies (``can_read``, ``can_edit``, ``can_run``); a page
-asks once for its ``Viewer`` (``reader``) and shows or refuses what the viewer may not do. A page
-caller without a valid session raises ``LoginRequired`` (answered with Airflow's login page); a
-page's form POST also needs edit access, this server's origin and the caller's CSRF token.
+Reads need DAG read access. Writes change which chart DAGs exist and how they run, the configuration
+the DAG file reads at parse time: they need DAG edit access and Variables edit access, which Airflow's
+roles give to Op and Admin (both auth managers: SimpleAuthManager's ``op`` and ``admin``, FAB's ``Op``
+and ``Admin``) and not to User, whose DAG edit access is for pausing and clearing. Triggers and heals
+need DAG-run creation too. The REST API declares these as route dependencies (``can_read``,
+``can_edit``, ``can_run``); a page asks once for its ``Viewer`` (``reader``) and shows or refuses what
+the viewer may not do. A page caller without a valid session raises ``LoginRequired`` (answered with
+Airflow's login page); a page's form POST also needs edit access, this server's origin and the
+caller's CSRF token.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
+from airflow.api_fastapi.app import get_auth_manager
 from airflow.api_fastapi.auth.managers.models.base_user import BaseUser
 from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
 from airflow.api_fastapi.core_api.security import GetUserDep, bearer_scheme, get_user, requires_access_dag
@@ -40,8 +45,14 @@ def dag_access(method: str, access_entity: DagAccessEntity | None = None):
     return inner
 
 
+def variables_edit(request: Request, user: GetUserDep) -> None:
+    """Edit access to Airflow's Variables (all of them: no key): the Op role's, not the User role's."""
+    if not get_auth_manager().is_authorized_variable(method="PUT", user=user):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "Forbidden")
+
+
 can_read = [Depends(dag_access("GET"))]
-can_edit = [Depends(dag_access("PUT"))]
+can_edit = [Depends(dag_access("PUT")), Depends(variables_edit)]
 can_run = [*can_edit, Depends(dag_access("POST", DagAccessEntity.RUN))]
 
 
@@ -68,6 +79,10 @@ class Viewer:
 
     @property
     def role(self) -> str:
+        """SimpleAuthManager's user has one ``role``; FAB's has ``roles`` (loaded with the user)."""
+        roles = getattr(self.user, "roles", None)
+        if roles:
+            return ", ".join(str(getattr(r, "name", r)) for r in roles)
         return str(getattr(self.user, "role", "") or "")
 
 
@@ -94,7 +109,7 @@ async def current_user(request: Request,
 def reader(request: Request, user: Annotated[BaseUser, Depends(current_user)]) -> Viewer:
     if not _allowed(dag_access("GET"), request, user):
         raise PageError(403, "Not allowed", "Your Airflow role may not read DAGs, so it may not see chart-sync.")
-    can_edit = _allowed(dag_access("PUT"), request, user)
+    can_edit = _allowed(dag_access("PUT"), request, user) and _allowed(variables_edit, request, user)
     can_run = can_edit and _allowed(dag_access("POST", DagAccessEntity.RUN), request, user)
     return Viewer(user, can_edit, can_run, csrf.token_for(csrf.credential(request)))
 

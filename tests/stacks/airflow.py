@@ -15,6 +15,11 @@ from stacks.postgres import add_sync_pool, metadata_database, session_postgres
 from stacks.processes import BIN, ROOT, free_port, server_allowed, wait_for
 
 
+# Airflow's default auth manager is SimpleAuthManager (users from SIMPLE_AUTH_MANAGER_USERS); the FAB one is what
+# deploy/ configures, its users and roles in the metadata DB
+FAB_AUTH_MANAGER = "airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager"
+
+
 def soundcharts_conn(url: str) -> str:
     return json.dumps({"conn_type": "http", "host": url, "login": "soundcharts", "password": "soundcharts"})
 
@@ -33,6 +38,11 @@ class AirflowEnv:
                                  f"{done.stderr[-3000:]}")
         return done
 
+    def add_fab_user(self, name: str, role: str) -> None:
+        """A FAB user of ``role`` (Admin, Op, User, Viewer), its password its name, as deploy/ creates its admin."""
+        self.airflow("users", "create", "--role", role, "--username", name, "--password", name,
+                     "--email", f"{name}@chart-sync.invalid", "--firstname", name, "--lastname", role)
+
     def chartsync(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         done = subprocess.run([str(BIN / "chartsync"), *args], env=self.env, capture_output=True, text=True,
                               timeout=300)
@@ -47,9 +57,10 @@ class AirflowEnv:
 
 
 def make_airflow_env(base: Path, emulator_url: str, chart_conn: str, chart_db_url: str,
-                     metadata_url: str | None = None) -> AirflowEnv:
+                     metadata_url: str | None = None, auth_manager: str = "simple") -> AirflowEnv:
     """A private AIRFLOW_HOME whose metadata DB is on PostgreSQL: ``metadata_url`` (migrated here), or by
-    default a copy of the session's migrated template."""
+    default a copy of the session's migrated template. ``auth_manager="fab"``: the FAB auth manager, its
+    tables migrated and no user yet (``add_fab_user``); else SimpleAuthManager with ``admin`` and ``viewer``."""
     home = base / "airflow"
     home.mkdir(parents=True, exist_ok=True)
     api_port = free_port()
@@ -94,7 +105,13 @@ def make_airflow_env(base: Path, emulator_url: str, chart_conn: str, chart_db_ur
     # slot per core leaves a catchup waiting on its tasks' round trips with the cores half idle
     env.setdefault("AIRFLOW__CORE__PARALLELISM", str(demo.MAX_SLOTS))
     env = demo.airflow_env(env, demo.cpu_count())
+    if auth_manager == "fab":
+        env["AIRFLOW__CORE__AUTH_MANAGER"] = FAB_AUTH_MANAGER
+    elif auth_manager != "simple":
+        raise ValueError(f"auth_manager is 'simple' or 'fab', not {auth_manager!r}")
     af = AirflowEnv(home, env, chart_db_url)
+    if auth_manager == "fab":
+        af.airflow("fab-db", "migrate")  # FAB's own tables (ab_user, ab_role, ...) and its default roles
     upgrade_chart_db(chart_db_url)
     return af
 
