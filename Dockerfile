@@ -1,10 +1,10 @@
-# Astro-compatible image: Airflow 3.3.2 with the chart-sync package and its DAGs/plugins.
+# The image: the official apache/airflow 3.3.2 with the chart-sync package and its DAGs and plugin.
 # deploy/docker-compose.yaml and deploy/helm/values.yaml run it. The install steps are
 # deploy/install-runtime.sh, which CI also runs in a clean venv (make image-deps).
 FROM apache/airflow:3.3.2-python3.11
 
-# the pinned runtime set first: its layer survives changes to the code
-COPY --chown=airflow:root requirements.txt /opt/chart-sync/
+# the locked runtime set first (requirements.lock, hashes checked): its layer survives changes to the code
+COPY --chown=airflow:root requirements.lock /opt/chart-sync/
 COPY --chown=airflow:root deploy/install-runtime.sh /opt/chart-sync/deploy/
 RUN bash /opt/chart-sync/deploy/install-runtime.sh requirements /opt/chart-sync
 

@@ -13,15 +13,19 @@ export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS ?= admin:admin,viewer:viewer
 export PATH := $(BIN):$(PATH)
 export PYTHONPATH := $(CURDIR)/include$(if $(PYTHONPATH),:$(PYTHONPATH))
 
-.PHONY: setup databases env run test test-fast bytecode lint docs image-deps bench clean
+.PHONY: setup databases env run test test-fast bytecode lint lock docs image-deps bench clean
 
-# requirements-dev.txt = requirements.txt (the runtime, what the image installs) + the suite's tools
-$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
+# requirements-dev.lock: the whole environment (the runtime set the image installs + the suite's tools), every
+# package pinned with hashes, written from requirements-dev.txt and requirements.txt by `make lock`
+# the lock's format is uv's: one version writes, checks and installs it
+UV_VERSION := 0.13.10
+$(VENV)/.installed: requirements-dev.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip uv
+	$(BIN)/python -m pip install -q --upgrade pip uv==$(UV_VERSION)
 	# compiled at install: a Python that may not write bytecode (PYTHONDONTWRITEBYTECODE) would otherwise compile
 	# Airflow from source in every process it starts (3.4 s instead of 1.4 s to import it, per task try)
-	$(BIN)/uv pip install -q --compile-bytecode --python $(BIN)/python -r requirements-dev.txt -e .
+	$(BIN)/uv pip install -q --compile-bytecode --python $(BIN)/python --require-hashes -r requirements-dev.lock
+	$(BIN)/uv pip install -q --compile-bytecode --python $(BIN)/python --no-deps -e .
 	# the plugin importable by name (as Airflow does), for import-linter's contracts over it
 	echo "$(CURDIR)/plugins" > "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/chart_sync_plugins.pth"
 	touch $@
@@ -38,9 +42,14 @@ databases:
 	$(BIN)/chartsync settings load airflow_settings.yaml
 	$(BIN)/chartsync db upgrade
 
-## shell: the variables that point airflow and chartsync commands at make run's databases:
-## eval "$$(make -s env)"
+## env: a second shell beside make run: eval "$$(make -s env)" puts the venv's airflow and chartsync first on
+## PATH, with make run's AIRFLOW_HOME, DAGs and plugins folders and databases (its PostgreSQL started if it is
+## not running); nothing is written to ~/airflow
 env: $(VENV)/.installed
+	@printf "export PATH='%s':\"\$$PATH\"\n" "$(BIN)"
+	@printf "export %s='%s'\n" AIRFLOW_HOME "$(AIRFLOW_HOME)" AIRFLOW__CORE__DAGS_FOLDER "$(AIRFLOW__CORE__DAGS_FOLDER)" \
+		AIRFLOW__CORE__PLUGINS_FOLDER "$(AIRFLOW__CORE__PLUGINS_FOLDER)" \
+		AIRFLOW__CORE__LOAD_EXAMPLES "$(AIRFLOW__CORE__LOAD_EXAMPLES)" PYTHONPATH "$(PYTHONPATH)"
 	@$(BIN)/python -m chartsync.localdb env
 
 ## run: setup (quiet: its output goes to $(AIRFLOW_HOME)/logs/setup.log), then the product: emulator, demo charts
@@ -76,9 +85,16 @@ test: $(VENV)/.installed bytecode
 
 ## lint: ruff, and import-linter's contracts (the layers, who may import airflow, a pure core)
 lint: $(VENV)/.installed
-	$(BIN)/uv pip install -q --python $(BIN)/python ruff==0.14.0 import-linter==2.16
 	$(BIN)/ruff check include dags plugins tests benchmarks
 	PYTHONPATH=$(CURDIR)/include:$(CURDIR)/plugins $(BIN)/lint-imports --no-cache
+	UV=$(BIN)/uv deploy/lock.sh check
+
+## lock: rewrite requirements-dev.lock and requirements.lock from requirements-dev.txt and requirements.txt
+## (deploy/lock.sh; a locked version stays unless an input moves it; LOCK_ARGS="--upgrade-package NAME" moves
+## one that no input pins). Then commit the files.
+lock:
+	test -x $(BIN)/uv || { $(PYTHON) -m venv $(VENV) && $(BIN)/python -m pip install -q uv==$(UV_VERSION); }
+	UV=$(BIN)/uv deploy/lock.sh write . $(LOCK_ARGS)
 
 ## docs: the manual (docs/, mkdocs.yml) built with mkdocs build --strict into site/ (git-ignored): a broken link
 ## or anchor fails it. The REST API and CLI reference pages are written from the code at build time (docs/hooks/)
@@ -87,8 +103,9 @@ docs: $(VENV)/.installed
 
 ## image-deps: the Docker image's install (deploy/install-runtime.sh, the same steps on the same files the
 ## Dockerfile copies) in a fresh venv of the image's Python under a temp dir, then pip check and the imports
-## below. CI runs it beside make test. IMAGE_DEPS_INSTALLER=pip: pip itself, as in the image (13 s with uv,
-## cached; 68 s with pip; both resolve the same versions)
+## below. CI runs it beside make test. IMAGE_DEPS_INSTALLER=pip: pip itself, as in the image (11 s with uv,
+## cached; about 70 s with pip; both install the lock). The venv's pip is upgraded first, as recent as the
+## image's: pip 23 refuses a hash-checked lock whose packages ask for extras (celery[redis])
 IMAGE_PYTHON := python$(shell sed -n 's/^FROM apache\/airflow:.*-python\([0-9.]*\).*/\1/p' Dockerfile)
 IMAGE_DEPS_INSTALLER ?= uv
 # what must import in the image besides pip check's metadata: the executor's modules (celery 5.7.0 dropped a
@@ -100,10 +117,11 @@ image-deps: $(VENV)/.installed
 	if [ -z "$$python" ]; then python=$$(command -v python3); \
 		echo "image-deps: $(IMAGE_PYTHON) (the image's) not found, using $$($$python -V)"; fi; \
 	mkdir -p $$tmp/chart-sync/deploy; \
-	cp requirements.txt pyproject.toml $$tmp/chart-sync/; \
+	cp requirements.lock pyproject.toml $$tmp/chart-sync/; \
 	cp deploy/install-runtime.sh $$tmp/chart-sync/deploy/; \
 	cp -r include $$tmp/chart-sync/; \
 	$$python -m venv $$tmp/venv; \
+	$$tmp/venv/bin/python -m pip install -q --upgrade pip; \
 	echo "image-deps: $$($$tmp/venv/bin/python -V), installer $(IMAGE_DEPS_INSTALLER)"; \
 	export PYTHON=$$tmp/venv/bin/python CHARTSYNC_INSTALLER=$(IMAGE_DEPS_INSTALLER); \
 	bash $$tmp/chart-sync/deploy/install-runtime.sh requirements $$tmp/chart-sync; \

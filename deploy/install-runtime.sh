@@ -5,14 +5,14 @@
 #
 #   deploy/install-runtime.sh requirements|package PROJECT_DIR
 #
-#   requirements  the pinned runtime set: PROJECT_DIR/requirements.txt
-#   package       the chart-sync package itself (PROJECT_DIR holds pyproject.toml and include/)
+#   requirements  the locked runtime set: PROJECT_DIR/requirements.lock (every package pinned with hashes,
+#                 written from requirements.txt by make lock; pip checks each hash)
+#   package       the chart-sync package itself (PROJECT_DIR holds pyproject.toml and include/), without
+#                 dependencies: the lock holds them
 #
 # PYTHON (default: python) is the interpreter to install into. CHARTSYNC_INSTALLER: pip (default;
-# the image) or uv (the CI check: cached, seconds instead of a minute). Both get the same arguments
-# in the same order and pick the newest release each pin allows; a fresh venv installed either way
-# froze to the same 180-odd versions when this was written (compare: make image-deps
-# IMAGE_DEPS_INSTALLER=pip), and `pip check` judges the result in CI.
+# the image) or uv (the CI check: cached, seconds instead of a minute). Both install the same locked
+# versions, and `pip check` judges the result in CI.
 set -euo pipefail
 step=${1:?usage: install-runtime.sh requirements|package PROJECT_DIR}
 project=${2:?usage: install-runtime.sh requirements|package PROJECT_DIR}
@@ -25,7 +25,7 @@ case ${CHARTSYNC_INSTALLER:-pip} in
 esac
 
 case $step in
-  requirements) "${install[@]}" -r "$project/requirements.txt" ;;
-  package) "${install[@]}" "$project" ;;
+  requirements) "${install[@]}" --require-hashes -r "$project/requirements.lock" ;;
+  package) "${install[@]}" --no-deps "$project" ;;
   *) echo "install-runtime.sh: unknown step '$step' (requirements or package)" >&2; exit 2 ;;
 esac

@@ -309,7 +309,7 @@ def test_the_dockerfile_installs_through_the_shared_script():
         if line.startswith("COPY "):
             copied |= {arg for arg in shlex.split(line)[1:-1] if not arg.startswith("--")}
         if line.startswith("RUN ") and INSTALL_SCRIPT in line:
-            needs = {"requirements": {"requirements.txt", INSTALL_SCRIPT},
+            needs = {"requirements": {"requirements.lock", INSTALL_SCRIPT},
                      "package": {"pyproject.toml", "include"}}[shlex.split(line)[3]]
             assert needs <= copied, f"{line}: {needs - copied} not copied yet"
 
@@ -319,7 +319,7 @@ def test_ci_runs_the_same_install_in_a_clean_venv():
     recipe = makefile.split("\nimage-deps:", 1)[1].split("\n\n", 1)[0]
     steps = re.findall(r"install-runtime\.sh (\w+)", recipe)
     assert steps == ["requirements", "package"]
-    for source in ("requirements.txt", "pyproject.toml", "include", INSTALL_SCRIPT):
+    for source in ("requirements.lock", "pyproject.toml", "include", INSTALL_SCRIPT):
         assert re.search(rf"cp (-r )?[^;]*\b{re.escape(source)}\b", recipe), f"image-deps does not copy {source}"
     assert "-m venv" in recipe and "pip check" in recipe
     image_python = re.search(r"^FROM apache/airflow:\S+-python(\d+\.\d+)", (ROOT / "Dockerfile").read_text(), re.M)
@@ -330,13 +330,18 @@ def test_ci_runs_the_same_install_in_a_clean_venv():
     assert ci.index(background.group(0)) < ci.index("\nmake test ||") < ci.index('wait "$image_pid"')
 
 
-def test_runtime_requirements_hold_no_test_tool_and_every_pin_is_exact():
+def test_runtime_requirements_hold_no_test_tool_and_pin_airflow_and_its_providers():
+    """The lock pins every package; the file a person edits pins what chart-sync chooses (Airflow and its
+    providers) and names the rest, with a guard's reason beside any range."""
     runtime = _requirements(ROOT / "requirements.txt")
     tools = {_canonical(r.name) for r in runtime} & TEST_TOOLS
     assert not tools, f"test tools in requirements.txt: {sorted(tools)} (they belong in requirements-dev.txt)"
-    loose = [str(r) for r in runtime if len(r.specifier) != 1 or next(iter(r.specifier)).operator != "=="
-             or "*" in str(r.specifier)]
-    assert not loose, f"not pinned with ==: {loose}"
+    chosen = [r for r in runtime if _canonical(r.name).startswith("apache-airflow")]
+    loose = [str(r) for r in chosen if len(r.specifier) != 1 or next(iter(r.specifier)).operator != "=="]
+    assert chosen and not loose, f"Airflow or a provider not pinned with ==: {loose}"
+    lines = (ROOT / "requirements.txt").read_text().splitlines()
+    unexplained = [line for line in lines if re.match(r"^[A-Za-z].*[<>!~]", line) and "#" not in line]
+    assert not unexplained, f"a range without the reason beside it: {unexplained}"
 
 
 def test_dev_requirements_add_the_tools_to_the_runtime_set():

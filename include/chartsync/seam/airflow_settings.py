@@ -1,8 +1,9 @@
-"""Load an Astro-CLI ``airflow_settings.yaml`` (connections, pools, variables) into Airflow.
+"""Load ``airflow_settings.yaml`` (connections, pools, variables; the layout astro-cli reads) into Airflow.
 
 Goes through Airflow's own CLI import commands, so it is idempotent (existing entries are
 overwritten) and works with any metadata DB. ``${VAR}`` in values is expanded from the
-environment (e.g. ``${AIRFLOW_HOME}`` for the SQLite chart DB path).
+environment; the file itself uses none, so a tool that does not expand them reads it as written. A
+SQLite connection's relative path (the chart DB's ``chart.db``) is a file in ``AIRFLOW_HOME``.
 
 A connection that an ``AIRFLOW_CONN_<ID>`` variable sets is written as the variable says, not as the
 file says: Airflow's components use the variable over the metadata DB, and the Connections page shows
@@ -38,7 +39,8 @@ def parse(path: Path) -> dict[str, dict]:
         extra = c.get("conn_extra")
         connections[c["conn_id"]] = {
             "conn_type": c.get("conn_type"),
-            "host": _expand(c.get("conn_host")),
+            "host": _sqlite_path(_expand(c.get("conn_host"))) if c.get("conn_type") == "sqlite"
+            else _expand(c.get("conn_host")),
             "login": _expand(c.get("conn_login")),
             "password": _expand(c.get("conn_password")),
             "schema": _expand(c.get("conn_schema")),
@@ -52,6 +54,13 @@ def parse(path: Path) -> dict[str, dict]:
     }
     variables = {v["variable_name"]: _expand(str(v["variable_value"])) for v in section.get("variables") or []}
     return {"connections": connections, "pools": pools, "variables": variables}
+
+
+def _sqlite_path(path: str | None) -> str | None:
+    """A relative SQLite path as a file in AIRFLOW_HOME (Airflow's default home when it is not set)."""
+    if not path or os.path.isabs(path):
+        return path
+    return os.path.join(os.environ.get("AIRFLOW_HOME") or os.path.expanduser("~/airflow"), path)
 
 
 def _expand(value):

@@ -24,6 +24,12 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     command.upgrade(alembic_config(engine), revision)
 
 
+def downgrade(engine: Engine, revision: str) -> None:
+    """Undo the migrations after ``revision`` (e.g. "0005"; "base" drops every table): the rollback of an
+    upgrade. Tables a migration added go with their data: back up first (docs/operating/upgrades.md)."""
+    command.downgrade(alembic_config(engine), revision)
+
+
 def current_revision(engine: Engine) -> str | None:
     if not inspect(engine).has_table(VERSION_TABLE):
         return None
