@@ -1,14 +1,24 @@
-"""`chartsync` command line: bad input -> a clear message, exit code 2, nothing written."""
+"""`chartsync` command line: bad input -> a clear message, exit code 2, nothing written; -o formats; the
+chart DB's reads load no Airflow; an unreachable database is one line and exit code 1."""
 
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
+import yaml
 from sqlalchemy import func, insert, select
 
 from chartsync import cli
+from chartsync.cli.main import build_parser
+from chartsync.core.gaps import REPROCESS
 from chartsync.seam import orchestration
 from chartsync.store.tables import (
     chart,
@@ -119,6 +129,132 @@ def test_help_lists_every_command(capsys):
         assert command in out
 
 
+def test_the_usage_line_names_every_command_group(capsys):
+    parser = build_parser()
+    groups = next(a for a in parser._actions if a.dest == "group").choices
+    assert {"db", "charts", "schedules", "sync", "gaps", "settings", "quality", "executions",
+            "audience"} <= set(groups)
+    usage = " ".join(parser.format_usage().split())
+    assert "{" + ",".join(groups) + "}" in usage
+
+
+def test_gaps_heal_help_names_the_reprocess_behaviour_the_backfills_use(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["gaps", "heal", "--help"])
+    assert f"reprocess behaviour '{REPROCESS}'" in " ".join(capsys.readouterr().out.split())
+
+
+SCHEDULE_KEYS = ["id", "chart", "platform", "frequency", "interval_hours", "cron", "active", "history_start"]
+
+
+def add_schedules(engine) -> None:
+    now = datetime.now(UTC)
+    with engine.begin() as conn:
+        conn.execute(insert(chart_sync_schedule), [
+            {"chart_id": 1, "is_active": True, "sync_frequency": "daily", "custom_interval_hours": None,
+             "history_start": datetime(2025, 12, 1).date(), "created_at": now, "updated_at": now},
+            {"chart_id": 2, "is_active": False, "sync_frequency": "custom", "custom_interval_hours": 6,
+             "history_start": datetime(2025, 12, 3).date(), "created_at": now, "updated_at": now}])
+
+
+def test_schedules_list_as_json_yaml_and_plain(engine, capsys):
+    add_schedules(engine)
+    assert cli.main(["schedules", "list", "-o", "json"]) == 0
+    listing = json.loads(capsys.readouterr().out)
+    assert [list(row) for row in listing] == [SCHEDULE_KEYS, SCHEDULE_KEYS]
+    assert listing[0] == {"id": 1, "chart": "daily-chart", "platform": "spotify", "frequency": "daily",
+                          "interval_hours": None, "cron": None, "active": True, "history_start": "2025-12-01"}
+    assert listing[1]["interval_hours"] == 6 and listing[1]["active"] is False
+
+    assert cli.main(["schedules", "list", "--output", "yaml"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out) == listing
+
+    assert cli.main(["schedules", "list", "-o", "plain"]) == 0
+    header, *rows = capsys.readouterr().out.splitlines()
+    assert header.split() == SCHEDULE_KEYS
+    assert rows[1].split() == ["2", "mystery-chart", "spotify", "custom", "6", "no", "2025-12-03"]
+
+    assert cli.main(["schedules", "list"]) == 0  # table, Airflow's look; no colour when piped
+    out = capsys.readouterr().out
+    assert "daily-chart" in out and "=+=" in out and "\x1b[" not in out
+
+
+def test_an_empty_list_is_an_empty_json_list_and_a_hint_in_a_table(engine, capsys):
+    assert cli.main(["schedules", "list", "-o", "json"]) == 0
+    assert json.loads(capsys.readouterr().out) == []
+    assert cli.main(["schedules", "list"]) == 0
+    assert capsys.readouterr().out.startswith("no sync schedules (add one: chartsync schedules add SLUG)")
+
+
+def test_an_unknown_output_format_is_bad_input(engine, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["schedules", "list", "-o", "csv"])
+    assert exit_.value.code == 2 and "invalid choice: 'csv'" in capsys.readouterr().err
+
+
+RUNNER = textwrap.dedent("""
+    import json, sys, types
+    if sys.argv[1] == "stub-executor-check":
+        # a SQLite chart DB's check of Airflow's executor reads airflow.cfg (chartsync.seam.config); stubbed to
+        # see what the command itself imports
+        sys.modules["chartsync.seam.config"] = types.SimpleNamespace(distributed_executors=lambda: [])
+    from chartsync.cli.main import main
+    code = main(sys.argv[2:])
+    print(json.dumps({"code": code, "airflow": sorted(m for m in sys.modules if m.split(".")[0] == "airflow")}),
+          file=sys.stderr)
+""")
+
+
+def run_cli(tmp_path: Path, conn: str, *argv: str, stub: bool = False) -> tuple[str, list[str], dict]:
+    """``chartsync ARGV`` in a new process with ``AIRFLOW_CONN_CHART_DB=conn``: its stdout, its stderr's lines
+    but the last, and the last (exit code and the airflow modules the process imported)."""
+    runner = tmp_path / "runner.py"
+    runner.write_text(RUNNER)
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "AIRFLOW_CONN_CHART_DB": conn,
+           "PYTHONPATH": os.pathsep.join([str(root / "include"), str(root / "plugins")])}
+    done = subprocess.run([sys.executable, str(runner), "stub-executor-check" if stub else "-", *argv], env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+    *err, last = done.stderr.splitlines()
+    return done.stdout, err, json.loads(last)
+
+
+def test_a_read_of_the_chart_db_imports_no_airflow(engine, tmp_path):
+    add_schedules(engine)
+    conn = os.environ["AIRFLOW_CONN_CHART_DB"]
+    out, err, result = run_cli(tmp_path, conn, "schedules", "list", "-o", "json", stub=True)
+    assert [row["chart"] for row in json.loads(out)] == ["daily-chart", "mystery-chart"]
+    assert result == {"code": 0, "airflow": []} and err == []
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]  # closed again when the socket is: nothing listens there
+
+
+@pytest.mark.parametrize("conn", [
+    "postgresql://chart:s3cret@127.0.0.1:{port}/charts",
+    '{{"conn_type": "postgres", "host": "127.0.0.1", "port": {port}, "login": "chart", "password": "s3cret", '
+    '"schema": "charts"}}',
+])
+def test_an_unreachable_chart_db_is_one_line_naming_it_and_exit_1(tmp_path, conn):
+    port = closed_port()
+    out, err, result = run_cli(tmp_path, conn.format(port=port), "schedules", "list", "-o", "json")
+    assert result == {"code": 1, "airflow": []} and out == ""
+    assert len(err) == 1, err
+    assert err[0].startswith(f"chartsync: failed: chart_db at 127.0.0.1:{port}/charts unreachable: ")
+    assert "s3cret" not in err[0]
+
+
+def test_a_sqlite_chart_db_in_a_missing_folder_is_one_line_and_exit_1(tmp_path, capsys, monkeypatch):
+    path = tmp_path / "no-such-folder" / "chart.db"
+    monkeypatch.setenv("AIRFLOW_CONN_CHART_DB", f"sqlite:///{path}")
+    assert cli.main(["schedules", "list"]) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        f"chartsync: failed: chart_db at {path} unreachable: unable to open database file"]
+
+
 def test_quality_shows_the_schedule_pages_summary_and_flagged_rankings(engine, capsys, monkeypatch):
     monkeypatch.setattr(orchestration, "set_paused", lambda dag_id, paused: False)
     assert cli.main(["schedules", "add", "daily-chart", "--no-history"]) == 0
@@ -136,15 +272,22 @@ def test_quality_shows_the_schedule_pages_summary_and_flagged_rankings(engine, c
                     missing_positions=57 if day == 1 else 0, new_share=0.4 if day == 3 else 0.05,
                     usual_new_share=0.05, flags=flags.get(day, []), flagged=day in flags, checked_at=now))
     capsys.readouterr()
+    assert cli.main(["quality", "daily-chart", "--limit", "1", "-o", "plain"]) == 0
+    assert [line.split(maxsplit=3) for line in capsys.readouterr().out.splitlines()] == [
+        ["chart", "period", "flags", "notes"],
+        ["daily-chart", "2026-10-04", "churn", "churn: 40% new entries, usually 5%"]]
     assert cli.main(["quality", "daily-chart", "--limit", "1"]) == 0
-    assert capsys.readouterr().out.splitlines() == [
+    summary = capsys.readouterr().out.splitlines()
+    assert summary[:3] == [
         "daily-chart: 2 of 3 checked rankings flagged (4 stored, 1 before the checks); last checked "
         "2026-11-24 15:00 UTC",
         "  short 1 · gaps 1 · missing_streams 0 · churn 1 · previous_mismatch 0",
-        "2 flagged ranking(s), newest first; the newest 1 (--limit for more):",
-        "  2026-10-04  churn: 40% new entries, usually 5%"]
-    assert cli.main(["quality", "daily-chart", "--flag", "gaps"]) == 0
-    assert capsys.readouterr().out.splitlines()[-1] == "  2026-10-02  short: 143 of 200 entries; gaps: 57 positions missing"
+        "2 flagged ranking(s), newest first; the newest 1 (--limit for more):"]
+    assert "churn: 40% new entries, usually 5%" in summary[-1]
+    assert cli.main(["quality", "daily-chart", "--flag", "gaps", "-o", "json"]) == 0
+    assert json.loads(capsys.readouterr().out) == [
+        {"chart": "daily-chart", "period": "2026-10-02", "flags": ["short", "gaps"],
+         "notes": ["short: 143 of 200 entries", "gaps: 57 positions missing"]}]
     assert cli.main(["quality", "daily-chart", "--flag", "previous_mismatch"]) == 0
     assert capsys.readouterr().out.splitlines()[-1] == "no ranking flagged previous_mismatch"
     with pytest.raises(SystemExit):

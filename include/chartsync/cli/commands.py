@@ -1,4 +1,6 @@
-"""The ``chartsync`` commands: each parses nothing, calls one service and prints what came back.
+"""The ``chartsync`` commands that reach Airflow (through the services and the seam): each parses nothing,
+calls one service and prints what came back. Importing this module imports Airflow (about 1.3 s);
+``chartsync.cli.chart_db`` has the commands that need the chart DB only.
 
 ``chartsync.cli.main`` builds the parser and translates the exceptions named here (``BAD_INPUT``,
 ``FAILED``) into exit codes, once.
@@ -14,38 +16,25 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from chartsync import settings
+from chartsync.cli import chart_db
+from chartsync.cli.errors import EXIT_FAILED, BadInput
+from chartsync.cli.output import print_as
 from chartsync.core.outcomes import Failed, NotPublishedYet, RunRef, Skipped, Synced
-from chartsync.core.schedule import ScheduleError, ScheduleNotFound
+from chartsync.core.paging import PageRequest
 from chartsync.seam.airflow_settings import load as load_airflow_settings
 from chartsync.seam.orchestration import BackfillAlreadyRunning, DagNotParsedYet, RunAlreadyExists
-from chartsync.core.paging import PageRequest
 from chartsync.services import audience, charts, failures, gaps, quality, schedules, sync
 from chartsync.soundcharts.client import SoundchartsClient
 from chartsync.soundcharts.errors import SoundchartsError
-from chartsync.store.engine import ChartDbConfigError, chart_engine
-from chartsync.store.migrate import current_revision, upgrade
+from chartsync.store.engine import chart_engine
 
-EXIT_FAILED = 1
-
-
-class BadInput(Exception):
-    pass
-
-
-BAD_INPUT = (BadInput, ScheduleError, ScheduleNotFound, charts.ChartNotFound, audience.TrackNotFound)
-FAILED = (ChartDbConfigError, SoundchartsError, DagNotParsedYet, RunAlreadyExists, BackfillAlreadyRunning)
+BAD_INPUT = chart_db.BAD_INPUT
+FAILED = (*chart_db.FAILED, SoundchartsError, DagNotParsedYet, RunAlreadyExists, BackfillAlreadyRunning)
 
 
 def _actor() -> str:
     """Who the audit log names for a change made on the command line."""
     return f"cli:{getpass.getuser()}"
-
-
-def cmd_db_upgrade(args: argparse.Namespace) -> int:
-    engine = chart_engine()
-    upgrade(engine)
-    print(f"chart DB at revision {current_revision(engine)} ({engine.url.render_as_string(hide_password=True)})")
-    return 0
 
 
 def cmd_charts_import(args: argparse.Namespace) -> int:
@@ -69,19 +58,6 @@ def cmd_schedules_add(args: argparse.Namespace) -> int:
     row = schedules.get_schedule(engine, change.schedule_id)
     print(f"{args.slug}: scheduled {row.sync_frequency}, history from {row.history_start}, "
           f"{'active' if row.is_active else 'inactive'} (schedule {change.schedule_id}); {change.message}")
-    return 0
-
-
-def cmd_schedules_list(args: argparse.Namespace) -> int:
-    rows = schedules.load_rows(chart_engine())
-    if not rows:
-        print("no sync schedules (add one: chartsync schedules add SLUG)")
-        return 0
-    print(f"{'id':>4}  {'chart':<45} {'platform':<12} {'frequency':<10} {'active':<6} history_start")
-    for r in rows:
-        freq = r.sync_frequency + (f"/{r.custom_interval_hours}h" if r.custom_interval_hours else "")
-        print(f"{r.id:>4}  {r.slug:<45} {r.platform:<12} {freq:<10} {'yes' if r.is_active else 'no':<6} "
-              f"{r.history_start}")
     return 0
 
 
@@ -162,16 +138,16 @@ def cmd_gaps_audit(args: argparse.Namespace) -> int:
 
 def cmd_gaps_list(args: argparse.Namespace) -> int:
     report = gaps.gap_report(chart_engine(), slug=args.slug)  # unknown chart or no schedule: exit 2
-    if not report.gaps:
-        print(f"{args.slug}: no gaps" if args.slug else "no gaps in any active schedule")
-    for gap in report.gaps:
-        span = f"{gap.start}" if gap.start == gap.end else f"{gap.start}..{gap.end}"
-        heal = {"running": f" [backfill {gap.backfill_id} running]", "queued": " [queued]"}.get(gap.heal or "", "")
-        # a range a heal already covers needs no command (Airflow refuses a second backfill of the DAG)
-        command = "" if heal else f"\n    {gap.backfill_command}"
-        print(f"{gap.slug}: {gap.periods} missing period(s) {span}{heal}{command}")
-    for wait in report.waiting:
-        print(f"{wait.slug}: {wait.message}")
+    rows = [{"chart": g.slug, "first": g.start, "last": g.end, "periods": g.periods, "state": g.heal or "missing",
+             "backfill_id": g.backfill_id,
+             # a range a heal already covers needs no command (Airflow refuses a second backfill of the DAG)
+             "command": None if g.heal else g.backfill_command} for g in report.gaps]
+    rows += [{"chart": w.slug, "first": w.first, "last": w.last, "periods": w.periods, "state": "catchup",
+              "backfill_id": None, "command": None} for w in report.waiting]
+    print_as(rows, args.output, empty=f"{args.slug}: no gaps" if args.slug else "no gaps in any active schedule")
+    if args.output == "table":
+        for wait in report.waiting:
+            print(f"{wait.slug}: {wait.message}")
     return 0
 
 
@@ -190,20 +166,20 @@ def cmd_quality(args: argparse.Namespace) -> int:
     if args.limit < 1:
         raise BadInput("--limit: at least 1")
     report = quality.slug_quality(chart_engine(), args.slug, flag=args.flag, paging=PageRequest(args.limit))
-    q = report.summary
-    last = f"; last checked {q.last_checked_at:%Y-%m-%d %H:%M} UTC" if q.last_checked_at else ""
-    before = f", {report.unchecked} before the checks" if report.unchecked else ""
-    print(f"{report.slug}: {q.rankings_flagged} of {q.rankings_checked} checked rankings flagged "
-          f"({q.rankings_stored} stored{before}){last}")
-    print("  " + " · ".join(f"{flag} {n}" for flag, n in q.flag_counts.items()))
     page = report.rankings
-    if not page.total:
-        print(f"no ranking flagged {args.flag}" if args.flag else "no flagged ranking")
-        return 0
-    more = f"; the newest {len(page.items)} (--limit for more)" if page.total > len(page.items) else ""
-    print(f"{page.total} flagged ranking(s){' with ' + args.flag if args.flag else ''}, newest first{more}:")
-    for r in page.items:
-        print(f"  {r.period}  " + "; ".join(str(n) for n in r.notes))
+    if args.output == "table":  # the schedule page's summary above the table
+        q = report.summary
+        last = f"; last checked {q.last_checked_at:%Y-%m-%d %H:%M} UTC" if q.last_checked_at else ""
+        before = f", {report.unchecked} before the checks" if report.unchecked else ""
+        print(f"{report.slug}: {q.rankings_flagged} of {q.rankings_checked} checked rankings flagged "
+              f"({q.rankings_stored} stored{before}){last}")
+        print("  " + " · ".join(f"{flag} {n}" for flag, n in q.flag_counts.items()))
+        if page.total:
+            more = f"; the newest {len(page.items)} (--limit for more)" if page.total > len(page.items) else ""
+            print(f"{page.total} flagged ranking(s){' with ' + args.flag if args.flag else ''}, newest first{more}:")
+    print_as(({"chart": report.slug, "period": r.period, "flags": r.flags, "notes": [str(n) for n in r.notes]}
+              for r in page.items), args.output,
+             empty=f"no ranking flagged {args.flag}" if args.flag else "no flagged ranking")
     return 0
 
 
@@ -226,17 +202,17 @@ def cmd_audience_refresh(args: argparse.Namespace) -> int:
 
 def cmd_audience_show(args: argparse.Namespace) -> int:
     view = audience.audience_view(chart_engine(), args.song_uuid)
-    state = "stale" if view.is_stale else "fresh"
-    print(f"{view.name}" + (f" by {view.credit_name}" if view.credit_name else "") + f" ({view.song_uuid})")
-    print(f"fetched {view.fetched_at:%Y-%m-%d %H:%M} UTC, {state}" if view.fetched_at else "never fetched")
-    if view.is_refreshing:
-        print(f"refreshing: run {view.refresh_run_id}")
-    for platform, points in view.series.items():
-        latest = f"{points[-1][1]:>14,} on {points[-1][0]}" if points else f"{'no data':>14}"
-        print(f"  {audience.PLATFORM_NAMES.get(platform, platform):<12} {latest}  ({len(points)} days)")
+    if args.output == "table":  # the song, its age and any refresh above the table
+        print(f"{view.name}" + (f" by {view.credit_name}" if view.credit_name else "") + f" ({view.song_uuid})")
+        print(f"fetched {view.fetched_at:%Y-%m-%d %H:%M} UTC, {'stale' if view.is_stale else 'fresh'}"
+              if view.fetched_at else "never fetched")
+        if view.is_refreshing:
+            print(f"refreshing: run {view.refresh_run_id}")
+    print_as(({"song_uuid": view.song_uuid, "platform": platform,
+               "audience": points[-1][1] if points else None, "date": points[-1][0] if points else None,
+               "days": len(points), "fetched_at": view.fetched_at, "stale": view.is_stale,
+               "refreshing": view.is_refreshing} for platform, points in view.series.items()), args.output)
     if args.svg:
         Path(args.svg).write_text(audience.svg_plot(view))
-        print(f"plot written to {args.svg}")
+        print(f"plot written to {args.svg}", file=sys.stderr if args.output != "table" else sys.stdout)
     return 0
-
-
