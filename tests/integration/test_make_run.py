@@ -381,6 +381,37 @@ def test_a_killed_scheduler_leaves_nothing_behind_after_the_stop(make_run_env):
         product.kill()
 
 
+def test_a_second_shell_from_make_env_runs_airflow_and_chartsync_on_the_products_home(make_run_env, tmp_path):
+    """README's second shell: `eval "$(make -s env)"` in a shell that has neither the venv nor any Airflow
+    variable; then `airflow` and `chartsync` are the venv's, on make run's home, DAGs and databases, and
+    nothing is written to ~/airflow."""
+    env = make_run_env
+    home = tmp_path / "user-home"
+    home.mkdir()
+    shell_env = {k: v for k, v in os.environ.items()
+                 if not k.startswith(("AIRFLOW", "CHARTSYNC_", "VIRTUAL_ENV", "PYTHONPATH", "MAKE"))}
+    shell_env.update({
+        "HOME": str(home),
+        "PATH": os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if Path(p) != BIN),
+        "AIRFLOW_HOME": env["AIRFLOW_HOME"],  # the user's choices make run was started with
+        settings.PG_PORT_ENV: env[settings.PG_PORT_ENV],
+    })
+    script = ('eval "$(make -s env)" && command -v airflow chartsync && '
+              'airflow config get-value core dags_folder && airflow dags list -o json && '
+              'chartsync schedules list')
+    try:
+        done = subprocess.run(["bash", "-c", script], env=shell_env, cwd=ROOT, capture_output=True, text=True,
+                              timeout=300)
+    finally:
+        localdb.home_server(env).stop()  # `make -s env` starts make run's PostgreSQL when it is not running
+    assert done.returncode == 0, f"{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
+    lines = done.stdout.splitlines()
+    assert lines[:3] == [str(BIN / "airflow"), str(BIN / "chartsync"), str(ROOT / "dags")]
+    dags = json.loads(next(line for line in lines if line.startswith("[")))
+    assert isinstance(dags, list)
+    assert not (home / "airflow").exists(), "airflow wrote a home of its own in ~/airflow"
+
+
 # -- the pieces, without starting anything ----------------------------------------------------------------
 def test_parallelism_follows_the_cores_unless_told():
     assert [parallelism(cores, {}) for cores in (1, 2, 4, 64)] == [2, 2, 4, 8]
