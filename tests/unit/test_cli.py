@@ -243,7 +243,7 @@ def test_an_unreachable_chart_db_is_one_line_naming_it_and_exit_1(tmp_path, conn
     out, err, result = run_cli(tmp_path, conn.format(port=port), "schedules", "list", "-o", "json")
     assert result == {"code": 1, "airflow": []} and out == ""
     assert len(err) == 1, err
-    assert err[0].startswith(f"chartsync: failed: chart_db at 127.0.0.1:{port}/charts unreachable: ")
+    assert err[0].startswith(f"chartsync: failed: chart_db at 127.0.0.1:{port}/charts: ")
     assert "s3cret" not in err[0]
 
 
@@ -252,7 +252,7 @@ def test_a_sqlite_chart_db_in_a_missing_folder_is_one_line_and_exit_1(tmp_path, 
     monkeypatch.setenv("AIRFLOW_CONN_CHART_DB", f"sqlite:///{path}")
     assert cli.main(["schedules", "list"]) == 1
     assert capsys.readouterr().err.splitlines() == [
-        f"chartsync: failed: chart_db at {path} unreachable: unable to open database file"]
+        f"chartsync: failed: chart_db at {path}: unable to open database file"]
 
 
 def test_quality_shows_the_schedule_pages_summary_and_flagged_rankings(engine, capsys, monkeypatch):
@@ -320,3 +320,25 @@ def test_sync_runs_the_same_service_as_the_dag_task(engine, capsys, emulator, em
     assert "no published ranking" in capsys.readouterr().err
     assert cli.main(["sync", "daily-chart"]) == 2  # no schedule
     assert "has no active sync schedule" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value", [
+    "sqlite:////tmp/x/chart.db",
+    "postgresql://chart:p%40ss@db.example:5433/charts",
+    "postgres://chart@db/charts?sslmode=require",
+    "http://https://api.example.com:443/v2",
+    '{"conn_type": "postgresql", "host": "db", "port": "5432", "login": "u", "password": "p", "schema": "c"}',
+    '  {"conn_type": "sqlite", "host": "/data/chart.db", "extra": {"a": 1}}',
+])
+def test_the_chart_db_variable_is_parsed_as_airflow_parses_it(monkeypatch, value):
+    from airflow.models.connection import Connection
+
+    from chartsync.seam.connections import connection_from_env
+
+    monkeypatch.setenv("AIRFLOW_CONN_CHART_DB", value)
+    ours = connection_from_env("chart_db")
+    stripped = value.strip()
+    theirs = (Connection.from_json(stripped, conn_id="chart_db") if stripped.startswith("{")
+              else Connection(conn_id="chart_db", uri=stripped))
+    fields = ("conn_type", "host", "schema", "login", "password", "port", "extra")
+    assert {f: getattr(ours, f) for f in fields} == {f: getattr(theirs, f) for f in fields}

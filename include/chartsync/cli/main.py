@@ -216,6 +216,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
     except OperationalError as exc:  # a database down, refusing or missing: one line, no traceback
         where = unreachable(exc) or "Airflow's metadata DB"
-        reason = str(exc.orig or exc).strip().splitlines()[0] if str(exc.orig or exc).strip() else type(exc).__name__
-        print(f"chartsync: failed: {where} unreachable: {reason}", file=sys.stderr)
+        reason = (str(exc.orig or exc).strip() or type(exc).__name__).splitlines()[0]
+        print(f"chartsync: failed: {where}: {reason}", file=sys.stderr)
         return EXIT_FAILED
