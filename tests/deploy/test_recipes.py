@@ -213,6 +213,8 @@ HELM_VALUES_SCHEMA = {
         "airflowVersion": {"type": "string", "pattern": r"^\d+\.\d+\.\d+$"},
         "defaultAirflowTag": {"type": "string"},
         "executor": {"enum": ["LocalExecutor", "CeleryExecutor", "KubernetesExecutor"]},
+        "config": {"type": "object", "additionalProperties": {  # airflow.cfg: section -> option -> value
+            "type": "object", "additionalProperties": {"type": ["string", "number", "boolean"]}}},
         "workers": {"type": "object", "additionalProperties": False,
                     "properties": {"replicas": {"type": "integer", "minimum": 0}}},
         "dags": {"type": "object", "additionalProperties": False,
@@ -271,6 +273,27 @@ def test_helm_migration_job_migrates_both_databases_and_sets_the_pool(helm):
     pool = shlex.split(steps[2].removeprefix("exec "))
     assert pool[:4] == ["airflow", "pools", "set", settings.SOUNDCHARTS_POOL]
     assert int(pool[4]) == _pool_slots()
+
+
+FAB_AUTH_MANAGER = "airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager"
+PLUGINS_READ = ["airflow", "roles", "add-perms", "Viewer", "User", "-r", "Plugins", "-a", "can_read"]
+
+
+def test_both_recipes_run_the_fab_auth_manager_and_let_its_readers_find_the_pages(compose, helm):
+    """docs/auth.md: FAB's users and roles, from the provider requirements.txt installs; FAB's Viewer and User
+    roles may read Plugins, without which the Airflow UI neither lists nor embeds chart-sync's pages for them."""
+    module, _, name = FAB_AUTH_MANAGER.rpartition(".")
+    provider = importlib.metadata.distribution("apache-airflow-providers-fab")
+    source = Path(provider.locate_file(module.replace(".", "/") + ".py"))
+    assert f"class {name}(" in source.read_text()
+    assert "apache-airflow-providers-fab" in {_canonical(r.name) for r in _requirements(ROOT / "requirements.txt")}
+    assert compose["x-airflow-common"]["environment"]["AIRFLOW__CORE__AUTH_MANAGER"] == FAB_AUTH_MANAGER
+    assert helm["config"]["core"]["auth_manager"] == FAB_AUTH_MANAGER
+    init = [line.strip() for line in compose["services"]["airflow-init"]["command"][-1].splitlines()]
+    assert init.index(" ".join(PLUGINS_READ)) > next(i for i, line in enumerate(init) if "airflow users create" in line)
+    steps = [step.strip() for step in helm["createUserJob"]["args"][-1].split("&&")]
+    assert steps[0].startswith("airflow users create --role Admin")
+    assert shlex.split(steps[-1].removeprefix("exec ")) == PLUGINS_READ
 
 
 def test_no_secret_is_written_in_the_helm_values(helm):
