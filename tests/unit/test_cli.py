@@ -193,27 +193,24 @@ def test_an_unknown_output_format_is_bad_input(engine, capsys):
 
 
 RUNNER = textwrap.dedent("""
-    import json, sys, types
-    if sys.argv[1] == "stub-executor-check":
-        # a SQLite chart DB's check of Airflow's executor reads airflow.cfg (chartsync.seam.config); stubbed to
-        # see what the command itself imports
-        sys.modules["chartsync.seam.config"] = types.SimpleNamespace(distributed_executors=lambda: [])
+    import json, sys
     from chartsync.cli.main import main
-    code = main(sys.argv[2:])
+    code = main(sys.argv[1:])
     print(json.dumps({"code": code, "airflow": sorted(m for m in sys.modules if m.split(".")[0] == "airflow")}),
           file=sys.stderr)
 """)
 
 
-def run_cli(tmp_path: Path, conn: str, *argv: str, stub: bool = False) -> tuple[str, list[str], dict]:
-    """``chartsync ARGV`` in a new process with ``AIRFLOW_CONN_CHART_DB=conn``: its stdout, its stderr's lines
-    but the last, and the last (exit code and the airflow modules the process imported)."""
+def run_cli(tmp_path: Path, conn: str, *argv: str) -> tuple[str, list[str], dict]:
+    """``chartsync ARGV`` in a new process with ``AIRFLOW_CONN_CHART_DB=conn`` and the executor in the
+    environment (as make run and the image set them): its stdout, its stderr's lines but the last, and the last
+    (exit code and the airflow modules the process imported)."""
     runner = tmp_path / "runner.py"
     runner.write_text(RUNNER)
     root = Path(__file__).resolve().parents[2]
-    env = {**os.environ, "AIRFLOW_CONN_CHART_DB": conn,
+    env = {**os.environ, "AIRFLOW_CONN_CHART_DB": conn, "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
            "PYTHONPATH": os.pathsep.join([str(root / "include"), str(root / "plugins")])}
-    done = subprocess.run([sys.executable, str(runner), "stub-executor-check" if stub else "-", *argv], env=env,
+    done = subprocess.run([sys.executable, str(runner), *argv], env=env,
                           capture_output=True, text=True, timeout=120, check=False)
     *err, last = done.stderr.splitlines()
     return done.stdout, err, json.loads(last)
@@ -222,9 +219,11 @@ def run_cli(tmp_path: Path, conn: str, *argv: str, stub: bool = False) -> tuple[
 def test_a_read_of_the_chart_db_imports_no_airflow(engine, tmp_path):
     add_schedules(engine)
     conn = os.environ["AIRFLOW_CONN_CHART_DB"]
-    out, err, result = run_cli(tmp_path, conn, "schedules", "list", "-o", "json", stub=True)
+    out, err, result = run_cli(tmp_path, conn, "schedules", "list", "-o", "json")
     assert [row["chart"] for row in json.loads(out)] == ["daily-chart", "mystery-chart"]
     assert result == {"code": 0, "airflow": []} and err == []
+    out, err, result = run_cli(tmp_path, conn, "quality", "daily-chart", "-o", "json")
+    assert json.loads(out) == [] and result == {"code": 0, "airflow": []} and err == []
 
 
 def closed_port() -> int:
@@ -342,3 +341,14 @@ def test_the_chart_db_variable_is_parsed_as_airflow_parses_it(monkeypatch, value
               else Connection(conn_id="chart_db", uri=stripped))
     fields = ("conn_type", "host", "schema", "login", "password", "port", "extra")
     assert {f: getattr(ours, f) for f in fields} == {f: getattr(theirs, f) for f in fields}
+
+
+def test_db_downgrade_rolls_the_chart_db_back_and_upgrade_returns_it(engine, capsys):
+    from chartsync.store.migrate import current_revision
+
+    head = current_revision(engine)
+    back = f"{int(head) - 1:04d}"
+    assert cli.main(["db", "downgrade", back]) == 0
+    assert f"chart DB at revision {back}" in capsys.readouterr().out and current_revision(engine) == back
+    assert cli.main(["db", "upgrade"]) == 0
+    assert current_revision(engine) == head

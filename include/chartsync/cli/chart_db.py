@@ -7,9 +7,11 @@ import argparse
 
 from chartsync.cli.errors import BadInput
 from chartsync.cli.output import print_as
+from chartsync.core.paging import PageRequest
 from chartsync.core.schedule import ScheduleError, ScheduleNotFound
 from chartsync.store.charts import ChartNotFound
 from chartsync.store.engine import ChartDbConfigError, chart_engine
+from chartsync.services import quality
 from chartsync.store.schedules import load_rows
 from chartsync.store.tracks import TrackNotFound
 
@@ -26,10 +28,41 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_db_downgrade(args: argparse.Namespace) -> int:
+    from chartsync.store.migrate import current_revision, downgrade  # deferred: alembic, for this command only
+
+    engine = chart_engine()
+    downgrade(engine, args.revision)
+    print(f"chart DB at revision {current_revision(engine) or 'base (no chart-sync table)'} "
+          f"({engine.url.render_as_string(hide_password=True)})")
+    return 0
+
+
 def cmd_schedules_list(args: argparse.Namespace) -> int:
     # the store's rows, as services.schedules.load_rows hands them on: that module loads Airflow's seam
     print_as(({"id": r.id, "chart": r.slug, "platform": r.platform, "frequency": r.sync_frequency,
                "interval_hours": r.custom_interval_hours, "cron": r.cron_expression, "active": r.is_active,
                "history_start": r.history_start} for r in load_rows(chart_engine())),
              args.output, empty="no sync schedules (add one: chartsync schedules add SLUG)")
+    return 0
+
+
+def cmd_quality(args: argparse.Namespace) -> int:
+    if args.limit < 1:
+        raise BadInput("--limit: at least 1")
+    report = quality.slug_quality(chart_engine(), args.slug, flag=args.flag, paging=PageRequest(args.limit))
+    page = report.rankings
+    if args.output == "table":  # the schedule page's summary above the table
+        q = report.summary
+        last = f"; last checked {q.last_checked_at:%Y-%m-%d %H:%M} UTC" if q.last_checked_at else ""
+        before = f", {report.unchecked} before the checks" if report.unchecked else ""
+        print(f"{report.slug}: {q.rankings_flagged} of {q.rankings_checked} checked rankings flagged "
+              f"({q.rankings_stored} stored{before}){last}")
+        print("  " + " · ".join(f"{flag} {n}" for flag, n in q.flag_counts.items()))
+        if page.total:
+            more = f"; the newest {len(page.items)} (--limit for more)" if page.total > len(page.items) else ""
+            print(f"{page.total} flagged ranking(s){' with ' + args.flag if args.flag else ''}, newest first{more}:")
+    print_as(({"chart": report.slug, "period": r.period, "flags": r.flags, "notes": [str(n) for n in r.notes]}
+              for r in page.items), args.output,
+             empty=f"no ranking flagged {args.flag}" if args.flag else "no flagged ranking")
     return 0

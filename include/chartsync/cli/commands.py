@@ -20,10 +20,9 @@ from chartsync.cli import chart_db
 from chartsync.cli.errors import EXIT_FAILED, BadInput
 from chartsync.cli.output import print_as
 from chartsync.core.outcomes import Failed, NotPublishedYet, RunRef, Skipped, Synced
-from chartsync.core.paging import PageRequest
 from chartsync.seam.airflow_settings import load as load_airflow_settings
 from chartsync.seam.orchestration import BackfillAlreadyRunning, DagNotParsedYet, RunAlreadyExists
-from chartsync.services import audience, charts, failures, gaps, quality, schedules, sync
+from chartsync.services import audience, charts, failures, gaps, schedules, sync
 from chartsync.soundcharts.client import SoundchartsClient
 from chartsync.soundcharts.errors import SoundchartsError
 from chartsync.store.engine import chart_engine
@@ -160,27 +159,6 @@ def cmd_gaps_heal(args: argparse.Namespace) -> int:
         for g in r.queued:
             print(f"    queued: {g.start}..{g.end} ({g.periods} period(s))")
     return 0 if all(r.status not in ("dag-not-parsed", "refused") for r in results) else EXIT_FAILED
-
-
-def cmd_quality(args: argparse.Namespace) -> int:
-    if args.limit < 1:
-        raise BadInput("--limit: at least 1")
-    report = quality.slug_quality(chart_engine(), args.slug, flag=args.flag, paging=PageRequest(args.limit))
-    page = report.rankings
-    if args.output == "table":  # the schedule page's summary above the table
-        q = report.summary
-        last = f"; last checked {q.last_checked_at:%Y-%m-%d %H:%M} UTC" if q.last_checked_at else ""
-        before = f", {report.unchecked} before the checks" if report.unchecked else ""
-        print(f"{report.slug}: {q.rankings_flagged} of {q.rankings_checked} checked rankings flagged "
-              f"({q.rankings_stored} stored{before}){last}")
-        print("  " + " · ".join(f"{flag} {n}" for flag, n in q.flag_counts.items()))
-        if page.total:
-            more = f"; the newest {len(page.items)} (--limit for more)" if page.total > len(page.items) else ""
-            print(f"{page.total} flagged ranking(s){' with ' + args.flag if args.flag else ''}, newest first{more}:")
-    print_as(({"chart": report.slug, "period": r.period, "flags": r.flags, "notes": [str(n) for n in r.notes]}
-              for r in page.items), args.output,
-             empty=f"no ranking flagged {args.flag}" if args.flag else "no flagged ranking")
-    return 0
 
 
 def cmd_settings_load(args: argparse.Namespace) -> int:

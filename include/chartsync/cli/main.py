@@ -14,6 +14,7 @@ commands do (``chartsync.cli.output``).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from datetime import date
@@ -25,7 +26,7 @@ from chartsync.core.gaps import REPROCESS
 from chartsync.settings import AUDIENCE_MAX_AGE, CHART_DB_CONN_ID, QUALITY_FLAGS, SOUNDCHARTS_CONN_ID
 
 # the commands that need the chart DB only (chartsync.cli.chart_db): the others import Airflow
-CHART_DB_ONLY = {"db_upgrade", "schedules_list"}
+CHART_DB_ONLY = {"db_upgrade", "db_downgrade", "schedules_list", "quality"}
 
 
 def _whole_number(value: str) -> int | str:
@@ -82,6 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
     db = groups.add_parser("db", help="chart DB schema").add_subparsers(dest="command", required=True)
     db.add_parser("upgrade", help=f"apply the Alembic migrations to the DB behind {CHART_DB_CONN_ID}").set_defaults(
         run="db_upgrade")
+    down = db.add_parser("downgrade", help="undo the migrations after REVISION: an upgrade's rollback",
+                         description="Undo the chart DB's migrations after REVISION (each migration file names "
+                         "its revision: 0001, 0002, ...; 'base' drops every chart-sync table). A table a "
+                         "migration added goes with its data: back up first (docs/operating/upgrades.md).")
+    down.add_argument("revision", help="the revision to return to, e.g. 0005, or base")
+    down.set_defaults(run="db_downgrade")
 
     charts = groups.add_parser("charts", help="the chart catalogue").add_subparsers(dest="command", required=True)
     imp = charts.add_parser("import", help="import (or refresh) the song charts of platforms from Soundcharts")
@@ -219,3 +226,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         reason = (str(exc.orig or exc).strip() or type(exc).__name__).splitlines()[0]
         print(f"chartsync: failed: {where}: {reason}", file=sys.stderr)
         return EXIT_FAILED
+    except BrokenPipeError:  # `chartsync ... -o json | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
+        return 0

@@ -17,9 +17,9 @@ from chartsync import settings
 from chartsync.core import periods
 from chartsync.core.paging import Page, PageRequest
 from chartsync.core.quality import RankingQuality
-from chartsync.services.schedules import get_schedule, schedule_of_slug
 from chartsync.store import quality_reports as store
 from chartsync.store.quality_reports import ChartQuality, QualityRow
+from chartsync.store.schedules import existing_row, row_of_slug  # not services.schedules: no Airflow to load
 
 FLAGGED, CLEAN, NOT_CHECKED = "flagged", "clean", "not-checked"
 FLAG_LABELS = {"short": "fewer entries than published", "gaps": "positions missing",
@@ -166,13 +166,13 @@ def _schedule_quality(engine: Engine, row, flag: str | None, paging: PageRequest
 def schedule_quality(engine: Engine, schedule_id: int, *, flag: str | None = None,
                      paging: PageRequest = PageRequest(10)) -> ScheduleQuality:
     """The quality of a schedule's chart and its flagged rankings, newest first; ScheduleNotFound."""
-    return _schedule_quality(engine, get_schedule(engine, schedule_id), flag, paging)
+    return _schedule_quality(engine, existing_row(engine, schedule_id), flag, paging)
 
 
 def slug_quality(engine: Engine, slug: str, *, flag: str | None = None,
                  paging: PageRequest = PageRequest(10)) -> ScheduleQuality:
     """``schedule_quality`` of the chart ``slug``; ChartNotFound or ScheduleNotFound."""
-    return _schedule_quality(engine, schedule_of_slug(engine, slug), flag, paging)
+    return _schedule_quality(engine, row_of_slug(engine, slug), flag, paging)
 
 
 # -- by period ------------------------------------------------------------------------------------------

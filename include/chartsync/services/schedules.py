@@ -192,10 +192,8 @@ def _follow_in_airflow(schedule_id: int, chart_id: int, slug: str, is_active: bo
 
 # -- reads -----------------------------------------------------------------------------------------------
 def get_schedule(engine: Engine, schedule_id: int):
-    row = schedule_store.get_row(engine, schedule_id)
-    if row is None:
-        raise ScheduleNotFound(f"no sync schedule with id {schedule_id}")
-    return row
+    """The joined row of one schedule; ScheduleNotFound when there is none."""
+    return schedule_store.existing_row(engine, schedule_id)
 
 
 def schedule_of_chart(engine: Engine, chart_id: int):
@@ -205,10 +203,7 @@ def schedule_of_chart(engine: Engine, chart_id: int):
 
 def schedule_of_slug(engine: Engine, slug: str):
     """The schedule row of the chart ``slug``; ChartNotFound or ScheduleNotFound."""
-    row = schedule_of_chart(engine, charts.get_chart(engine, slug=slug).id)
-    if row is None:
-        raise ScheduleNotFound(f"chart {slug!r} has no sync schedule")
-    return row
+    return schedule_store.row_of_slug(engine, slug)
 
 
 def list_schedules(engine: Engine, *, platform: str | None = None, frequency: str | None = None,

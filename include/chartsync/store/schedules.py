@@ -6,6 +6,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection, Engine, delete, func, insert, not_, select, update
 
+from chartsync.core.schedule import ScheduleNotFound
 from chartsync.settings import chart_dag_shard
 from chartsync.store import audit
 from chartsync.store import stats as stats_store
@@ -66,6 +67,22 @@ def row_of_chart(engine: Engine, chart_id: int):
     get_chart(engine, chart_id=chart_id)
     with engine.connect() as conn:
         return conn.execute(config_query().where(chart_sync_schedule.c.chart_id == chart_id)).first()
+
+
+def existing_row(engine: Engine, schedule_id: int):
+    """The joined row of one schedule; ScheduleNotFound when there is none."""
+    row = get_row(engine, schedule_id)
+    if row is None:
+        raise ScheduleNotFound(f"no sync schedule with id {schedule_id}")
+    return row
+
+
+def row_of_slug(engine: Engine, slug: str):
+    """The schedule row of the chart ``slug``; ChartNotFound or ScheduleNotFound."""
+    row = row_of_chart(engine, get_chart(engine, slug=slug).id)
+    if row is None:
+        raise ScheduleNotFound(f"chart {slug!r} has no sync schedule")
+    return row
 
 
 def has_schedule(conn: Connection, chart_id: int) -> bool:
