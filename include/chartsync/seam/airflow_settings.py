@@ -1,4 +1,4 @@
-"""Load ``airflow_settings.yaml`` (connections, pools, variables; the layout astro-cli reads) into Airflow.
+"""Load ``airflow_settings.yaml`` (connections, pools, variables) into Airflow.
 
 Goes through Airflow's own CLI import commands, so it is idempotent (existing entries are
 overwritten) and works with any metadata DB. ``${VAR}`` in values is expanded from the
