@@ -1,7 +1,7 @@
 """The REST API, the pages and their CSRF defence under the FAB auth manager, which deploy/ runs.
 
-One Airflow home for the module, its api-server on the FAB auth manager (``airflow fab-db migrate``), a user
-per FAB role made with ``airflow users create`` (password = name): ``admin`` (Admin), ``op`` (Op), ``user``
+One Airflow home for the module, its api-server on the FAB auth manager (``airflow db migrate`` made FAB's
+tables), a user per FAB role made with ``airflow users create`` (password = name): ``admin`` (Admin), ``op`` (Op), ``user``
 (User), ``viewer`` (Viewer). The chart DB holds the emulator's Spotify charts and two daily schedules; no
 DAG is parsed and no scheduler runs. Admin and Op write; User (whose DAG edit access does not reach
 chart-sync's writes: they also need Variables edit access) and Viewer read only; anonymous callers get 401

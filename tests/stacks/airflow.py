@@ -59,8 +59,10 @@ class AirflowEnv:
 def make_airflow_env(base: Path, emulator_url: str, chart_conn: str, chart_db_url: str,
                      metadata_url: str | None = None, auth_manager: str = "simple") -> AirflowEnv:
     """A private AIRFLOW_HOME whose metadata DB is on PostgreSQL: ``metadata_url`` (migrated here), or by
-    default a copy of the session's migrated template. ``auth_manager="fab"``: the FAB auth manager, its
-    tables migrated and no user yet (``add_fab_user``); else SimpleAuthManager with ``admin`` and ``viewer``."""
+    default a copy of the session's migrated template. ``auth_manager="fab"``: the FAB auth manager and no
+    user yet (``add_fab_user``; ``airflow db migrate`` made FAB's tables: it migrates every installed provider's
+    DB manager's, so ``airflow fab-db migrate`` has nothing to do); else SimpleAuthManager with ``admin`` and
+    ``viewer``."""
     home = base / "airflow"
     home.mkdir(parents=True, exist_ok=True)
     api_port = free_port()
@@ -110,8 +112,6 @@ def make_airflow_env(base: Path, emulator_url: str, chart_conn: str, chart_db_ur
     elif auth_manager != "simple":
         raise ValueError(f"auth_manager is 'simple' or 'fab', not {auth_manager!r}")
     af = AirflowEnv(home, env, chart_db_url)
-    if auth_manager == "fab":
-        af.airflow("fab-db", "migrate")  # FAB's own tables (ab_user, ab_role, ...) and its default roles
     upgrade_chart_db(chart_db_url)
     return af
 
