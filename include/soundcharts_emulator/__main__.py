@@ -1,4 +1,4 @@
-"""Command line: ``python -m soundcharts_emulator [--port 8899] [--fault SPEC ...] [--seed N]``."""
+"""Command line: ``python -m soundcharts_emulator [--port 8899] [--fault SPEC ...] [--seed N] [--quota N]``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from datetime import date
 
 from soundcharts_emulator.catalog import CHARTS
 from soundcharts_emulator.faults import FaultRule, parse_fault_spec
-from soundcharts_emulator.server import start_server
+from soundcharts_emulator.server import QUOTA_START, start_server
 
 _EPILOG = """\
 endpoints (headers x-app-id / x-api-key required):
@@ -19,9 +19,19 @@ endpoints (headers x-app-id / x-api-key required):
   GET /api/v2.14/chart/song/{slug}/ranking/{latest|ATOM datetime}?offset=&limit=
   GET /api/v2.25/song/{uuid}
   GET /api/v2/song/{uuid}/audience/{platform}?startDate=&endDate=&offset=&limit=
+  GET /api/v2/team/usage (spends no quota; x-quota-remaining and a small body)
 admin (no auth): GET|POST|DELETE /__admin/faults, GET /__admin/requests (counts
-  requests by path and faults injected by kind), POST /__admin/reset,
-  GET|POST /__admin/today, GET|POST /__admin/seed (body {"seed": n})
+  requests by path and faults injected by kind), POST /__admin/reset (faults,
+  counters and the quota back to the start), GET|POST /__admin/today,
+  GET|POST /__admin/seed (body {"seed": n}),
+  GET|POST /__admin/quota (body {"remaining": n}; null = the starting quota)
+
+quota (--quota N): every authenticated API call but the usage one spends one;
+  every answer's x-quota-remaining is what is left after it. With none left,
+  every call is a 429 with x-quota-remaining: 0, no Retry-After (the 429 fault,
+  a rate limit, has one) and the body
+  {"errors": [{"key": "quota", "code": 429,
+               "message": "Quota exceeded: your API quota is consumed."}]}
 
 fault SPEC: kind[:key=value,...] with kind 429|500|slow|hang|malformed|unpublished
   and keys
@@ -76,6 +86,16 @@ def _day(text: str) -> date:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date YYYY-MM-DD") from None
 
 
+def _quota(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 0")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m soundcharts_emulator",
@@ -96,6 +116,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--seed", type=int, default=0,
         help="seed of the decisions of faults with a rate (default: %(default)s)",
     )
+    parser.add_argument(
+        "--quota", type=_quota, default=QUOTA_START, metavar="N",
+        help="the starting API quota, one spent per call (default: %(default)s, effectively unlimited)",
+    )
     parser.add_argument("--latency-ms", type=float, default=0, help="delay added to every API answer")
     parser.add_argument("--log-requests", action="store_true", help="log each request to stderr")
     return parser
@@ -106,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     server = start_server(
         args.host, args.port, args.today, args.fault,
         app_id=args.app_id, api_key=args.api_key,
-        latency_ms=args.latency_ms, log_requests=args.log_requests, seed=args.seed,
+        latency_ms=args.latency_ms, log_requests=args.log_requests, seed=args.seed, quota=args.quota,
     )
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     print(f"soundcharts-emulator listening on {server.url}", flush=True)

@@ -5,14 +5,33 @@ an ``EmulatorServer`` (``.url``, ``.port``, ``.state``, ``.shutdown()``).
 
 Every API request needs the ``x-app-id`` and ``x-api-key`` headers (401 when
 missing, 403 when wrong), is counted, and every answer carries
-``x-quota-remaining``.  The test-only admin API needs no credentials and is
-not counted:
+``x-quota-remaining``.
+
+Quota mode: the emulator starts with a quota (``--quota N``, default
+``QUOTA_START`` = 1,000,000: effectively unlimited) and spends one per
+authenticated API call, whatever its answer (a rate-limit 429 and a 5xx fault
+too: the real API's accounting of those is unknown, this is the cautious
+guess); the answer's ``x-quota-remaining`` is what is left after the call.
+Once none is left, every API call is a 429 with Soundcharts' error body
+(``QUOTA_EXHAUSTED_MESSAGE``, key ``quota``), ``x-quota-remaining: 0`` and no
+``Retry-After``, spending nothing; the rate-limit 429 fault keeps its
+``Retry-After`` / ``x-ratelimit-reset`` and its "maximum request count"
+message. ``GET /api/v2/team/usage`` spends nothing: 200, ``x-quota-remaining``
+and ``{"type": "usage", "object": {"quota": {"remaining": n, "consumed": n}},
+"errors": []}`` (the real body's shape is unconfirmed: chart-sync's client
+relies on the header only).
+
+The test-only admin API needs no credentials and is not counted:
 
 - ``GET|POST|DELETE /__admin/faults``: list, append (a rule or a list of
   rules, see ``faults``), clear the fault rules;
 - ``GET /__admin/requests``: ``{"total": n, "by_path": {path: n},
   "faults_injected": {kind: n}}`` (every fault kind, 0 when none injected);
-- ``POST /__admin/reset``: clear faults and all counters (the clock and seed stay);
+- ``POST /__admin/reset``: clear faults and all counters, the quota spent included:
+  the quota is the starting one again (the clock and seed stay);
+- ``GET|POST /__admin/quota``: read or set what is left, body ``{"remaining": n}``
+  (``n >= 0``; ``null``: the starting quota); answers
+  ``{"remaining": n, "start": n, "consumed": n}``;
 - ``GET|POST /__admin/today``: read or move the clock, body
   ``{"today": "YYYY-MM-DD"}`` (``null`` = follow the real UTC date);
 - ``GET|POST /__admin/seed``: read or set the seed of the ``rate`` decisions,
@@ -41,6 +60,8 @@ from soundcharts_emulator import api
 from soundcharts_emulator.faults import BODY_VARIANTS, FaultBook, FaultRule, parse_seed, to_rule
 
 QUOTA_START = 1_000_000
+USAGE_PATH = "/api/v2/team/usage"
+QUOTA_EXHAUSTED_MESSAGE = "Quota exceeded: your API quota is consumed."
 NO_ANSWER = 0  # the status of a reply that drops the connection without answering (hang)
 Reply = tuple[int, dict[str, object] | list[object] | bytes, dict[str, str]]
 
@@ -61,7 +82,10 @@ class EmulatorState:
         faults: Iterable[FaultRule] = (),
         latency_ms: float = 0,
         seed: int = 0,
+        quota: int = QUOTA_START,
     ) -> None:
+        if quota < 0:
+            raise ValueError("the quota must not be negative")
         self.app_id, self.api_key = app_id, api_key
         self.latency = latency_ms / 1000
         self.faults = FaultBook(faults, seed)
@@ -69,7 +93,9 @@ class EmulatorState:
         self.stopping = threading.Event()  # set by shutdown: ends slow and hanging waits
         self._lock = threading.Lock()
         self._by_path: Counter[str] = Counter()
-        self._quota = QUOTA_START
+        self.quota_start = quota
+        self._quota = quota
+        self._consumed = 0
 
     @property
     def today(self) -> date:
@@ -79,12 +105,29 @@ class EmulatorState:
     def quota(self) -> int:
         return self._quota
 
-    def count(self, path: str) -> int:
-        """Record one API request; returns the remaining quota."""
+    def count(self, path: str) -> None:
+        """Record one API request (every one, answered or not)."""
         with self._lock:
             self._by_path[path] += 1
-            self._quota = max(0, self._quota - 1)
+
+    def spend(self) -> int | None:
+        """Spend one call of the quota; returns what is left, or None when none was left (nothing spent)."""
+        with self._lock:
+            if self._quota <= 0:
+                return None
+            self._quota -= 1
+            self._consumed += 1
             return self._quota
+
+    def set_quota(self, remaining: int | None) -> None:
+        """What is left (None: the starting quota); the calls consumed start over."""
+        with self._lock:
+            self._quota = self.quota_start if remaining is None else remaining
+            self._consumed = 0
+
+    def quota_json(self) -> dict[str, int]:
+        with self._lock:
+            return {"remaining": self._quota, "start": self.quota_start, "consumed": self._consumed}
 
     def requests_json(self) -> dict[str, object]:
         with self._lock:
@@ -97,6 +140,7 @@ class EmulatorState:
         self.faults.reset()
         with self._lock:
             self._by_path.clear()
+        self.set_quota(None)
 
 
 # -- API requests -----------------------------------------------------------------------
@@ -122,6 +166,12 @@ def api_reply(state: EmulatorState, method: str, path: str, query: str, headers:
         return _error(403, "Invalid credentials for x-app-id / x-api-key", "access")
     if method != "GET":
         return _error(405, f"Method {method} not allowed")
+    if path.rstrip("/") == USAGE_PATH:  # free: reads the quota without spending any
+        usage = state.quota_json()
+        quota = {"remaining": usage["remaining"], "consumed": usage["consumed"]}
+        return 200, {"type": "usage", "object": {"quota": quota}, "errors": []}, {}
+    if state.spend() is None:
+        return _error(429, QUOTA_EXHAUSTED_MESSAGE, "quota")
 
     if rule := state.faults.take("hang", path, query):
         state.stopping.wait(rule.delay)
@@ -188,6 +238,13 @@ def admin_reply(state: EmulatorState, method: str, path: str, body: bytes) -> Re
             state.today_override = date.fromisoformat(raw) if raw else None
         except (TypeError, ValueError):
             return _error(400, 'Body must be {"today": "YYYY-MM-DD"} or {"today": null}')
+    if route == ("POST", "/__admin/quota"):
+        raw = data.get("remaining", "missing") if isinstance(data, dict) else "missing"
+        if raw is not None and (isinstance(raw, bool) or not isinstance(raw, int) or raw < 0):
+            return _error(400, 'Body must be {"remaining": n} with an integer n >= 0, or {"remaining": null}')
+        state.set_quota(raw)
+    if route in {("GET", "/__admin/quota"), ("POST", "/__admin/quota")}:
+        return 200, state.quota_json(), {}
     if route in {("GET", "/__admin/today"), ("POST", "/__admin/today")}:
         return 200, {"today": state.today.isoformat(), "overridden": state.today_override is not None}, {}
     return _error(404, f"No admin route {method} {path}")
@@ -232,13 +289,13 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length else b""
         if path == "/__admin" or path.startswith("/__admin/"):
             reply = admin_reply(state, method, path, body)
-            quota = state.quota
         else:
-            quota = state.count(path)
+            state.count(path)
             if state.latency:
                 time.sleep(state.latency)
             headers = {name.lower(): value for name, value in self.headers.items()}
             reply = api_reply(state, method, path, query, headers)
+        quota = state.quota  # after the call: what it left
         status, payload, headers = reply
         if status == NO_ANSWER:  # a hang: the connection closes without a byte sent
             self.close_connection = True
@@ -309,16 +366,17 @@ def start_server(
     latency_ms: float = 0,
     log_requests: bool = False,
     seed: int = 0,
+    quota: int = QUOTA_START,
 ) -> EmulatorServer:
     """Start an emulator in a daemon thread; ``port=0`` picks a free port.
 
     ``today`` fixes the clock (default: the real UTC date); ``faults`` are
     rules, their JSON dicts or their command-line strings; ``seed`` seeds the
-    decisions of rules with a ``rate``.
+    decisions of rules with a ``rate``; ``quota`` is the starting quota (see quota mode above).
     """
     if isinstance(today, str):
         today = date.fromisoformat(today)
     rules = [to_rule(rule) for rule in faults or ()]
     state = EmulatorState(app_id=app_id, api_key=api_key, today=today, faults=rules, latency_ms=latency_ms,
-                          seed=seed)
+                          seed=seed, quota=quota)
     return EmulatorServer(_HTTPServer((host, port), state, log_requests), host)
