@@ -59,6 +59,8 @@ HOST_ENV = "CHARTSYNC_HOST"  # make run: the api-server's interface (default 127
 PG_PORT_ENV, DEFAULT_PG_PORT = "CHARTSYNC_PG_PORT", 5439  # make run/setup: the embedded PostgreSQL's port
 RECONCILE_INTERVAL_ENV = "CHARTSYNC_RECONCILE_SECONDS"  # the scheduler's reconciler (tests: a few seconds)
 CHART_DB_ENV = "CHARTSYNC_CHART_DB"  # make run/setup: "sqlite" keeps the chart DB in $AIRFLOW_HOME/chart.db
+QUOTA_RESERVE_ENV = "CHARTSYNC_QUOTA_RESERVE"  # Soundcharts calls to keep in hand (core.quota's estimates warn)
+QUOTA_RECHECK_ENV = "CHARTSYNC_QUOTA_RECHECK_SECONDS"  # how often the quota is read again (usage endpoint)
 
 # -- task defaults (every chart-sync DAG starts from these; builders.defaults layers them) -------------------
 RETRIES = 3
@@ -102,6 +104,30 @@ def reconcile_interval() -> float:
         return max(float(os.environ.get(RECONCILE_INTERVAL_ENV, DEFAULT_RECONCILE_SECONDS)), 1.0)
     except ValueError:
         return DEFAULT_RECONCILE_SECONDS
+
+
+# -- the Soundcharts API quota (core.quota, services.quota) ---------------------------------------------------
+# The reserve: a day of newest periods for a few hundred charts. A daily chart of 200 entries costs 2 calls a
+# period, so 300 charts are ~600 calls a day, plus track metadata and the gap audit's listings: 1,000 calls
+# keep the schedules running for about a day after a warning, time to buy quota or pause backfills.
+DEFAULT_QUOTA_RESERVE = 1_000
+DEFAULT_QUOTA_RECHECK_SECONDS = 900.0  # the usage endpoint is free, but a reading per 15 minutes is enough
+
+
+def quota_reserve() -> int:
+    """CHARTSYNC_QUOTA_RESERVE (calls, >= 0), else 1,000; a value that is not a whole number is ignored."""
+    try:
+        return max(int(os.environ.get(QUOTA_RESERVE_ENV, DEFAULT_QUOTA_RESERVE)), 0)
+    except ValueError:
+        return DEFAULT_QUOTA_RESERVE
+
+
+def quota_recheck_seconds() -> float:
+    """CHARTSYNC_QUOTA_RECHECK_SECONDS (at least 1 s), else 900."""
+    try:
+        return max(float(os.environ.get(QUOTA_RECHECK_ENV, DEFAULT_QUOTA_RECHECK_SECONDS)), 1.0)
+    except ValueError:
+        return DEFAULT_QUOTA_RECHECK_SECONDS
 
 
 def retry_delay() -> timedelta:

@@ -93,11 +93,14 @@ RECONCILER_FAILURES = Metric("reconciler.failures_recorded", COUNTER, (),
 ALERTS_SENT = Metric("alerts.sent", COUNTER, ("channel", "kind", "status"),
                      "alert deliveries per channel (slack, email, webhook; `other` for an unknown name, `none` "
                      "when the channels could not be read); status `sent` or `failed`")
+QUOTA_REMAINING = Metric("api.quota_remaining", GAUGE, (),
+                         "the Soundcharts API quota left (`x-quota-remaining`), set by the client whenever a "
+                         "response or the usage endpoint carries it")
 
 CATALOGUE: tuple[Metric, ...] = (
     API_REQUESTS, API_RETRIES, RANKINGS_STORED, ENTRIES_WRITTEN, SYNC_DURATION, QUALITY_FLAGS, RANKINGS_REJECTED,
     COVERAGE, MISSING_PERIODS, FRESHNESS, GAPS_OPEN, HEALS_STARTED, RECONCILER_PASSES, RECONCILER_FAILURES,
-    ALERTS_SENT,
+    ALERTS_SENT, QUOTA_REMAINING,
 )
 
 

@@ -1,7 +1,9 @@
 """Soundcharts API client on the Soundcharts hook (the http provider's ``HttpHook``).
 
 The client owns paging, retries of rate limits and server errors, and maps every failure to one
-of the exceptions in ``soundcharts.errors``. It logs paths and statuses, never headers: the key
+of the exceptions in ``soundcharts.errors``. A 429 of the quota (``core.quota.is_quota_exhausted``)
+is raised at once as ``SoundchartsQuotaExhausted``; a rate-limit 429 is waited out. ``quota`` holds
+the last ``x-quota-remaining`` any response carried; ``usage()`` reads it without spending any. It logs paths and statuses, never headers: the key
 stays out of the logs (Airflow also masks the connection password).
 """
 
@@ -10,12 +12,13 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 from urllib.parse import quote
 
 import requests
 
+from chartsync.core.quota import QuotaReading, is_quota_exhausted, parse_remaining
 from chartsync.seam import metrics
 from chartsync.settings import SOUNDCHARTS_CONN_ID
 from chartsync.soundcharts.errors import (
@@ -23,6 +26,7 @@ from chartsync.soundcharts.errors import (
     SoundchartsError,
     SoundchartsMalformedResponse,
     SoundchartsNotFound,
+    SoundchartsQuotaExhausted,
     SoundchartsRateLimited,
     SoundchartsServerError,
 )
@@ -43,14 +47,16 @@ log = logging.getLogger(__name__)
 
 PAGE_LIMIT = 100
 # the endpoint families the metrics name (chartsync.soundcharts.requests / retries)
-CHARTS, AVAILABLE, RANKING, SONG, AUDIENCE = "charts", "available_rankings", "ranking", "song", "audience"
+CHARTS, AVAILABLE, RANKING, SONG, AUDIENCE, USAGE = (
+    "charts", "available_rankings", "ranking", "song", "audience", "usage")
+USAGE_PATH = "/api/v2/team/usage"
 NO_RESPONSE = "error"  # the status of an attempt that got no response (timeout, connection refused)
 MAX_RETRY_AFTER = 60.0  # longer waits fail the try; Airflow's retry (with backoff) takes over
 
 __all__ = [  # what callers take from the client module: the client, its errors and its values
     "AudiencePoint", "ChartInfo", "Ranking", "RankingEntry", "SongMetadata", "SoundchartsAuthError",
     "SoundchartsClient", "SoundchartsError", "SoundchartsMalformedResponse", "SoundchartsNotFound",
-    "SoundchartsRateLimited", "SoundchartsServerError", "atom_for", "parse_atom",
+    "SoundchartsQuotaExhausted", "SoundchartsRateLimited", "SoundchartsServerError", "atom_for", "parse_atom",
 ]
 
 
@@ -62,6 +68,7 @@ class SoundchartsClient:
     timeout: float = 30.0
     max_attempts: int = 4
     request_count: int = 0
+    quota: QuotaReading | None = None  # the last x-quota-remaining seen on any response, and when
     _session: requests.Session | None = field(default=None, repr=False)
     _base_url: str = field(default="", repr=False)
 
@@ -126,6 +133,20 @@ class SoundchartsClient:
                 raise SoundchartsMalformedResponse(f"{path}: bad audience item {item!r}") from exc
         return points
 
+    def usage(self) -> QuotaReading:
+        """The quota left, from the usage endpoint (it spends none). Only its ``x-quota-remaining`` header is
+        relied on (the body's shape is unconfirmed): the body is kept as ``details``."""
+        response = self._response(USAGE, USAGE_PATH, {})
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        reading = QuotaReading(parse_remaining(response.headers), datetime.now(UTC),
+                               body if isinstance(body, dict) else {})
+        if reading.remaining is not None:
+            self.quota = reading  # the same reading _response kept, with the body
+        return reading
+
     # -- paging --------------------------------------------------------------------------------
     def _all_items(self, endpoint: str, path: str, params: dict[str, str]) -> list[Any]:
         first = self._page(endpoint, path, params)
@@ -167,7 +188,19 @@ class SoundchartsClient:
         return self._session
 
     def _get(self, endpoint: str, path: str, params: dict[str, str]) -> dict[str, Any]:
-        """One GET with its retries; ``endpoint`` names the endpoint family in the metrics."""
+        """One GET with its retries, its body as a JSON object; ``endpoint`` names the endpoint family in the
+        metrics."""
+        response = self._response(endpoint, path, params)
+        try:
+            body = response.json()
+        except ValueError as exc:
+            raise SoundchartsMalformedResponse(f"GET {path}: body is not JSON") from exc
+        if not isinstance(body, dict):
+            raise SoundchartsMalformedResponse(f"GET {path}: body is not a JSON object")
+        return body
+
+    def _response(self, endpoint: str, path: str, params: dict[str, str]) -> requests.Response:
+        """One GET with its retries: a 2xx/3xx response, or the failure raised."""
         session = self._connect()
         url = self._base_url + path
         for attempt in range(1, self.max_attempts + 1):
@@ -182,7 +215,13 @@ class SoundchartsClient:
                 continue
             status = response.status_code
             metrics.incr(metrics.API_REQUESTS, endpoint=endpoint, status=status)
+            self._read_quota(response)
             if status == 429:
+                if is_quota_exhausted(status, response.headers, _json_or_none(response)):
+                    remaining = parse_remaining(response.headers)
+                    raise SoundchartsQuotaExhausted(
+                        f"GET {path}: 429 the Soundcharts API quota is consumed ({_error_message(response)}); "
+                        "buy more or wait for the plan's renewal", remaining)
                 retry_after = _retry_after(response)
                 if attempt < self.max_attempts and retry_after is not None and retry_after <= MAX_RETRY_AFTER:
                     self._pause(endpoint, path, retry_after, "429 rate limited", status)
@@ -199,14 +238,16 @@ class SoundchartsClient:
                 raise SoundchartsNotFound(f"GET {path}: 404 {_error_message(response)}")
             if status >= 400:
                 raise SoundchartsError(f"GET {path}: {status} {_error_message(response)}")
-            try:
-                body = response.json()
-            except ValueError as exc:
-                raise SoundchartsMalformedResponse(f"GET {path}: body is not JSON") from exc
-            if not isinstance(body, dict):
-                raise SoundchartsMalformedResponse(f"GET {path}: body is not a JSON object")
-            return body
+            return response
         raise AssertionError("unreachable")
+
+    def _read_quota(self, response: requests.Response) -> None:
+        """Keep the quota a response carries (errors too) and set the gauge."""
+        remaining = parse_remaining(response.headers)
+        if remaining is None:
+            return
+        self.quota = QuotaReading(remaining, datetime.now(UTC), {})
+        metrics.gauge(metrics.QUOTA_REMAINING, remaining)
 
     @staticmethod
     def _pause(endpoint: str, path: str, seconds: float, why: str, status: int | str) -> None:
@@ -224,6 +265,13 @@ def _retry_after(response: requests.Response) -> float | None:
             except ValueError:
                 continue
     return None
+
+
+def _json_or_none(response: requests.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
 
 
 def _error_message(response: requests.Response) -> str:

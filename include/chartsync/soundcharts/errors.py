@@ -21,6 +21,15 @@ class SoundchartsRateLimited(SoundchartsError):
         self.retry_after = retry_after
 
 
+class SoundchartsQuotaExhausted(SoundchartsRateLimited):
+    """429 because the API quota is consumed (``x-quota-remaining: 0`` or an error naming the quota):
+    raised at once, without a retry; waiting does not bring quota back. ``remaining``: the header's value."""
+
+    def __init__(self, message: str, remaining: int | None) -> None:
+        super().__init__(message, None)
+        self.remaining = remaining
+
+
 class SoundchartsServerError(SoundchartsError):
     """5xx after the client's own retries."""
 
