@@ -18,6 +18,8 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    func,
+    literal_column,
     text,
 )
 
@@ -237,3 +239,31 @@ chart_sync_audit = Table(
     Column("after", JSON),
     Column("created_at", DateTime(timezone=True), nullable=False, index=True),
 )
+
+# -- the Soundcharts API quota (store.quota) ---------------------------------------------------------------
+chart_sync_quota_reading = Table(
+    # What a response's x-quota-remaining (source "response") or the usage endpoint ("usage") said. Bounded:
+    # recording keeps the first and the newest reading of each hour and nothing older than 35 days.
+    "chart_sync_quota_reading",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("seen_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("remaining", Integer),
+    Column("source", String(20), nullable=False),  # response | usage
+    Column("details", JSON),
+)
+
+chart_sync_api_calls = Table(
+    # Soundcharts calls spent per chart and UTC day; chart_id NULL for calls tied to no chart (track metadata,
+    # audience, the chart import). No foreign key: a deleted chart's calls stay spent.
+    "chart_sync_api_calls",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("day", Date, nullable=False),
+    Column("chart_id", Integer),
+    Column("calls", Integer, nullable=False),
+)
+# one row per (day, chart), NULL included: a unique index on the chart with NULL as 0 (chart ids start at 1),
+# which the upsert names as its conflict target on SQLite and PostgreSQL alike
+API_CALLS_CHART_KEY = func.coalesce(chart_sync_api_calls.c.chart_id, literal_column("0"))
+Index("uq_chart_sync_api_calls_day_chart", chart_sync_api_calls.c.day, API_CALLS_CHART_KEY, unique=True)
