@@ -21,6 +21,7 @@ from chartsync import settings
 from chartsync.core.timestamps import as_utc
 from chartsync.seam import orchestration
 from chartsync.settings import AUDIENCE_DAG_ID
+from chartsync.services import quota
 from chartsync.store import tracks
 from chartsync.store.tracks import TrackNotFound
 from chartsync.core.plots import Series, line_chart, nice_ticks, short_number  # noqa: F401 - nice_ticks re-exported
@@ -137,7 +138,10 @@ def refresh_song(engine: Engine, client: SoundchartsClient, song_uuid: str,
     tracks.song(engine, song_uuid)  # fail before spending API calls on a song we do not have
     before = client.request_count
     now = datetime.now(UTC)
-    series = fetch_audience(client, song_uuid, today or now.date())
+    try:
+        series = fetch_audience(client, song_uuid, today or now.date())
+    finally:  # a song's calls are tied to no chart
+        quota.record(engine, client, calls=client.request_count - before)
     result = AudienceRefresh(song_uuid, tracks.store_audience(
         engine, song_uuid, {platform: {p.day: p.value for p in points} for platform, points in series.items()}, now),
                              client.request_count - before)

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Engine
 
+from chartsync.services import quota
 from chartsync.soundcharts.client import SoundchartsClient
 from chartsync.soundcharts.errors import SoundchartsError
 from chartsync.soundcharts.models import parse_atom
@@ -18,7 +19,11 @@ __all__ = ["ChartNotFound", "get_chart", "import_charts", "learn_publication_wee
 def import_charts(engine: Engine, client: SoundchartsClient, platform: str,
                   country_code: str | None = None) -> tuple[int, int]:
     """Insert new charts of a platform and refresh changed ones; returns (created, updated)."""
-    infos = client.charts_by_platform(platform, country_code)
+    before = client.request_count
+    try:
+        infos = client.charts_by_platform(platform, country_code)
+    finally:  # the catalogue's calls are tied to no chart
+        quota.record(engine, client, calls=client.request_count - before)
     return chart_store.upsert_charts(engine, (
         (info.slug, {"name": info.name, "platform": info.platform or platform, "frequency": info.frequency,
                      "country_code": info.country_code, "max_results": info.max_results})
@@ -29,7 +34,11 @@ def learn_publication_weekday(engine: Engine, client: SoundchartsClient, chart_r
     """The weekday a weekly chart is published on, from its newest available ranking (cached on the chart)."""
     if chart_row.publication_weekday is not None:
         return chart_row.publication_weekday
-    dates = client.available_rankings(chart_row.slug, newest_only=True)
+    before = client.request_count
+    try:
+        dates = client.available_rankings(chart_row.slug, newest_only=True)
+    finally:
+        quota.record(engine, client, chart_id=chart_row.id, calls=client.request_count - before)
     if not dates:
         return None
     weekday = parse_atom(dates[0]).weekday()

@@ -34,6 +34,7 @@ from chartsync.core.outcomes import (
 from chartsync.core.schedule import ScheduleConfig
 from chartsync.core.timestamps import midnight
 from chartsync.seam import metrics
+from chartsync.services import quota
 from chartsync.soundcharts.client import SoundchartsClient
 from chartsync.soundcharts.errors import SoundchartsMalformedResponse, SoundchartsNotFound
 from chartsync.soundcharts.models import Ranking, atom_for
@@ -69,8 +70,18 @@ def sync_run(engine: Engine, client: SoundchartsClient, config: ScheduleConfig, 
              period: date | None, *, run_type: str | None = None, now: datetime | None = None) -> SyncOutcome:
     """Sync the run's period (``None``: the newest published) and say how it went.
 
-    API and DB failures other than "not published" are raised: they are worth a retry.
+    API and DB failures other than "not published" are raised: they are worth a retry. Success or
+    failure, the calls the try spent and the quota the API last reported are recorded (``services.quota``).
     """
+    before = client.request_count
+    try:
+        return _sync_run(engine, client, config, run, period, run_type=run_type, now=now)
+    finally:
+        quota.record(engine, client, chart_id=run.chart_id, calls=client.request_count - before)
+
+
+def _sync_run(engine: Engine, client: SoundchartsClient, config: ScheduleConfig, run: RunRef,
+              period: date | None, *, run_type: str | None, now: datetime | None) -> SyncOutcome:
     log.info("Syncing %s period %s (run %s, try %s)", config.slug, period or "latest", run.run_id, run.try_number)
     if period is not None and (reason := _not_complete(config, period, (now or datetime.now(UTC)).date())):
         executions.record_failure(engine, run, period, now or datetime.now(UTC), reason, status=SKIPPED)

@@ -23,6 +23,7 @@ from sqlalchemy import Engine
 
 from chartsync import settings
 from chartsync.core.outcomes import SyncFinding
+from chartsync.services import quota
 from chartsync.store import tracks
 from chartsync.store.tracks import BatchResult, DueTrack
 from chartsync.soundcharts.client import SongMetadata, SoundchartsClient, SoundchartsNotFound
@@ -103,7 +104,10 @@ def refresh_metadata(engine: Engine, client: SoundchartsClient, findings: Sequen
              len(due), credited, len({f.execution_id for f in findings}), total, batch_size)
     for number, batch in enumerate(tracks.chunks(due, batch_size), 1):
         before = client.request_count
-        songs = fetch_batch(client, batch)
+        try:
+            songs = fetch_batch(client, batch)
+        finally:  # calls tied to no chart; a batch at a time, so a failed run's calls count too
+            quota.record(engine, client, calls=client.request_count - before)
         values = {track_id: song and metadata_values(song) for track_id, song in songs.items()}
         result = tracks.store_metadata_batch(engine, batch, values, now())
         result.api_requests = client.request_count - before

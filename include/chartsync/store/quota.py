@@ -17,7 +17,13 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from chartsync.core.quota import QuotaReading
 from chartsync.core.timestamps import as_utc
-from chartsync.store.tables import API_CALLS_CHART_KEY, chart_sync_api_calls, chart_sync_quota_reading
+from chartsync.store.tables import (
+    API_CALLS_CHART_KEY,
+    chart,
+    chart_ranking,
+    chart_sync_api_calls,
+    chart_sync_quota_reading,
+)
 
 KEEP_READINGS = timedelta(days=35)
 SOURCES = ("response", "usage")
@@ -79,6 +85,18 @@ def first_day_since(engine: Engine, since: date) -> date | None:
     c = chart_sync_api_calls.c
     with engine.connect() as conn:
         return conn.execute(select(func.min(c.day)).where(c.day >= since)).scalar_one()
+
+
+def chart_size(engine: Engine, chart_id: int) -> int | None:
+    """Entries a period of the chart has, for cost estimates: its published size (``chart.max_results``), else
+    the entry count of its newest stored ranking; None when neither is known."""
+    with engine.connect() as conn:
+        size = conn.execute(select(chart.c.max_results).where(chart.c.id == chart_id)).scalar()
+        if size:
+            return int(size)
+        r = chart_ranking.c
+        return conn.execute(select(r.entry_count).where(r.chart_id == chart_id)
+                            .order_by(r.period.desc()).limit(1)).scalar()
 
 
 # -- in a transaction ---------------------------------------------------------------------------------------
