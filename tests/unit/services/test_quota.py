@@ -14,11 +14,11 @@ from chartsync.core.calendar import Frequency
 from chartsync.core.outcomes import RunRef, Synced
 from chartsync.core.quota import QuotaReading
 from chartsync.core.schedule import ScheduleConfig
-from chartsync.services import charts, quota, sync
+from chartsync.services import audience, charts, quota, sync, track_metadata
 from chartsync.soundcharts import client as client_module
 from chartsync.soundcharts.client import SoundchartsClient, SoundchartsServerError
 from chartsync.store import quota as quota_store
-from chartsync.store.tables import chart, chart_ranking, chart_sync_quota_reading
+from chartsync.store.tables import chart, chart_ranking, chart_sync_quota_reading, chart_sync_schedule, track
 from conftest import migrated_sqlite
 
 SLUG = "apple-music-top-100-us-daily"
@@ -127,3 +127,33 @@ def test_the_estimate_uses_the_charts_size_its_rankings_or_two_pages(engine, mon
     quota_store.record_reading(engine, QuotaReading(110, datetime.now(UTC), {}), "usage")
     low = quota.estimate_for(engine, 3, 10)
     assert (low.leaves, low.reserve) == (90, 100) and "below the reserve of 100" in low.warning
+
+
+@pytest.fixture
+def song(engine, client):
+    """A charted song of the emulator, stored as a track."""
+    entry = client.ranking("spotify-top-200-global-daily").entries[0]
+    client.request_count = 0
+    now = datetime.now(UTC)
+    with engine.begin() as conn:
+        conn.execute(insert(track).values(song_uuid=entry.song_uuid, name=entry.song_name,
+                                          credit_name=entry.credit_name, created_at=now, updated_at=now))
+    return entry.song_uuid
+
+
+def test_an_audience_refresh_records_its_calls_tied_to_no_chart(engine, client, song):
+    result = audience.refresh_song(engine, client, song)
+    assert result.api_requests >= 1
+    assert quota_store.spent_by_chart(engine, TODAY) == {None: result.api_requests}
+
+
+def test_track_metadata_records_its_calls_tied_to_no_chart(engine, client, emulator_admin):
+    now = datetime.now(UTC)
+    with engine.begin() as conn:
+        conn.execute(insert(chart_sync_schedule).values(chart_id=1, sync_frequency="daily", fetch_track_metadata=True,
+                                                        history_start=PERIOD, created_at=now, updated_at=now))
+    sync.sync_period(engine, client, RUN, SLUG, PERIOD)  # stores 100 tracks; sync_period itself records nothing
+    assert quota_store.spent_by_chart(engine, TODAY) == {}
+    run = track_metadata.refresh_metadata(engine, client, batch_size=40)
+    assert run.api_requests == 100
+    assert quota_store.spent_by_chart(engine, TODAY) == {None: 100}  # three batches added up
