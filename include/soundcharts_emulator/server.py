@@ -158,7 +158,7 @@ def _corrupt(payload: dict[str, object], variant: str) -> bytes:
 
 
 def api_reply(state: EmulatorState, method: str, path: str, query: str, headers: Mapping[str, str]) -> Reply:
-    """Answer one API request: auth, then faults, then the endpoint."""
+    """Answer one API request: auth, the quota (the usage endpoint spends none), then faults, then the endpoint."""
     app_id, api_key = headers.get("x-app-id"), headers.get("x-api-key")
     if not app_id or not api_key:
         return _error(401, "Authentication required: send the x-app-id and x-api-key headers", "access")
