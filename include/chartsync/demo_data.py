@@ -5,6 +5,7 @@ Through the chartsync CLI, as a user would: a second start finds the schedules l
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 DEMO_SCHEDULES = (  # one daily, one weekly, one monthly chart, each with a year of history
@@ -19,13 +20,12 @@ def seed(call: Callable[..., str]) -> None:
     """Import the platforms' charts and add each demo schedule not listed yet; ``call`` runs a command
     (``call("chartsync", "schedules", "list")``) and returns its output."""
     call("chartsync", "charts", "import", *[a for p in PLATFORMS for a in ("--platform", p)])
-    existing = _listed_slugs(call("chartsync", "schedules", "list"))
+    existing = _listed_slugs(call("chartsync", "schedules", "list", "-o", "json"))
     for slug, frequency in DEMO_SCHEDULES:
         if slug not in existing:  # a second start resumes: no duplicate schedule
             call("chartsync", "schedules", "add", slug, "--frequency", frequency)
 
 
 def _listed_slugs(listing: str) -> set[str]:
-    """The chart slugs of `chartsync schedules list` (the second column of its table)."""
-    rows = [line.split() for line in listing.splitlines()]
-    return {row[1] for row in rows if len(row) > 1 and row[0].isdigit()}
+    """The chart slugs of `chartsync schedules list -o json`."""
+    return {row["chart"] for row in json.loads(listing)}

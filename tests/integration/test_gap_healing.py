@@ -6,6 +6,8 @@ skipped is not a gap once the gap audit has asked it."""
 
 from __future__ import annotations
 
+import json
+
 import re
 import time
 from datetime import UTC, date, datetime, timedelta
@@ -79,9 +81,8 @@ class Doors:
                 "strip_synced": counts["synced"], "strip_gaps": counts["missing"] + counts["failed"]}
 
     def cli(self) -> list[tuple[str, str, int]]:
-        out = self.af.chartsync("gaps", "list", self.slug).stdout
-        found = re.findall(rf"^{self.slug}: (\d+) missing period\(s\) ([\d-]+)(?:\.\.([\d-]+))?", out, re.M)
-        return [(s, e or s, int(n)) for n, s, e in found]
+        rows = json.loads(self.af.chartsync("gaps", "list", self.slug, "-o", "json").stdout)
+        return [(r["first"], r["last"], r["periods"]) for r in rows if r["chart"] == self.slug and r["state"] != "catchup"]
 
     def agree(self) -> list[tuple[str, str, int]]:
         """The gap ranges every door shows, asserted equal; the card and the strip count the same."""

@@ -26,6 +26,7 @@ from sqlalchemy import create_engine, text
 
 from chartsync import localdb, settings
 from chartsync.demo import airflow_env, cpu_count, parallelism
+from chartsync.cli.output import print_as
 from chartsync.demo_data import DEMO_SCHEDULES, _listed_slugs
 from stacks import BIN, ROOT, free_port, wait_for
 
@@ -437,11 +438,12 @@ def test_airflow_env_binds_loopback_and_lets_the_user_decide():
     assert airflow_env({settings.PARALLELISM_ENV: "3"}, cores=2)["AIRFLOW__CORE__PARALLELISM"] == "3"
 
 
-def test_listed_slugs_reads_the_schedule_table():
-    listing = ("  id  chart                                         platform     frequency  active history_start\n"
-               "   1  spotify-top-200-global-daily                  spotify      daily      yes    2025-11-26\n")
-    assert _listed_slugs(listing) == {"spotify-top-200-global-daily"}
-    assert _listed_slugs("no sync schedules (add one: chartsync schedules add SLUG)\n") == set()
+def test_listed_slugs_reads_the_schedule_listing(capsys):
+    """What the demo reads is what `chartsync schedules list -o json` prints."""
+    print_as([{"id": 1, "chart": "spotify-top-200-global-daily", "platform": "spotify", "frequency": "daily"}], "json")
+    assert _listed_slugs(capsys.readouterr().out) == {"spotify-top-200-global-daily"}
+    print_as([], "json", empty="no sync schedules")
+    assert _listed_slugs(capsys.readouterr().out) == set()
 
 
 def test_help_names_the_knobs():
