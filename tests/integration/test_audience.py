@@ -92,7 +92,7 @@ def test_refresh_triggers_one_run_per_song_and_stores_every_platform(airflow_sql
     assert set(platforms) == {"spotify", "apple-music", "deezer", "shazam", "youtube"}
     svg_file = af.home / "plot.svg"
     shown = af.chartsync("audience", "show", uuid, "--svg", str(svg_file)).stdout
-    assert "fresh" in shown and "spotify" in shown and "refreshing" not in shown
+    assert "fresh" in shown and "spotify" in shown and "refreshing: run" not in shown
     rows = json.loads(af.chartsync("audience", "show", uuid, "-o", "json").stdout)
     assert {r["platform"] for r in rows} == set(platforms) and not any(r["stale"] or r["refreshing"] for r in rows)
     assert svg_file.read_text().count("<polyline") == 5

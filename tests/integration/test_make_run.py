@@ -322,10 +322,9 @@ def test_make_run_banner_bounded_tree_clean_stop_and_resume(make_run_env):
         second = Product(env)
         products.append(second)
         assert f"http://127.0.0.1:{port}" in second.banner()
-        listing = subprocess.run([str(BIN / "chartsync"), "schedules", "list"], capture_output=True, text=True,
-                                 env=localdb.apply(server, env), timeout=120).stdout
-        rows = [line.split() for line in listing.splitlines()]
-        slugs = [row[1] for row in rows if len(row) > 1 and row[0].isdigit()]
+        listing = subprocess.run([str(BIN / "chartsync"), "schedules", "list", "-o", "json"], capture_output=True,
+                                 text=True, env=localdb.apply(server, env), timeout=120).stdout
+        slugs = [row["chart"] for row in json.loads(listing)]
         for slug, _ in DEMO_SCHEDULES:
             assert slugs.count(slug) == 1, listing
         assert len(slugs) == len(DEMO_SCHEDULES), listing
