@@ -20,7 +20,7 @@ scheduler listener) starts each when the one before completed. Each chart's heal
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from datetime import UTC, date, datetime
 
 from sqlalchemy import Engine
@@ -31,7 +31,6 @@ from chartsync.core.gaps import (
     CatchupWait,
     Coverage,
     GapRange,
-    HealResult,
     PeriodSources,
     Window,
     coverage_of,
@@ -41,8 +40,11 @@ from chartsync.core.gaps import (
     split_at_front,
     window_of,
 )
+from chartsync.core.gaps import HealResult as BareHealResult
+from chartsync.core.quota import Estimate
 from chartsync.core.schedule import ScheduleConfig, ScheduleError, ScheduleNotFound, dag_id_for
 from chartsync.seam import metrics, orchestration
+from chartsync.services import budget
 from chartsync.soundcharts.errors import SoundchartsError
 from chartsync.store import audit
 from chartsync.store import gaps as gap_store
@@ -52,10 +54,18 @@ from chartsync.store.schedules import load_rows, row_of_chart
 from chartsync.store.stats import execution_stats
 
 __all__ = ["CatchupWait", "Coverage", "GapRange", "GapReport", "HealResult", "PeriodSources", "advance_heals",
-           "coverages", "gap_report", "heal", "history_window", "list_gaps", "period_sources",
+           "coverages", "gap_report", "heal", "heal_estimate", "history_window", "list_gaps", "period_sources",
            "refresh_expected_periods", "send_chart_gauges", "windows"]
 
 log = logging.getLogger(__name__)
+COSTING = ("created", "already-running")  # heal statuses whose ranges Airflow runs, now or queued
+
+
+@dataclass(frozen=True)
+class HealResult(BareHealResult):
+    """A chart's heal, with what it costs: its gap periods (backfilled now or queued) x the chart's pages."""
+
+    estimate: Estimate | None = None
 
 
 def refresh_expected_periods(engine: Engine, client, configs: list[ScheduleConfig],
@@ -233,12 +243,29 @@ def heal(engine: Engine, slugs: list[str] | None, *, actor: str, today: date | N
             log.exception("%s: heal failed", slug)
             results.append(HealResult(slug, dag_id_for(slug), None, None, "refused", None,
                                       f"not healed: {type(exc).__name__}: {exc}"))
+    results = [_with_estimate(engine, r, by_slug.get(r.slug, [])) for r in results]
     with engine.begin() as conn:
         for result in results:
             if result.status == "created":
                 audit.record(conn, actor=actor, action="heal", entity=audit.BACKFILL,
                              entity_id=result.backfill_id, after=asdict(result))
     return results
+
+
+def heal_estimate(engine: Engine, slugs: list[str] | None, today: date | None = None) -> Estimate:
+    """What healing these charts (None: every active schedule) would cost before anything starts: the periods
+    of their gaps behind the catchup fronts x each chart's pages, beside the quota last read."""
+    reports = [gap_report(engine, today=today)] if slugs is None else [_chart_report(engine, s, today) for s in slugs]
+    periods: dict[int, int] = {}
+    for gap in (g for r in reports for g in r.gaps):
+        periods[gap.chart_id] = periods.get(gap.chart_id, 0) + gap.periods
+    return budget.estimate(engine, periods)
+
+
+def _with_estimate(engine: Engine, result: BareHealResult, ranges: list[GapRange]) -> HealResult:
+    cost = budget.estimate(engine, {ranges[0].chart_id: sum(g.periods for g in ranges)}) \
+        if ranges and result.status in COSTING else None
+    return HealResult(**{f.name: getattr(result, f.name) for f in fields(BareHealResult)}, estimate=cost)
 
 
 def _chart_report(engine: Engine, slug: str, today: date | None) -> GapReport:

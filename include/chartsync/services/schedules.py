@@ -8,7 +8,7 @@ and DAG state in a fixed number of queries.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 
 from sqlalchemy import Engine
@@ -17,6 +17,7 @@ from chartsync.core import calendar
 from chartsync.core.calendar import Frequency
 from chartsync.core.gaps import is_next_in_catchup, triggerable_period
 from chartsync.core.paging import Page, PageRequest
+from chartsync.core.quota import Estimate
 from chartsync.core.rules import SCHEDULE_STATUSES, is_overdue, schedule_status
 from chartsync.core.schedule import (
     DuplicateSchedule,
@@ -30,7 +31,7 @@ from chartsync.core.schedule import (
 from chartsync.core.timestamps import as_utc
 from chartsync.seam import config as airflow_config
 from chartsync.seam import orchestration
-from chartsync.services import charts, gaps
+from chartsync.services import budget, charts, gaps
 from chartsync.settings import chart_dag_file
 from chartsync.store import audit, pages
 from chartsync.store import gaps as gap_store
@@ -40,7 +41,7 @@ from chartsync.store.charts import ChartNotFound
 
 __all__ = [
     "BulkItem", "DuplicateSchedule", "ScheduleChange", "ScheduleConfig", "ScheduleError", "ScheduleNotFound",
-    "TriggerResult", "active_configs", "add_schedule", "bulk", "create_schedule", "dag_id_for", "delete_schedule", "describe",
+    "TriggerResult", "active_configs", "add_estimate", "add_schedule", "bulk", "create_schedule", "dag_id_for", "delete_schedule", "describe",
     "get_schedule", "list_schedules", "load_rows", "rows_by_id", "schedule_detail", "schedule_of_chart",
     "schedule_table", "set_active", "status", "trigger", "update_schedule",
 ]
@@ -60,6 +61,7 @@ class ScheduleChange:
     dag_in_airflow: bool
     message: str
     changed: bool = True
+    estimate: Estimate | None = None  # a new schedule: the API calls its first sync and history cost
 
 
 # -- writes ----------------------------------------------------------------------------------------------
@@ -119,10 +121,56 @@ def create_schedule(engine: Engine, chart_id: int, *, actor: str, sync_frequency
     weekday = chart_row.publication_weekday
     if weekday is None and freq is Frequency.WEEKLY:  # the weekly cron is anchored on the publication weekday
         weekday = charts.weekday_or_none(engine, chart_row)
+    cost = budget.estimate(engine, {chart_id: new_schedule_periods(
+        chart_row, freq, weekday, history=options.get("sync_historical_data", True),
+        immediately=options.get("sync_immediately", True))})
     schedule_id = add_schedule(engine, chart_row, frequency=sync_frequency, weekday=weekday, actor=actor,
                                **options)
-    return _follow_in_airflow(schedule_id, chart_row.id, chart_row.slug, options.get("is_active", True),
-                              created=True)
+    change = _follow_in_airflow(schedule_id, chart_row.id, chart_row.slug, options.get("is_active", True),
+                                created=True)
+    return replace(change, estimate=cost)
+
+
+def new_schedule_periods(chart_row, freq: Frequency, weekday: int | None, *, history: bool, immediately: bool,
+                         now: datetime | None = None) -> int:
+    """Periods a new schedule syncs at once: with history, a year of the chart's periods (from the history
+    start ``add_schedule`` fixes to the latest complete period); else the newest period if it syncs
+    immediately; else none (its first run is the next period's)."""
+    now = now or datetime.now(UTC)
+    period_calendar = freq if freq.is_calendar else calendar.detect_frequency(chart_row.frequency)
+    if history:
+        first = calendar.history_start(period_calendar, now.date(), weekday)
+        last = calendar.latest_complete_period(period_calendar, now, weekday).start
+        return calendar.count_periods_between(period_calendar, first, last, weekday)
+    return 1 if immediately else 0
+
+
+def add_estimate(engine: Engine, chart_ids: list[int], options: dict | None = None,
+                 now: datetime | None = None) -> Estimate:
+    """What adding these charts with ``options`` (a bulk add's settings) would cost, before anything is
+    added: charts unknown, already scheduled or with invalid settings are left out, as the add refuses them."""
+    options = options or {}
+    periods = {}
+    for chart_id in chart_ids:
+        try:
+            row = charts.get_chart(engine, chart_id=chart_id)
+        except ChartNotFound:
+            continue
+        with engine.connect() as conn:
+            if schedule_store.has_schedule(conn, row.id):
+                continue
+        try:
+            freq = validate_settings(slug=row.slug, chart_frequency=row.frequency,
+                                     sync_frequency=options.get("sync_frequency"),
+                                     custom_interval_hours=options.get("custom_interval_hours"),
+                                     cron_expression=options.get("cron_expression"),
+                                     deadline_hours=options.get("deadline_hours"))
+        except ScheduleError:
+            continue
+        periods[row.id] = new_schedule_periods(row, freq, row.publication_weekday,
+                                               history=options.get("sync_historical_data", True),
+                                               immediately=options.get("sync_immediately", True), now=now)
+    return budget.estimate(engine, periods)
 
 
 def update_schedule(engine: Engine, schedule_id: int, changes: dict, *, actor: str,
