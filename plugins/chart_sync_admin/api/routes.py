@@ -1,4 +1,5 @@
-"""The chart-sync REST API: its routes, under ``/chart-sync/api/sync`` (and in the OpenAPI spec).
+"""The chart-sync REST API: its routes, under ``/chart-sync/api/sync`` and ``/chart-sync/api/quota`` (and in
+the OpenAPI spec).
 
 Thin by design: each endpoint checks access (``security``), validates input with the schemas,
 calls one ``chartsync`` service function and returns its result; the service's exceptions become
@@ -15,9 +16,11 @@ from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessE
 from airflow.api_fastapi.core_api.security import GetUserDep
 from chartsync.store import audit
 from chartsync.services import alerts
+from chartsync.services import budget
 from chartsync.services import gaps
 from chartsync.services import history
 from chartsync.services import quality
+from chartsync.services import quota
 from chartsync.services import schedules
 from chartsync.store import stats
 from chartsync.store.engine import chart_engine
@@ -25,15 +28,19 @@ from chartsync.core.alerts import KINDS
 from chartsync.core.outcomes import EXECUTION_STATUSES
 from chartsync.core.paging import Page, PageRequest
 from chartsync.settings import QUALITY_FLAGS
-from fastapi import APIRouter, Depends, Query, Request, Response, status
+from chartsync.soundcharts.client import SoundchartsClient
+from chartsync.soundcharts.errors import SoundchartsError
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 
 from chart_sync_admin.api import schemas as m
 from chart_sync_admin.door import DIGITS, NO_CONTROL_PATTERN, PathId
 from chart_sync_admin.security import actor, can_edit, can_read, can_run, dag_access
 
 API_PREFIX = "/api/sync"
+QUOTA_PREFIX = "/api/quota"
 
-router = APIRouter(prefix=API_PREFIX)
+sync = APIRouter(prefix=API_PREFIX)
+quota_api = APIRouter(prefix=QUOTA_PREFIX)
 # integers in plain digits only (``door.whole_number``): "1.0", "01", "+1" name no schedule
 ScheduleId = PathId
 ChartId = PathId
@@ -69,7 +76,7 @@ def engine():
 
 
 # -- schedules ------------------------------------------------------------------------------------
-@router.get("/schedules/", response_model=m.Page[m.ScheduleOut], dependencies=can_read,
+@sync.get("/schedules/", response_model=m.Page[m.ScheduleOut], dependencies=can_read,
             summary="List sync schedules with chart, status and statistics")
 def list_schedules(paging: PagingDep, platform: Platform = None, frequency: FrequencyFilter = None,
                    active: bool | None = None, overdue: bool | None = None):
@@ -92,22 +99,22 @@ def schedule_links() -> dict:
     return {"links": links}
 
 
-@router.post("/schedules/", response_model=m.ScheduleWriteOut, status_code=status.HTTP_201_CREATED,
+@sync.post("/schedules/", response_model=m.ScheduleCreateOut, status_code=status.HTTP_201_CREATED,
              dependencies=can_edit, summary="Schedule a chart (its DAG appears at the next parse)",
              responses={status.HTTP_201_CREATED: schedule_links()})
 def create_schedule(body: m.ScheduleCreate, user: GetUserDep):
     settings = body.model_dump(exclude={"chart_id"})
     change = schedules.create_schedule(engine(), body.chart_id, actor=actor(user), **settings)
-    return _write_result(change)
+    return _write_result(change) | {"estimate": change.estimate}
 
 
-@router.get("/schedules/{schedule_id}/", response_model=m.ScheduleDetailOut, dependencies=can_read,
+@sync.get("/schedules/{schedule_id}/", response_model=m.ScheduleDetailOut, dependencies=can_read,
             summary="One schedule with its recent execution history")
 def get_schedule(schedule_id: ScheduleId, history: Annotated[int, Query(ge=0, le=500), DIGITS] = 20):
     return schedules.schedule_detail(engine(), schedule_id, history)
 
 
-@router.get("/schedules/{schedule_id}/history/", response_model=m.Page[m.PeriodHistoryOut], dependencies=can_read,
+@sync.get("/schedules/{schedule_id}/history/", response_model=m.Page[m.PeriodHistoryOut], dependencies=can_read,
             summary="A schedule's execution history, one row per period (latest status, tries folded in)")
 def get_history(schedule_id: ScheduleId, paging: PagingDep, status: ExecutionStatus | None = None,
                 period_from: Annotated[date | None, Query(alias="from", description="first period")] = None,
@@ -119,7 +126,7 @@ def get_history(schedule_id: ScheduleId, paging: PagingDep, status: ExecutionSta
 QualityFlag = Literal[QUALITY_FLAGS]
 
 
-@router.get("/schedules/{schedule_id}/quality/", response_model=m.QualityOut, dependencies=can_read,
+@sync.get("/schedules/{schedule_id}/quality/", response_model=m.QualityOut, dependencies=can_read,
             summary="A schedule's data quality: rankings checked and flagged, per flag, and the flagged rankings")
 def get_quality(schedule_id: ScheduleId, paging: PagingDep,
                 flag: Annotated[QualityFlag | None, Query(description="only rankings with this flag")] = None):
@@ -128,14 +135,14 @@ def get_quality(schedule_id: ScheduleId, paging: PagingDep,
             "summary": report.summary, "rankings": page_out(report.rankings)}
 
 
-@router.put("/schedules/{schedule_id}/", response_model=m.ScheduleWriteOut, dependencies=can_edit,
+@sync.put("/schedules/{schedule_id}/", response_model=m.ScheduleWriteOut, dependencies=can_edit,
             summary="Replace a schedule's settings (omitted fields take their defaults)")
 def replace_schedule(schedule_id: ScheduleId, body: m.ScheduleReplace, user: GetUserDep):
     change = schedules.update_schedule(engine(), schedule_id, body.model_dump(), actor=actor(user), replace=True)
     return _write_result(change)
 
 
-@router.patch("/schedules/{schedule_id}/", response_model=m.ScheduleWriteOut, dependencies=can_edit,
+@sync.patch("/schedules/{schedule_id}/", response_model=m.ScheduleWriteOut, dependencies=can_edit,
               summary="Change some of a schedule's settings")
 def patch_schedule(schedule_id: ScheduleId, body: m.SchedulePatch, user: GetUserDep):
     change = schedules.update_schedule(engine(), schedule_id, body.model_dump(exclude_unset=True),
@@ -143,7 +150,7 @@ def patch_schedule(schedule_id: ScheduleId, body: m.SchedulePatch, user: GetUser
     return _write_result(change)
 
 
-@router.delete("/schedules/{schedule_id}/", response_model=m.ScheduleDeleteOut, dependencies=can_edit,
+@sync.delete("/schedules/{schedule_id}/", response_model=m.ScheduleDeleteOut, dependencies=can_edit,
                summary="Remove a schedule (its DAG is paused; runs and rankings are kept)")
 def delete_schedule(schedule_id: ScheduleId, user: GetUserDep):
     change = schedules.delete_schedule(engine(), schedule_id, actor=actor(user))
@@ -151,17 +158,19 @@ def delete_schedule(schedule_id: ScheduleId, user: GetUserDep):
             "message": change.message}
 
 
-@router.post("/schedules/bulk/", response_model=m.BulkOut, dependencies=can_edit,
+@sync.post("/schedules/bulk/", response_model=m.BulkOut, dependencies=can_edit,
              summary="add / remove / activate / deactivate / trigger many charts, reported per chart")
 def bulk(body: m.BulkRequest, request: Request, user: GetUserDep):
     if body.action == "trigger":
         dag_access("POST", DagAccessEntity.RUN)(request, user)
     options = body.options.model_dump() if body.options else None
+    # before the add: what its first syncs and history cost (after it, the charts are scheduled)
+    cost = schedules.add_estimate(engine(), body.chart_ids, options) if body.action == "add" else None
     items = schedules.bulk(engine(), body.action, body.chart_ids, actor=actor(user), options=options)
     summary: dict[str, int] = {}
     for item in items:
         summary[item.outcome] = summary.get(item.outcome, 0) + 1
-    return {"action": body.action, "summary": summary, "results": items}
+    return {"action": body.action, "summary": summary, "results": items, "estimate": cost}
 
 
 def _write_result(change: schedules.ScheduleChange) -> dict:
@@ -171,7 +180,7 @@ def _write_result(change: schedules.ScheduleChange) -> dict:
 
 
 # -- runs, status, gaps --------------------------------------------------------------------------
-@router.post("/trigger/", response_model=m.TriggerOut, status_code=status.HTTP_201_CREATED,
+@sync.post("/trigger/", response_model=m.TriggerOut, status_code=status.HTTP_201_CREATED,
              dependencies=can_run, summary="Create a DAG run of a chart now (200: the period's queued or running "
              "run, returned instead of a second one)", responses={200: {"model": m.TriggerOut}})
 def trigger(body: m.TriggerRequest, user: GetUserDep, response: Response):
@@ -183,27 +192,27 @@ def trigger(body: m.TriggerRequest, user: GetUserDep, response: Response):
     return {**asdict(run), "message": f"{run.dag_id}: run {run.run_id} is {run.state}{note}"}
 
 
-@router.get("/status/{chart_id}/", response_model=m.StatusOut, dependencies=can_read,
+@sync.get("/status/{chart_id}/", response_model=m.StatusOut, dependencies=can_read,
             summary="A chart's schedule, latest execution, next run, overdue flag and coverage")
 def chart_status(chart_id: ChartId):
     return schedules.status(engine(), chart_id)
 
 
-@router.get("/gaps/", response_model=m.GapsOut, dependencies=can_read,
+@sync.get("/gaps/", response_model=m.GapsOut, dependencies=can_read,
             summary="Missing periods of scheduled charts, as ranges with the backfill that heals each")
 def list_gaps(chart_id: Annotated[int | None, Query(ge=1, le=m.MAX_ID), DIGITS] = None):
     report = gaps.gap_report(engine(), chart_id)
     return {"items": report.gaps, "total": len(report.gaps), "waiting": report.waiting}
 
 
-@router.post("/gaps/heal/", response_model=m.HealOut, dependencies=can_run,
+@sync.post("/gaps/heal/", response_model=m.HealOut, dependencies=can_run,
              summary="Create Airflow backfills for the gaps of some (or all) charts")
 def heal_gaps(body: m.HealRequest, user: GetUserDep):
     return {"results": gaps.heal(engine(), body.slugs, actor=actor(user))}
 
 
 # -- stats and audit ----------------------------------------------------------------------------
-@router.get("/stats/", response_model=m.StatsOut, dependencies=can_read,
+@sync.get("/stats/", response_model=m.StatsOut, dependencies=can_read,
             summary="Success rate, executions, average duration and freshness: overall and per schedule")
 def get_stats(paging: PagingDep, platform: Platform = None, frequency: FrequencyFilter = None,
               active: bool | None = None, overdue: bool | None = None,
@@ -215,7 +224,7 @@ def get_stats(paging: PagingDep, platform: Platform = None, frequency: Frequency
     return {"overall": stats.overall_stats(engine(), since=since), "schedules": page_out(page)}
 
 
-@router.get("/audit/", response_model=m.Page[m.AuditOut], dependencies=can_read,
+@sync.get("/audit/", response_model=m.Page[m.AuditOut], dependencies=can_read,
             summary="Who changed what, newest first")
 def list_audit(paging: PagingDep, entity_id: Annotated[int | None, Query(ge=0, le=m.MAX_ID), DIGITS] = None,
                actor: Annotated[str | None, Query(max_length=250, pattern=NO_CONTROL_PATTERN)] = None,
@@ -228,7 +237,7 @@ def list_audit(paging: PagingDep, entity_id: Annotated[int | None, Query(ge=0, l
 AlertKind = Literal[KINDS]
 
 
-@router.get("/alerts/", response_model=m.Page[m.AlertOut], dependencies=can_read,
+@sync.get("/alerts/", response_model=m.Page[m.AlertOut], dependencies=can_read,
             summary="The alert feed (deadline, degradation, failure, overdue, digest), newest first")
 def list_alerts(paging: PagingDep, kind: AlertKind | None = None,
                 chart_id: Annotated[int | None, Query(ge=1, le=m.MAX_ID), DIGITS] = None,
@@ -236,3 +245,25 @@ def list_alerts(paging: PagingDep, kind: AlertKind | None = None,
                                 DIGITS] = None):
     since = datetime.now(UTC) - timedelta(days=days) if days else None
     return page_out(alerts.list_alerts(engine(), kind=kind, chart_id=chart_id, since=since, paging=paging))
+
+
+# -- the Soundcharts API quota --------------------------------------------------------------------------
+@quota_api.get("/", response_model=m.QuotaOut, dependencies=can_read,
+               summary="The Soundcharts API quota: left (last seen), spent, burn rate, run-out date, top charts")
+def get_quota():
+    return budget.report(engine()).as_dict()
+
+
+@quota_api.post("/refresh/", response_model=m.QuotaOut, dependencies=can_edit,
+                summary="Read the quota afresh from the Soundcharts usage endpoint (it spends none)")
+def refresh_quota():
+    try:
+        quota.refresh(engine(), SoundchartsClient())
+    except SoundchartsError as exc:  # the API's failure, not ours: a bad gateway, in its words
+        raise HTTPException(status.HTTP_502_BAD_GATEWAY, f"Soundcharts usage endpoint: {exc}") from exc
+    return budget.report(engine()).as_dict()
+
+
+router = APIRouter()  # what the app mounts: both families, in this order in the spec
+router.include_router(sync)
+router.include_router(quota_api)

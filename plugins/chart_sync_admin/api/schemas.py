@@ -240,6 +240,16 @@ class ScheduleDetailOut(ScheduleOut):
     coverage: CoverageOut | None
 
 
+class EstimateOut(Response):
+    """What work would cost of the Soundcharts API quota: periods x pages (pages from the chart's size)."""
+
+    calls: int = Field(description="API calls the work costs, about")
+    remaining: int | None = Field(description="the quota left when last seen; null: never seen")
+    reserve: int = Field(description="calls to keep in hand (CHARTSYNC_QUOTA_RESERVE)")
+    leaves: int | None = Field(description="remaining - calls; null when the quota is not known")
+    warning: str | None = Field(description="set when the work would leave less than the reserve")
+
+
 class ScheduleWriteOut(Response):
     schedule: ScheduleOut
     dag_id: str
@@ -247,6 +257,10 @@ class ScheduleWriteOut(Response):
                                              "(dags/chart_sync_NN.py, named in `message`)")
     changed: bool
     message: str
+
+
+class ScheduleCreateOut(ScheduleWriteOut):
+    estimate: EstimateOut | None = Field(None, description="the calls the first sync and the history cost")
 
 
 class ScheduleDeleteOut(Response):
@@ -306,6 +320,8 @@ class BulkOut(Response):
     action: BulkAction
     summary: dict[str, int]
     results: list[BulkItemOut]
+    estimate: EstimateOut | None = Field(None, description="add: what the new schedules' first syncs and "
+                                         "history cost, estimated before the add (charts it refuses left out)")
 
 
 class GapOut(Response):
@@ -350,6 +366,8 @@ class HealResultOut(Response):
     message: str
     queued: list[GapOut] = Field(description="gap ranges that start, one after the other, when the backfill completes")
     waiting: CatchupWaitOut | None = Field(None, description="what the heal left to the chart's catchup")
+    estimate: EstimateOut | None = Field(None, description="created, already-running: the calls its gap "
+                                         "periods (backfilled now or queued) cost")
 
 
 class HealOut(Response):
@@ -440,3 +458,22 @@ class QualityOut(Response):
     slug: str
     summary: QualitySummaryOut
     rankings: Page[RankingQualityOut] = Field(description="the flagged rankings, newest period first")
+
+
+class ChartSpendOut(Response):
+    chart_id: int | None = Field(description="null: calls tied to no chart (track metadata, audience, chart import)")
+    slug: str | None
+    calls: int = Field(description="calls spent in the last 30 UTC days")
+
+
+class QuotaOut(Response):
+    remaining: int | None = Field(description="the quota left when last seen (x-quota-remaining); null: never seen")
+    seen_at: datetime | None = Field(description="when the API last said it")
+    spent_24h: int = Field(description="calls chart-sync spent today (UTC day)")
+    spent_30d: int = Field(description="calls chart-sync spent in the last 30 UTC days, today included")
+    burn_per_day: float | None = Field(description="calls a day, averaged over the recorded days of the last 30")
+    runs_out_on: date | None = Field(description="the day the quota runs out at this burn rate")
+    reserve: int = Field(description="calls to keep in hand (CHARTSYNC_QUOTA_RESERVE, default 1,000)")
+    below_reserve: bool
+    state: str = Field(description="in plain words: never seen, below the reserve, above the reserve")
+    charts: list[ChartSpendOut] = Field(description="the charts that spent most in the last 30 days, most first")
