@@ -14,6 +14,8 @@ from typing import ClassVar
 
 from airflow.plugins_manager import AirflowPlugin
 
+from chartsync.builders.priority import NewestPeriodFirst
+
 from chart_sync_admin import listeners
 from chart_sync_admin.paths import URL_PREFIX
 
@@ -37,6 +39,9 @@ class ChartSyncAdminPlugin(AirflowPlugin):
     name = "chart_sync_admin"
     # Every failed try of a chart DAG reaches chart-sync (task process, scheduler, api-server): listeners.py
     listeners: ClassVar[list] = [listeners]
+    # The chart DAGs' weight rule (fresh data first in the API pool): Airflow serializes a DAG that names a
+    # custom strategy only when a plugin registers it (builders.priority)
+    priority_weight_strategies: ClassVar[list] = [NewestPeriodFirst]
     fastapi_apps: ClassVar[list[dict]] = [{"app": DeferredApp(), "url_prefix": URL_PREFIX, "name": "chart-sync REST API"}]
     # The admin pages (ui/), in the Airflow UI's navigation: each renders inside the UI at /plugin/<url_route>.
     # Then a "Chart sync" tab on every DAG's page and every DAG run's page (the UI fills in {DAG_ID} and

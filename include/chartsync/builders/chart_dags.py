@@ -8,35 +8,33 @@ DAG when Airflow's parsing context names one, and a last-known-good snapshot per
 (``store.snapshot``) so a chart DB outage never makes DAGs vanish. A bad row yields a paused
 placeholder DAG that shows the error: only that chart is affected.
 
-The task body is a few lines: ``services.sync.sync_run`` decides and returns an outcome;
-``task_result`` maps it to Airflow's terms.
+The DAG's one task is ``builders.sync_task.SyncRankingOperator``: ``services.sync.sync_run`` decides and
+returns an outcome; ``task_result`` maps it to Airflow's terms, and a period waiting for the Soundcharts
+quota defers (``builders.quota_trigger``). Its priority weight puts each chart's newest period before
+history in the API pool (``builders.priority``).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from airflow.sdk import DAG, CronDataIntervalTimetable, DeltaDataIntervalTimetable, task
-from airflow.sdk.exceptions import AirflowFailException, AirflowRescheduleException, AirflowSkipException
+from airflow.sdk.exceptions import AirflowFailException
 
 from chartsync import settings
 from chartsync.builders.callbacks import deadlines_for
 from chartsync.builders.defaults import RANKINGS_ASSET, chart_rankings_asset, default_args
+from chartsync.builders.sync_task import (  # the task's mapping, importable from the factory as before
+    SyncRankingOperator,
+    chart_event_extra,
+    run_ref,
+    run_type,
+    task_result,
+)
 from chartsync.core import calendar
 from chartsync.core.calendar import Frequency
-from chartsync.core.outcomes import (
-    Failed,
-    NothingToDo,
-    NotPublishedYet,
-    RunRef,
-    Skipped,
-    SyncOutcome,
-    SyncResult,
-    rankings_event_extra,
-)
 from chartsync.core.schedule import ScheduleConfig, ScheduleError, slug_of
 from chartsync.core.timestamps import midnight
 from chartsync.store import snapshot
@@ -114,21 +112,8 @@ def build_dag(config: ScheduleConfig, task_defaults: dict[str, Any] | None = Non
         deadline=deadlines_for(config),  # sync deadline + runtime degradation (builders.callbacks)
     ) as dag:
 
-        # one XCom, return_value: a `-> dict` annotation alone would push every key as an XCom of its own
-        # (a dozen execution-API calls a try, a third of a second at each period of a catchup); said
-        # here, Airflow also need not evaluate the (string) annotation for every DAG (8 % of a parse)
-        @task(task_id="sync_ranking", outlets=[RANKINGS_ASSET, chart_rankings_asset(config.slug)],
-              multiple_outputs=False)
-        def sync_ranking(**context: Any) -> dict:
-            from chartsync.services import sync  # deferred: parse-time cost (the client loads the http provider)
-            from chartsync.soundcharts.client import SoundchartsClient  # deferred: likewise
-
-            period = sync.period_for_run(config, context.get("logical_date"), context.get("data_interval_end"))
-            outcome = sync.sync_run(chart_engine(), SoundchartsClient(), config, run_ref(config, context), period,
-                                    run_type=run_type(context))
-            return task_result(outcome, config, context)
-
-        sync_ranking()
+        # one XCom, return_value (the outcome's dict); a period waiting for the quota defers (builders.sync_task)
+        SyncRankingOperator(config=config, outlets=[RANKINGS_ASSET, chart_rankings_asset(config.slug)])
     return dag
 
 
@@ -189,43 +174,4 @@ def doc_md(config: ScheduleConfig) -> str:
     )
 
 
-# -- from Airflow's context to the service and back -------------------------------------------------
-def run_ref(config: ScheduleConfig, context: dict) -> RunRef:
-    ti = context["ti"]
-    return RunRef(config.chart_id, ti.dag_id, ti.run_id, int(getattr(ti, "try_number", 1) or 1))
-
-
-def run_type(context: dict) -> str | None:
-    kind = getattr(context.get("dag_run"), "run_type", None)
-    return getattr(kind, "value", kind)
-
-
-def task_result(outcome: SyncOutcome, config: ScheduleConfig, context: dict) -> dict:
-    """The outcome in Airflow's terms: a return value, a reschedule, or a failure without retry.
-
-    Synced and skipped periods announce themselves on the rankings asset, whose event's extra names
-    the execution rows and new tracks (the track metadata DAG reads it), and on the chart's own asset
-    (``chart_event_extra``: for DAGs downstream of one chart).
-    """
-    if outcome.results and (outlets := context.get("outlet_events")) is not None:
-        outlets[RANKINGS_ASSET].extra = rankings_event_extra(config.chart_id, config.slug, outcome.results)
-        outlets[chart_rankings_asset(config.slug)].extra = chart_event_extra(config, outcome.results)
-    if isinstance(outcome, NotPublishedYet):
-        raise AirflowRescheduleException(outcome.retry_at)
-    if isinstance(outcome, Failed):
-        raise AirflowFailException(outcome.message)
-    if isinstance(outcome, NothingToDo):
-        raise AirflowSkipException(outcome.message)
-    if isinstance(outcome, Skipped):
-        return {"period": outcome.period.isoformat(), "status": "skipped"}
-    return outcome.result.as_dict()
-
-
-def chart_event_extra(config: ScheduleConfig, results: Sequence[SyncResult]) -> dict[str, Any]:
-    """The extra of the chart's own asset event: the newest period stored, every period stored by
-    this run (oldest first) and what they wrote."""
-    periods = sorted(r.period for r in results)
-    return {"chart_id": config.chart_id, "slug": config.slug, "period": periods[-1].isoformat(),
-            "periods": [p.isoformat() for p in periods],
-            "entries_written": sum(r.entries_written for r in results),
-            "tracks_created": sum(r.tracks_created for r in results)}
+__all__ = ["build_dag", "build_dags", "chart_event_extra", "run_ref", "run_type", "task_result"]

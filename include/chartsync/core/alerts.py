@@ -15,9 +15,12 @@ from chartsync.core.timestamps import midnight
 from chartsync.settings import DIGEST_DAG_ID
 
 DEADLINE, DEGRADATION, FAILURE, OVERDUE, DIGEST = "deadline", "degradation", "failure", "overdue", "digest"
-KINDS = (DEADLINE, DEGRADATION, FAILURE, OVERDUE, DIGEST)
+# one of each per quota episode (``services.alerts.quota_waiting`` / ``quota_restored``)
+QUOTA_EXHAUSTED, QUOTA_RESTORED = "quota_exhausted", "quota_restored"
+KINDS = (DEADLINE, DEGRADATION, FAILURE, OVERDUE, DIGEST, QUOTA_EXHAUSTED, QUOTA_RESTORED)
 LABELS = {DEADLINE: "Sync deadline missed", DEGRADATION: "Sync slower than usual", FAILURE: "Sync failed",
-          OVERDUE: "Schedule overdue", DIGEST: "Daily digest"}
+          OVERDUE: "Schedule overdue", DIGEST: "Daily digest", QUOTA_EXHAUSTED: "Soundcharts quota exhausted",
+          QUOTA_RESTORED: "Soundcharts quota restored"}
 
 
 def following_period_end(frequency: str | None, interval_start: datetime, interval_end: datetime) -> datetime:
@@ -91,6 +94,40 @@ class Alert:
         text = f"[chart-sync] {label}"
         text += f": {subject}" if subject else ""
         return text + (f", period {self.period.isoformat()}" if self.period else "")
+
+
+def _seen(remaining: int | None, seen_at: datetime | None) -> str:
+    if seen_at is None:
+        return "the quota has not been read yet"
+    left = "an unknown amount" if remaining is None else f"{remaining:,} call(s)"
+    return f"the quota was last seen at {seen_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC: {left} left"
+
+
+def quota_exhausted_alert(*, remaining: int | None, seen_at: datetime | None, reserve: int, waiting: int,
+                          recheck_seconds: float) -> Alert:
+    """The one alert that opens a quota episode: syncs wait (they do not fail) until the quota is back.
+    ``waiting``: the periods waiting when the episode opened."""
+    if remaining is not None and 0 < remaining:
+        cause = (f"The Soundcharts API quota is down to {remaining:,} call(s), below the reserve of {reserve:,} kept "
+                 "for each chart's newest period: history (catchup and backfill periods) waits.")
+    else:
+        cause = "The Soundcharts API quota is used up: syncs wait until it is back."
+    return Alert(kind=QUOTA_EXHAUSTED, summary=f"{cause} Nothing fails and no retry is spent.", details=(
+        f"{waiting} period(s) waiting so far; periods that start meanwhile join them",
+        _seen(remaining, seen_at),
+        f"the quota is read again every {human_seconds(recheck_seconds)} (it costs nothing); the waiting periods "
+        "go on by themselves once it is back",
+        "to go on sooner: add quota with Soundcharts, or pause history backfills"))
+
+
+def quota_restored_alert(*, remaining: int | None, seen_at: datetime | None, started_at: datetime,
+                         waited: int, now: datetime) -> Alert:
+    """The one alert that closes a quota episode; ``waited``: the periods that waited during it."""
+    return Alert(kind=QUOTA_RESTORED, summary=(
+        f"The Soundcharts API quota is back after {human(max(now - started_at, timedelta(0)))}: "
+        "the waiting periods sync again, history included."), details=(
+        f"{waited} period(s) waited during this episode",
+        _seen(remaining, seen_at)))
 
 
 @dataclass(frozen=True)
@@ -194,3 +231,8 @@ def digest_alert(digest: Digest, base_url: str) -> Alert:
 def human(delta: timedelta) -> str:
     minutes = int(delta.total_seconds() // 60)
     return f"{minutes // 60} h" if minutes % 60 == 0 else f"{minutes} min"
+
+
+def human_seconds(seconds: float) -> str:
+    """A recheck interval: whole minutes when it is some, else seconds."""
+    return human(timedelta(seconds=seconds)) if seconds >= 60 else f"{seconds:g} s"

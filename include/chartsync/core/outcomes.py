@@ -1,9 +1,8 @@
 """What a sync can come to: the execution statuses, a sync's counts, and the outcome a task maps.
 
-A sync service returns one of ``Synced``, ``NotPublishedYet``, ``Skipped``, ``NothingToDo`` or
-``Failed``; the DAG builder turns it into Airflow's terms (return value, reschedule, skip, fail
-without retry), and
-the CLI into an exit code. Errors worth a retry (API down, DB locked) are raised, not returned.
+A sync service returns one of ``Synced``, ``NotPublishedYet``, ``Skipped``, ``NothingToDo``,
+``WaitingForQuota`` or ``Failed``; the DAG builder turns it into Airflow's terms (return value,
+reschedule, skip, deferral until the quota is back, fail without retry), and the CLI into an exit code. Errors worth a retry (API down, DB locked) are raised, not returned.
 """
 
 from __future__ import annotations
@@ -16,6 +15,11 @@ from typing import Any
 # chart_sync_execution.status
 SUCCESS, FAILED, SKIPPED = "success", "failed", "skipped"
 EXECUTION_STATUSES = (SUCCESS, FAILED, SKIPPED)
+# a try that waits for the Soundcharts quota (deferred in Airflow): its row is replaced by the try's final
+# one (success, failed or skipped), so it is never a try's last word once the try has ended
+WAITING_FOR_QUOTA = "waiting_for_quota"
+# why a period waits: the quota is used up (a quota 429), or below the reserve kept for the newest periods
+EXHAUSTED, BELOW_RESERVE = "exhausted", "below_reserve"
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,15 @@ class SyncResult:
                 "tracks_updated": self.tracks_updated, "entries_written": self.entries_written,
                 "api_requests": self.api_requests, "new_track_ids": list(self.new_track_ids),
                 "execution_id": self.execution_id, "quality_flags": list(self.quality_flags)}
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> SyncResult:
+        """``as_dict`` read back (a deferred task carries the periods it stored before waiting)."""
+        return cls(period=date.fromisoformat(values["period"]), rankings_created=values["rankings_created"],
+                   rankings_updated=values["rankings_updated"], entries_written=values["entries_written"],
+                   tracks_created=values["tracks_created"], tracks_updated=values["tracks_updated"],
+                   api_requests=values["api_requests"], new_track_ids=tuple(values["new_track_ids"]),
+                   execution_id=values["execution_id"], quality_flags=tuple(values["quality_flags"]))
 
 
 @dataclass(frozen=True)
@@ -104,7 +117,21 @@ class Failed:
     results: tuple[SyncResult, ...] = ()
 
 
-SyncOutcome = Synced | NotPublishedYet | Skipped | Failed
+@dataclass(frozen=True)
+class WaitingForQuota:
+    """The period waits for the Soundcharts quota: used up (``reason`` EXHAUSTED: a quota 429), or below the
+    reserve and the period is history (BELOW_RESERVE: no call spent). ``remaining`` and ``seen_at``: the
+    quota last seen. ``period`` None: the newest published period. Not a failure: no retry is spent."""
+
+    period: date | None
+    remaining: int | None
+    seen_at: datetime | None
+    reason: str
+    history: bool = False  # a catchup or backfill period: it resumes only once the reserve is back
+    results: tuple[SyncResult, ...] = ()  # periods synced before the wait (sync_immediately)
+
+
+SyncOutcome = Synced | NotPublishedYet | Skipped | NothingToDo | WaitingForQuota | Failed
 
 
 # -- the rankings asset event: what a sync found -------------------------------------------------

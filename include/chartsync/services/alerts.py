@@ -17,6 +17,9 @@ Where the code runs (the callbacks themselves are in ``builders.callbacks``):
   reconciliation with Airflow's state); ``raise_alert_once`` records it before sending, so the
   first of them raises it and the others find it recorded.
 - The digest runs as a task of ``chart_sync_alert_digest``.
+- A quota episode (syncs waiting for the Soundcharts quota) gets one "exhausted" alert when the first
+  sync waits (``quota_waiting``) and one "restored" alert when a reading shows the reserve back
+  (``quota_reading``); ``chart_sync_quota_episode`` decides which caller sends each.
 """
 
 from __future__ import annotations
@@ -40,16 +43,20 @@ from chartsync.core.alerts import (
     format_message,
     human,
     payload,
+    quota_exhausted_alert,
+    quota_restored_alert,
     skip_reason,
 )
 from chartsync.core.calendar import AVERAGE_RUNTIME_RUNS, DEGRADATION_SLACK, Frequency
 from chartsync.core.paging import Page, PageRequest
+from chartsync.core.quota import below_reserve
 from chartsync.core.rules import is_overdue
 from chartsync.core.schedule import dag_id_for, slug_of
 from chartsync.core.timestamps import as_utc, parse_utc
 from chartsync.seam import metrics, notifiers
 from chartsync.seam.config import ui_base_url
-from chartsync.store import quality_reports
+from chartsync import settings
+from chartsync.store import executions, quality_reports
 from chartsync.store import alerts as alert_store
 from chartsync.store.engine import chart_engine
 
@@ -115,6 +122,41 @@ def raise_alert_once(alert: Alert, engine: Engine, *, task_id: str, try_number: 
     except Exception:
         log.exception("chart-sync: could not store the channels' outcome of alert %s", alert_id)
     return outcome
+
+
+# -- quota episodes -------------------------------------------------------------------------------------
+def quota_waiting(engine: Engine, *, remaining: int | None, seen_at: datetime | None, started_waiting: bool,
+                  now: datetime | None = None) -> dict[str, str] | None:
+    """A sync waits for the quota: open the episode and raise its "exhausted" alert (the first waiting sync
+    does; None for the others), and count the period when it ``started_waiting`` now (not on a re-wait)."""
+    now = now or datetime.now(UTC)
+    outcome = None
+    if alert_store.open_quota_episode(engine, now, remaining) is not None:
+        alert = quota_exhausted_alert(remaining=remaining, seen_at=seen_at, reserve=settings.quota_reserve(),
+                                      waiting=executions.waiting_count(engine),
+                                      recheck_seconds=settings.quota_recheck_seconds())
+        outcome = raise_alert(alert, engine, now=now)
+    if started_waiting:
+        alert_store.count_quota_wait(engine)
+    return outcome
+
+
+def quota_reading(engine: Engine, *, remaining: int | None, seen_at: datetime | None,
+                  now: datetime | None = None) -> dict[str, str] | None:
+    """A reading of the quota: when it shows the reserve back (at least ``quota_reserve()``, and some), close
+    the open episode and raise its "restored" alert (one caller does; None for the others and when nothing
+    was waiting). Cheap when no episode is open: one indexed read."""
+    if remaining is None or remaining <= 0 or below_reserve(remaining, settings.quota_reserve()):
+        return None
+    if alert_store.open_quota_episode_started(engine) is None:
+        return None
+    now = now or datetime.now(UTC)
+    episode = alert_store.close_quota_episode(engine, now, remaining)
+    if episode is None:
+        return None
+    alert = quota_restored_alert(remaining=remaining, seen_at=seen_at, started_at=as_utc(episode.started_at),
+                                 waited=episode.periods_waited, now=now)
+    return raise_alert(alert, engine, now=now)
 
 
 def handle_deadline_miss(kind: str, context: Mapping[str, Any], *, frequency: str, allowed_hours: float,

@@ -2,7 +2,8 @@
 
 ``sync_run`` is the use case the chart DAGs' task and ``chartsync sync`` call: it works out the
 period, pulls the newest period forward on the first catchup run (``sync_immediately``), waits
-while a period is unpublished, records a period the API skipped, and returns an outcome
+while a period is unpublished, records a period the API skipped, waits for the quota (used up, or
+below the reserve while the period is history: fresh data first), and returns an outcome
 (``core.outcomes``). ``sync_period`` fetches every page, then stores ranking, entries, tracks,
 the ranking's quality row and the execution row in ONE transaction (``store.rankings``,
 ``store.quality``, ``store.executions``). A ranking that fails a hard check (``core.quality``)
@@ -21,6 +22,8 @@ from sqlalchemy.exc import StatementError
 from chartsync.core import calendar, quality
 from chartsync.core.gaps import history_window
 from chartsync.core.outcomes import (
+    BELOW_RESERVE,
+    EXHAUSTED,
     SKIPPED,
     Failed,
     NothingToDo,
@@ -30,15 +33,23 @@ from chartsync.core.outcomes import (
     Synced,
     SyncOutcome,
     SyncResult,
+    WaitingForQuota,
 )
+from chartsync.core.quota import below_reserve
 from chartsync.core.schedule import ScheduleConfig
 from chartsync.core.timestamps import midnight
 from chartsync.seam import metrics
-from chartsync.services import quota
+from chartsync import settings
+from chartsync.services import alerts, quota
 from chartsync.soundcharts.client import SoundchartsClient
-from chartsync.soundcharts.errors import SoundchartsMalformedResponse, SoundchartsNotFound
+from chartsync.soundcharts.errors import (
+    SoundchartsMalformedResponse,
+    SoundchartsNotFound,
+    SoundchartsQuotaExhausted,
+)
 from chartsync.soundcharts.models import Ranking, atom_for
 from chartsync.store import executions
+from chartsync.store import quota as quota_store
 from chartsync.store.rankings import claim_period, store_claimed
 
 log = logging.getLogger(__name__)
@@ -72,12 +83,77 @@ def sync_run(engine: Engine, client: SoundchartsClient, config: ScheduleConfig, 
 
     API and DB failures other than "not published" are raised: they are worth a retry. Success or
     failure, the calls the try spent and the quota the API last reported are recorded (``services.quota``).
+
+    Quota: a quota 429 is no failure: the period waits (``WaitingForQuota``, its execution row
+    ``waiting_for_quota``, the episode's one alert). While the quota last seen is below the reserve, a
+    history period (catchup, backfill) waits without spending a call; the newest period goes on. A success
+    that sees the reserve back ends the episode (its "restored" alert, once).
     """
     before = client.request_count
     try:
-        return _sync_run(engine, client, config, run, period, run_type=run_type, now=now)
+        outcome = _sync_run(engine, client, config, run, period, run_type=run_type, now=now)
+    except SoundchartsQuotaExhausted as exc:
+        outcome = _wait_for_quota(engine, client, config, run, period, exc, run_type, now)
     finally:
         quota.record(engine, client, chart_id=run.chart_id, calls=client.request_count - before)
+    if not isinstance(outcome, WaitingForQuota) and client.quota is not None:
+        _note_reading(engine, client.quota.remaining, client.quota.seen_at)
+    return outcome
+
+
+def is_history(config: ScheduleConfig, period: date | None, run_type: str | None, today: date) -> bool:
+    """A catchup or backfill period: a backfill run, or a period older than the newest complete one."""
+    if run_type == "backfill":
+        return True
+    return period is not None and period < history_window(config, today)[1]
+
+
+def _reserve_gate(engine: Engine, config: ScheduleConfig, run: RunRef, period: date | None,
+                  run_type: str | None, now: datetime) -> WaitingForQuota | None:
+    """Fresh data first: a history period waits while the quota last seen is below the reserve."""
+    if not is_history(config, period, run_type, now.date()):
+        return None
+    reserve = settings.quota_reserve()
+    latest = quota_store.latest_reading(engine)
+    if latest is None or not below_reserve(latest.remaining, reserve):
+        return None
+    reason = (f"{config.slug}: period {period} waits for the quota: {latest.remaining:,} left, below the reserve of "
+              f"{reserve:,} kept for the newest periods")
+    return _waiting(engine, run, period, now, WaitingForQuota(period, latest.remaining, latest.seen_at,
+                                                              BELOW_RESERVE, history=True), reason, ())
+
+
+def _wait_for_quota(engine: Engine, client: SoundchartsClient, config: ScheduleConfig, run: RunRef,
+                    period: date | None, exc: SoundchartsQuotaExhausted, run_type: str | None,
+                    now: datetime | None) -> WaitingForQuota:
+    now = now or datetime.now(UTC)
+    seen = client.quota
+    remaining = exc.remaining if exc.remaining is not None else (seen.remaining if seen else None)
+    waiting = WaitingForQuota(period, remaining, seen.seen_at if seen else now, EXHAUSTED,
+                              history=is_history(config, period, run_type, now.date()))
+    reason = f"{config.slug}: period {period or 'latest'} waits for the quota: used up ({exc})"
+    return _waiting(engine, run, period, now, waiting, reason, getattr(exc, "synced", ()))
+
+
+def _waiting(engine: Engine, run: RunRef, period: date | None, now: datetime, waiting: WaitingForQuota,
+             reason: str, synced: tuple[SyncResult, ...]) -> WaitingForQuota:
+    """Record the wait (the try's row, the episode and its one alert) and say so. The bookkeeping never
+    turns the wait into a failure: when the chart DB cannot take it, the wait stands and is logged."""
+    log.warning(reason)
+    try:
+        started = executions.record_waiting(engine, run, period, now, reason)
+        alerts.quota_waiting(engine, remaining=waiting.remaining, seen_at=waiting.seen_at, started_waiting=started,
+                             now=now)
+    except Exception:
+        log.exception("chart-sync: could not record that %s %s waits for the quota", run.run_id, period)
+    return replace(waiting, results=synced)
+
+
+def _note_reading(engine: Engine, remaining: int | None, seen_at: datetime) -> None:
+    try:
+        alerts.quota_reading(engine, remaining=remaining, seen_at=seen_at)
+    except Exception:  # the episode's bookkeeping never fails a sync
+        log.exception("chart-sync: could not check whether the quota episode ended")
 
 
 def _sync_run(engine: Engine, client: SoundchartsClient, config: ScheduleConfig, run: RunRef,
@@ -87,6 +163,8 @@ def _sync_run(engine: Engine, client: SoundchartsClient, config: ScheduleConfig,
         executions.record_failure(engine, run, period, now or datetime.now(UTC), reason, status=SKIPPED)
         log.warning(reason)
         return NothingToDo(period, reason)
+    if (waiting := _reserve_gate(engine, config, run, period, run_type, now or datetime.now(UTC))) is not None:
+        return waiting
     synced: list[SyncResult] = []
     if pulls_newest_first(config, period, run_type):
         try:  # sync_immediately: the newest period first, then this run's (the oldest) period
@@ -98,6 +176,9 @@ def _sync_run(engine: Engine, client: SoundchartsClient, config: ScheduleConfig,
         result = sync_period(engine, client, run, config.slug, period)
     except SoundchartsNotFound as exc:
         return _unpublished(engine, client, config, run, period, tuple(synced), exc, now or datetime.now(UTC))
+    except SoundchartsQuotaExhausted as exc:
+        exc.synced = tuple(synced)  # the newest period pulled forward before the quota ran out
+        raise
     return Synced(result, (*synced, result))
 
 
@@ -157,7 +238,7 @@ def sync_period(
         ranking = fetch_ranking(client, slug, period)
         if period is not None and ranking.period != period:
             raise SoundchartsMalformedResponse(f"{slug}: asked for period {period}, the API answered {ranking.period}")
-    except SoundchartsNotFound:
+    except (SoundchartsNotFound, SoundchartsQuotaExhausted):  # waits, not failures: the caller decides
         raise
     except Exception as exc:
         executions.record_failure(engine, run, period, started, describe_error(exc),

@@ -20,6 +20,7 @@ from chartsync.store.tables import (
     chart_ranking,
     chart_sync_alert,
     chart_sync_execution,
+    chart_sync_quota_episode,
     chart_sync_schedule,
 )
 
@@ -191,6 +192,47 @@ def alerted_since(engine: Engine, chart_id: int, since: datetime) -> bool:
         return conn.execute(select(chart_sync_alert.c.id).where(
             chart_sync_alert.c.kind == OVERDUE, chart_sync_alert.c.chart_id == chart_id,
             chart_sync_alert.c.created_at >= since)).first() is not None
+
+
+# -- quota episodes: one "exhausted" and one "restored" alert each ------------------------------------------
+def open_quota_episode(engine: Engine, started_at: datetime, remaining: int | None) -> int | None:
+    """Open a quota episode; its id, or None when one is open already (the unique index on ``is_open``
+    lets the first of concurrent callers win)."""
+    try:
+        with engine.begin() as conn:
+            return conn.execute(insert(chart_sync_quota_episode).values(
+                is_open=True, started_at=started_at, remaining_at_start=remaining)).inserted_primary_key[0]
+    except IntegrityError:
+        return None
+
+
+def count_quota_wait(engine: Engine) -> None:
+    """One more period waits in the open episode (none open: nothing)."""
+    q = chart_sync_quota_episode.c
+    with engine.begin() as conn:
+        conn.execute(update(chart_sync_quota_episode).where(q.is_open.is_(True))
+                     .values(periods_waited=q.periods_waited + 1))
+
+
+def close_quota_episode(engine: Engine, ended_at: datetime, remaining: int | None):
+    """Close the open episode; the closed row (id, started_at, periods_waited), or None when none was open or another caller
+    closed it first (the conditional UPDATE decides: one caller changes the row)."""
+    q = chart_sync_quota_episode.c
+    with engine.begin() as conn:
+        episode = conn.execute(select(q.id, q.started_at, q.periods_waited).where(q.is_open.is_(True))).first()
+        if episode is None:
+            return None
+        closed = conn.execute(update(chart_sync_quota_episode).where(q.id == episode.id, q.is_open.is_(True))
+                              .values(is_open=None, ended_at=ended_at, remaining_at_end=remaining)).rowcount
+    return episode if closed == 1 else None
+
+
+def open_quota_episode_started(engine: Engine) -> datetime | None:
+    """When the open quota episode started; None when none is open."""
+    q = chart_sync_quota_episode.c
+    with engine.connect() as conn:
+        started = conn.execute(select(q.started_at).where(q.is_open.is_(True))).scalar()
+    return None if started is None else as_utc(started)
 
 
 def delete_created_before(conn: Connection, cutoff: datetime) -> int:

@@ -1,6 +1,9 @@
 """The execution log: one ``chart_sync_execution`` row per sync task try that got an answer, and one
 ``failed`` row for every try Airflow ended failed (or up_for_retry), however it ended.
 
+A try that waits for the Soundcharts quota (deferred in Airflow) has a ``waiting_for_quota`` row meanwhile;
+the try's final row (success, failed, skipped) replaces it, so an ended try keeps one row.
+
 A failed try may be noticed by several writers (the task body, a listener in the task, the scheduler
 or the api-server, the reconciliation with Airflow's state); the unique index
 ``uq_chart_sync_execution_failed_try`` lets the first one win and the others find its row.
@@ -11,10 +14,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import UTC, date, datetime
 
-from sqlalchemy import Connection, Engine, and_, delete, insert, or_, select
+from sqlalchemy import Connection, Engine, and_, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from chartsync.core.outcomes import FAILED, SUCCESS, RunRef, SyncResult
+from chartsync.core.outcomes import FAILED, SUCCESS, WAITING_FOR_QUOTA, RunRef, SyncResult
 from chartsync.core.timestamps import as_utc
 from chartsync.store.tables import chart_sync_execution
 
@@ -34,8 +37,44 @@ def record_success(conn: Connection, run: RunRef, result: SyncResult, started: d
             tracks_updated=result.tracks_updated, api_requests=result.api_requests,
         )
     ).inserted_primary_key[0]
+    _end_wait(conn, run)
     _keep_failure_last(conn, run, completed)
     return execution_id
+
+
+def record_waiting(engine: Engine, run: RunRef, period: date | None, started: datetime, reason: str,
+                   *, api_requests: int = 0) -> bool:
+    """The try waits for the quota: its ``waiting_for_quota`` row (one per try: a try that waits again after
+    resuming keeps its row, with when it started waiting first, and the new reason). True when the try
+    started waiting now, False when it waits again."""
+    e = chart_sync_execution.c
+    with engine.begin() as conn:
+        waiting = conn.execute(select(e.id, e.api_requests).where(*_of_try(run), e.status == WAITING_FOR_QUOTA)).first()
+        if waiting is not None:
+            conn.execute(update(chart_sync_execution).where(e.id == waiting.id).values(
+                period=period, error=reason[:4000], api_requests=waiting.api_requests + api_requests))
+            return False
+        conn.execute(insert(chart_sync_execution).values(
+            **_run_values(run), period=period, status=WAITING_FOR_QUOTA, started_at=started, api_requests=api_requests,
+            error=reason[:4000]))
+    return True
+
+
+def _end_wait(conn: Connection, run: RunRef) -> None:
+    """The try's final row replaces its waiting one."""
+    conn.execute(delete(chart_sync_execution).where(*_of_try(run), chart_sync_execution.c.status == WAITING_FOR_QUOTA))
+
+
+def waiting_count(engine: Engine) -> int:
+    """Tries waiting for the quota now (one per waiting period)."""
+    e = chart_sync_execution.c
+    with engine.connect() as conn:
+        return conn.execute(select(func.count()).where(e.status == WAITING_FOR_QUOTA)).scalar_one()
+
+
+def _of_try(run: RunRef) -> tuple:
+    e = chart_sync_execution.c
+    return e.dag_id == run.dag_id, e.run_id == run.run_id, e.try_number == run.try_number
 
 
 def _keep_failure_last(conn: Connection, run: RunRef, completed: datetime) -> None:
@@ -76,6 +115,7 @@ def insert_failure(engine: Engine, run: RunRef, period: date | None, started: da
     try:
         with engine.begin() as conn:
             conn.execute(insert(chart_sync_execution).values(**values))
+            _end_wait(conn, run)
         return True
     except IntegrityError:
         if status == FAILED and failed_row_exists(engine, run.dag_id, run.run_id, run.try_number):

@@ -267,3 +267,20 @@ chart_sync_api_calls = Table(
 # which the upsert names as its conflict target on SQLite and PostgreSQL alike
 API_CALLS_CHART_KEY = func.coalesce(chart_sync_api_calls.c.chart_id, literal_column("0"))
 Index("uq_chart_sync_api_calls_day_chart", chart_sync_api_calls.c.day, API_CALLS_CHART_KEY, unique=True)
+
+chart_sync_quota_episode = Table(
+    # A spell of waiting for the Soundcharts quota (``store.alerts``: open_quota_episode, close_quota_episode):
+    # opened by the first sync that has to wait, closed by the first reading that shows the reserve back. Its
+    # alerts go out once each: ``is_open`` is TRUE on the open episode and NULL on closed ones, and a unique
+    # index on it lets one episode be open at a time, whichever process opens it first.
+    "chart_sync_quota_episode",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("is_open", Boolean),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("remaining_at_start", Integer),
+    Column("ended_at", DateTime(timezone=True)),
+    Column("remaining_at_end", Integer),
+    Column("periods_waited", Integer, nullable=False, server_default="0"),  # tries that started waiting in it
+    Index("uq_chart_sync_quota_episode_open", "is_open", unique=True),
+)
