@@ -352,3 +352,75 @@ def test_db_downgrade_rolls_the_chart_db_back_and_upgrade_returns_it(engine, cap
     assert f"chart DB at revision {back}" in capsys.readouterr().out and current_revision(engine) == back
     assert cli.main(["db", "upgrade"]) == 0
     assert current_revision(engine) == head
+
+
+# -- the quota -----------------------------------------------------------------------------------------------
+def record_quota(engine, remaining: int = 4321) -> None:
+    from chartsync.core.quota import QuotaReading
+    from chartsync.store import quota as quota_store
+
+    now = datetime.now(UTC)
+    quota_store.record_reading(engine, QuotaReading(remaining, now - timedelta(minutes=2), {}), "response")
+    quota_store.add_calls(engine, 1, 250, now.date())
+    quota_store.add_calls(engine, None, 50, now.date() - timedelta(days=2))
+
+
+def test_quota_reports_the_reading_recorded_and_what_was_spent(engine, capsys):
+    assert cli.main(["quota", "-o", "json"]) == 0
+    (never,) = json.loads(capsys.readouterr().out)
+    assert never["remaining"] is None and never["state"] == "never seen" and never["charts"] == []
+    record_quota(engine)
+    assert cli.main(["quota", "-o", "json"]) == 0
+    (body,) = json.loads(capsys.readouterr().out)
+    assert list(body) == ["remaining", "seen_at", "spent_24h", "spent_30d", "burn_per_day", "runs_out_on",
+                          "reserve", "below_reserve", "state", "charts"]
+    assert (body["remaining"], body["spent_24h"], body["spent_30d"], body["reserve"]) == (4321, 250, 300, 1000)
+    assert body["burn_per_day"] == 100.0 and body["below_reserve"] is False
+    assert body["charts"] == [{"chart_id": 1, "slug": "daily-chart", "calls": 250},
+                              {"chart_id": None, "slug": None, "calls": 50}]
+    assert cli.main(["quota", "-o", "yaml"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out) == [body]
+    assert cli.main(["quota"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("Soundcharts quota: 4,321 left, seen ") and "(above the reserve of 1,000)" in out
+    assert "spent: 250 today (UTC), 300 in 30 days; burn 100.0 a day; runs out on" in out
+    assert "daily-chart" in out and "(no chart: metadata, audience, import)" in out
+
+
+def test_quota_below_the_reserve_says_what_waits(engine, capsys, monkeypatch):
+    monkeypatch.setenv("CHARTSYNC_QUOTA_RESERVE", "5000")
+    record_quota(engine)
+    assert cli.main(["quota", "-o", "plain"]) == 0
+    assert "below the reserve of 5,000: history waits, the newest periods go on" in capsys.readouterr().out
+
+
+def test_quota_reads_the_chart_db_without_airflow(engine, tmp_path):
+    record_quota(engine)
+    out, err, result = run_cli(tmp_path, os.environ["AIRFLOW_CONN_CHART_DB"], "quota", "-o", "json")
+    assert json.loads(out)[0]["remaining"] == 4321
+    assert result == {"code": 0, "airflow": []} and err == []
+
+
+def test_quota_refresh_reads_the_usage_endpoint(engine, capsys, emulator, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_SOUNDCHARTS_DEFAULT", json.dumps(
+        {"conn_type": "http", "host": emulator.url, "login": "soundcharts", "password": "soundcharts"}))
+    requests_before = emulator_requests(emulator)
+    assert cli.main(["quota", "--refresh", "-o", "json"]) == 0
+    (body,) = json.loads(capsys.readouterr().out)
+    assert body["remaining"] is not None and body["spent_24h"] == 0  # the usage endpoint spends none
+    assert emulator_requests(emulator) == requests_before + 1
+
+
+def emulator_requests(emulator) -> int:
+    import requests
+
+    return requests.get(f"{emulator.url}/__admin/requests", timeout=5).json()["total"]
+
+
+def test_schedules_add_prints_the_estimate_beside_the_quota(engine, capsys, monkeypatch):
+    monkeypatch.setattr(orchestration, "set_paused", lambda dag_id, paused: False)  # the DAG is not parsed
+    record_quota(engine, remaining=600)
+    assert cli.main(["schedules", "add", "daily-chart"]) == 0
+    line = capsys.readouterr().out.splitlines()[-1]
+    assert line.startswith("daily-chart: first sync and history: about ") and "API calls; 600 left, leaves -" in line
+    assert "Warning: about " in line and "would need more than the 600 left" in line

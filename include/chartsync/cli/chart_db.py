@@ -11,7 +11,7 @@ from chartsync.core.paging import PageRequest
 from chartsync.core.schedule import ScheduleError, ScheduleNotFound
 from chartsync.store.charts import ChartNotFound
 from chartsync.store.engine import ChartDbConfigError, chart_engine
-from chartsync.services import quality
+from chartsync.services import budget, quality
 from chartsync.store.schedules import load_rows
 from chartsync.store.tracks import TrackNotFound
 
@@ -66,3 +66,26 @@ def cmd_quality(args: argparse.Namespace) -> int:
               for r in page.items), args.output,
              empty=f"no ranking flagged {args.flag}" if args.flag else "no flagged ranking")
     return 0
+
+
+def cmd_quota(args: argparse.Namespace) -> int:
+    print_quota(budget.report(chart_engine()), args.output)
+    return 0
+
+
+def print_quota(report: budget.QuotaReport, output: str) -> None:
+    """The quota report: json and yaml one object (the REST API's body); table and plain its lines in words
+    above the charts that spent most."""
+    if output in ("json", "yaml"):
+        print_as([report.as_dict()], output)
+        return
+    q = report.summary
+    seen = f"{q.remaining:,} left, seen {q.seen_at:%Y-%m-%d %H:%M} UTC" if q.seen_at else "left: not known"
+    burn = f"{q.burn_per_day:,.1f} a day" if q.burn_per_day is not None else "no calls recorded yet"
+    out = f"; runs out on {q.runs_out_on} at that rate" if q.runs_out_on else ""
+    print(f"Soundcharts quota: {seen} ({report.state})")
+    print(f"spent: {q.spent_24h:,} today (UTC), {q.spent_30d:,} in 30 days; burn {burn}{out}")
+    if report.charts:
+        print("the charts that spent most, last 30 days:")
+    print_as(({"chart": c.slug or "(no chart: metadata, audience, import)", "calls": c.calls}
+              for c in report.charts), output, empty="no calls recorded in the last 30 days")

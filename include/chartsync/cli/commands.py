@@ -22,7 +22,7 @@ from chartsync.cli.output import print_as
 from chartsync.core.outcomes import Failed, NotPublishedYet, RunRef, Skipped, Synced
 from chartsync.seam.airflow_settings import load as load_airflow_settings
 from chartsync.seam.orchestration import BackfillAlreadyRunning, DagNotParsedYet, RunAlreadyExists
-from chartsync.services import audience, charts, failures, gaps, schedules, sync
+from chartsync.services import audience, budget, charts, failures, gaps, quota, schedules, sync
 from chartsync.soundcharts.client import SoundchartsClient
 from chartsync.soundcharts.errors import SoundchartsError
 from chartsync.store.engine import chart_engine
@@ -57,6 +57,8 @@ def cmd_schedules_add(args: argparse.Namespace) -> int:
     row = schedules.get_schedule(engine, change.schedule_id)
     print(f"{args.slug}: scheduled {row.sync_frequency}, history from {row.history_start}, "
           f"{'active' if row.is_active else 'inactive'} (schedule {change.schedule_id}); {change.message}")
+    if change.estimate is not None:
+        print(f"{args.slug}: first sync and history: {budget.describe(change.estimate)}")
     return 0
 
 
@@ -158,7 +160,17 @@ def cmd_gaps_heal(args: argparse.Namespace) -> int:
         print(f"{r.slug}: {r.status}: {r.message}")
         for g in r.queued:
             print(f"    queued: {g.start}..{g.end} ({g.periods} period(s))")
+        if r.estimate is not None:
+            print(f"    {budget.describe(r.estimate)}")
     return 0 if all(r.status not in ("dag-not-parsed", "refused") for r in results) else EXIT_FAILED
+
+
+def cmd_quota_refresh(args: argparse.Namespace) -> int:
+    """``chartsync quota --refresh``: read the quota from the usage endpoint first (it spends none)."""
+    engine = chart_engine()
+    quota.refresh(engine, SoundchartsClient())
+    chart_db.print_quota(budget.report(engine), args.output)
+    return 0
 
 
 def cmd_settings_load(args: argparse.Namespace) -> int:

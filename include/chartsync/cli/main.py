@@ -26,7 +26,7 @@ from chartsync.core.gaps import REPROCESS
 from chartsync.settings import AUDIENCE_MAX_AGE, CHART_DB_CONN_ID, QUALITY_FLAGS, SOUNDCHARTS_CONN_ID
 
 # the commands that need the chart DB only (chartsync.cli.chart_db): the others import Airflow
-CHART_DB_ONLY = {"db_upgrade", "db_downgrade", "schedules_list", "quality"}
+CHART_DB_ONLY = {"db_upgrade", "db_downgrade", "schedules_list", "quality", "quota"}
 
 
 def _whole_number(value: str) -> int | str:
@@ -177,6 +177,18 @@ def build_parser() -> argparse.ArgumentParser:
     _output(quality)
     quality.set_defaults(run="quality")
 
+    quota = groups.add_parser("quota", help="the Soundcharts API quota: left, spent, burn rate, run-out date, "
+                              "the charts that spent most (reads the chart DB only)",
+                              description="What the API last said is left (x-quota-remaining) and when, the calls "
+                              "chart-sync spent today and in the last 30 days, the burn rate, the day the quota "
+                              "runs out at that rate, the state against the reserve (CHARTSYNC_QUOTA_RESERVE) and "
+                              "the charts that spent most. json and yaml: one object, the REST API's "
+                              "GET /chart-sync/api/quota/ body.")
+    quota.add_argument("--refresh", action="store_true", help="first read the quota from the Soundcharts usage "
+                       "endpoint (it spends none; needs the soundcharts_default connection)")
+    _output(quota)
+    quota.set_defaults(run="quota")
+
     ex = groups.add_parser("executions", help="the execution log").add_subparsers(dest="command", required=True)
     rec = ex.add_parser("reconcile", help="record every try of a chart DAG that Airflow failed and chart-sync has "
                         "not seen (killed, marked failed by hand, or failed while the chart DB was down), and "
@@ -204,6 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.run == "quota" and args.refresh:  # the usage endpoint needs the Soundcharts connection (Airflow's)
+        args.run = "quota_refresh"
     # deferred: start-up cost: --help and usage errors answer at once, the chart DB's commands load no Airflow
     if args.run in CHART_DB_ONLY:
         from chartsync.cli import chart_db as module

@@ -2,8 +2,9 @@
 with the charts that spent most) and what work would cost (``estimate``: periods of many charts against the
 quota last read and the reserve).
 
-Reads only: nothing here calls the API (``services.quota.refresh`` does, for free), and the CLI reads it
-without loading Airflow.
+Reads only: nothing here calls the API (``services.quota.refresh`` does, for free). The CLI reads it without
+loading Airflow, so this module does not import ``services.quota``, whose client import loads Airflow (through
+the metrics seam): ``summary`` makes the same reads into the same core rule, ``core.quota.summarize``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from sqlalchemy import Engine
 from chartsync import settings
 from chartsync.core import quota as rules
 from chartsync.core.quota import Estimate, QuotaSummary
-from chartsync.services import quota
 from chartsync.store import pages
 from chartsync.store import quota as quota_store
 
@@ -56,11 +56,23 @@ def report(engine: Engine, now: datetime | None = None, top: int = TOP_SPENDERS)
     """The quota summary and the ``top`` charts by calls spent in the summary's 30-day window (the calls tied
     to no chart among them, as one row without a slug)."""
     now = now or datetime.now(UTC)
-    summary = quota.summary(engine, now)
+    summary = quota_summary(engine, now)
     spent = quota_store.spent_by_chart(engine, _window_start(now))
     slugs = pages.chart_slugs(engine, [c for c in spent if c is not None])
     ranked = sorted(spent.items(), key=lambda item: (-item[1], slugs.get(item[0]) or ""))[:top]
     return QuotaReport(summary, [ChartSpend(chart_id, slugs.get(chart_id), calls) for chart_id, calls in ranked])
+
+
+def quota_summary(engine: Engine, now: datetime | None = None) -> QuotaSummary:
+    """``services.quota.summary``: the latest reading, the calls of today's UTC day and of the last 30 UTC days
+    (today included), the burn rate and the run-out date."""
+    now = now or datetime.now(UTC)
+    today, window_start = now.astimezone(UTC).date(), _window_start(now)
+    first = quota_store.first_day_since(engine, window_start)
+    return rules.summarize(quota_store.latest_reading(engine), spent_24h=quota_store.spent_since(engine, today),
+                           spent_30d=quota_store.spent_since(engine, window_start),
+                           days_observed=0 if first is None else (today - first).days + 1,
+                           reserve=settings.quota_reserve(), today=today)
 
 
 def _window_start(now: datetime) -> date:

@@ -118,3 +118,15 @@ def test_a_bulk_add_answers_with_the_estimate_made_before_it(client, engine, cal
     assert again["estimate"]["calls"] == 0  # already scheduled: the add refuses it, and it costs nothing
     activate = client.post(f"{API}/sync/schedules/bulk/", json={"action": "activate", "chart_ids": [1]}).json()
     assert activate["estimate"] is None
+
+
+def test_the_cli_prints_the_body_the_api_answers(client, engine, capsys):
+    from chartsync import cli
+
+    quota_store.record_reading(engine, QuotaReading(4321, NOW - timedelta(minutes=1), {}), "usage")
+    quota_store.add_calls(engine, None, 30, NOW.date())
+    assert cli.main(["quota", "-o", "json"]) == 0
+    (printed,) = json.loads(capsys.readouterr().out)
+    answered = client.get(f"{API}/quota/").json()
+    seen = [datetime.fromisoformat(body.pop("seen_at").replace("Z", "+00:00")) for body in (printed, answered)]
+    assert printed == answered and printed["remaining"] == 4321 and seen[0] == seen[1]  # ISO 8601 either way
