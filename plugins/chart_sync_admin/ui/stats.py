@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from chartsync.store import pages
 from chartsync.store import stats
 from chartsync.core import periods, plots
-from chartsync.services import history, quality
+from chartsync.services import budget, history, quality
 from chartsync.store.engine import chart_engine
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
@@ -72,5 +72,5 @@ def stats_page(request: Request, viewer: ViewerDep):
     return render(request, viewer, "stats.html", title="Sync statistics", nav="stats", days=days,
                   windows=STATS_WINDOWS, overall=overall, daily=daily, stalest=stalest, distribution=distribution,
                   slowest=slowest, plots=plots_svg, period_plots=period_plots(by_period), by_period=by_period,
-                  ranking_quality=ranking_quality)
+                  ranking_quality=ranking_quality, quota=budget.report(chart_engine(), now))
 

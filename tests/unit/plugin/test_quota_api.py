@@ -54,12 +54,14 @@ def client(engine, caller):
     from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
     from airflow.api_fastapi.core_api.security import get_user
 
+    from chart_sync_admin import security
     from chart_sync_admin.app import create_app
     from chart_sync_admin.paths import URL_PREFIX
 
     init_auth_manager()
     app = create_app()
-    app.dependency_overrides[get_user] = lambda: SimpleAuthManagerUser(username=caller.role, role=caller.role)
+    for who in (get_user, security.current_user):  # the API's caller and the pages' viewer
+        app.dependency_overrides[who] = lambda: SimpleAuthManagerUser(username=caller.role, role=caller.role)
     server = FastAPI()
     server.mount(URL_PREFIX, app)
     with TestClient(server, raise_server_exceptions=False, base_url="http://127.0.0.1") as client:
@@ -130,3 +132,16 @@ def test_the_cli_prints_the_body_the_api_answers(client, engine, capsys):
     answered = client.get(f"{API}/quota/").json()
     seen = [datetime.fromisoformat(body.pop("seen_at").replace("Z", "+00:00")) for body in (printed, answered)]
     assert printed == answered and printed["remaining"] == 4321 and seen[0] == seen[1]  # ISO 8601 either way
+
+
+def test_the_stats_page_shows_the_quota_card(client, engine, monkeypatch):
+    page = client.get("/chart-sync/ui/stats")
+    assert page.status_code == 200, page.text[:500]
+    assert 'data-quota-state="never"' in page.text and "Never seen" in page.text
+    monkeypatch.setenv("CHARTSYNC_QUOTA_RESERVE", "5000")
+    quota_store.record_reading(engine, QuotaReading(4321, NOW - timedelta(minutes=1), {}), "usage")
+    quota_store.add_calls(engine, 1, 77, NOW.date())
+    page = client.get("/chart-sync/ui/stats").text
+    assert 'data-quota-state="below"' in page and 'data-quota-remaining="4321"' in page
+    assert "Below the reserve of 5,000: history waits, the newest periods go on." in page
+    assert 'data-quota-chart="quota-daily"' in page and 'data-quota-spent-30d="77"' in page
