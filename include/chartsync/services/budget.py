@@ -89,8 +89,9 @@ def estimate(engine: Engine, periods_by_chart: dict[int, int]) -> Estimate:
     return rules.estimate(calls, latest.remaining if latest else None, settings.quota_reserve())
 
 
-def describe(found: Estimate) -> str:
+def describe(found: Estimate, *, with_warning: bool = True) -> str:
     """An estimate in one line, as the doors print it: the calls beside the quota left, and any warning."""
     left = "the quota left is not known yet" if found.remaining is None else \
         f"{found.remaining:,} left, leaves {found.leaves:,} (reserve {found.reserve:,})"
-    return f"about {found.calls:,} API calls; {left}" + (f". Warning: {found.warning}" if found.warning else "")
+    warning = f". Warning: {found.warning}" if found.warning and with_warning else ""
+    return f"about {found.calls:,} API calls; {left}{warning}"

@@ -254,6 +254,28 @@ def get_quota():
     return budget.report(engine()).as_dict()
 
 
+@quota_api.get("/estimate/add/", response_model=m.EstimateTextOut, dependencies=can_read,
+               summary="What adding these charts would cost of the quota (first syncs and history), before the add")
+def estimate_add(chart_ids: Annotated[list[Annotated[int, Query(ge=1, le=m.MAX_ID)]], Query(max_length=500)],
+                 sync_frequency: FrequencyFilter = None,
+                 custom_interval_hours: Annotated[int | None, Query(ge=1, le=m.MAX_CUSTOM_HOURS), DIGITS] = None,
+                 cron_expression: Annotated[str | None, Query(max_length=m.MAX_CRON_LENGTH,
+                                                              pattern=NO_CONTROL_PATTERN)] = None,
+                 sync_historical_data: bool = True, sync_immediately: bool = True):
+    found = schedules.add_estimate(engine(), chart_ids, {
+        "sync_frequency": sync_frequency, "custom_interval_hours": custom_interval_hours,
+        "cron_expression": cron_expression, "sync_historical_data": sync_historical_data,
+        "sync_immediately": sync_immediately})
+    return {**asdict(found), "text": budget.describe(found)}
+
+
+@quota_api.get("/estimate/heal/", response_model=m.EstimateTextOut, dependencies=can_read,
+               summary="What healing these charts' gaps (default: every active schedule's) would cost of the quota")
+def estimate_heal(slugs: Annotated[list[m.Slug] | None, Query(max_length=500)] = None):
+    found = gaps.heal_estimate(engine(), slugs)
+    return {**asdict(found), "text": budget.describe(found)}
+
+
 @quota_api.post("/refresh/", response_model=m.QuotaOut, dependencies=can_edit,
                 summary="Read the quota afresh from the Soundcharts usage endpoint (it spends none)")
 def refresh_quota():

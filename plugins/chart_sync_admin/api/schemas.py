@@ -250,6 +250,10 @@ class EstimateOut(Response):
     warning: str | None = Field(description="set when the work would leave less than the reserve")
 
 
+class EstimateTextOut(EstimateOut):
+    text: str = Field(description="the estimate in words, as the pages and the CLI say it")
+
+
 class ScheduleWriteOut(Response):
     schedule: ScheduleOut
     dag_id: str

@@ -16,6 +16,51 @@
     return label + ": " + count + " " + kind + (count === 1 ? "" : "s") + ". Continue?";
   }
 
+  // Work that costs Soundcharts API calls (an add with history, a heal) names the REST API's estimate in
+  // data-estimate (on its button, or on its action's option: the selected rows and the add's settings are
+  // the query). The words are the server's (services.budget.describe); without an answer the dialog asks
+  // without them, and the page the server answers with says them anyway.
+  function estimateUrl(form, submitter) {
+    if (submitter && submitter.dataset.estimate) return submitter.dataset.estimate;
+    var select = form.querySelector("select[name=action]");
+    var option = select && select.options[select.selectedIndex];
+    if (!option || !option.dataset.estimate) return null;
+    var params = new URLSearchParams();
+    var kind = form.dataset.bulk || "item";
+    form.querySelectorAll("input[name=" + kind + "_id]:checked").forEach(function (box) {
+      if (box.dataset.slug) params.append("slugs", box.dataset.slug); else params.append("chart_ids", box.value);
+    });
+    if (option.value === "add") {
+      var frequency = form.querySelector("select[name=frequency]");
+      var chosen = frequency ? frequency.value : "";
+      if (chosen) params.set("sync_frequency", chosen);
+      var field = { custom: "custom_interval_hours", cron: "cron_expression" }[chosen];
+      var input = field && form.querySelector("input[name=" + field + "]");
+      if (input && input.value.trim()) params.set(field, input.value.trim());
+      ["sync_historical_data", "sync_immediately"].forEach(function (name) {
+        var box = form.querySelector("input[name=" + name + "]");
+        if (box) params.set(name, box.checked ? "true" : "false");
+      });
+    }
+    return option.dataset.estimate + "?" + params.toString();
+  }
+
+  function showEstimate(url) {
+    var note = document.getElementById("confirm-dialog-note");
+    if (!note) return;
+    note.textContent = "";
+    note.className = "small";
+    if (!url || !window.fetch) return;
+    fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then(function (response) { return response.ok ? response.json() : null; })
+      .then(function (found) {
+        if (!found) return;
+        note.textContent = "Soundcharts API quota: " + found.text + ".";
+        if (found.warning) note.className = "small estimate-warning";
+      })
+      .catch(function () { /* no estimate: the dialog asks without it */ });
+  }
+
   document.addEventListener("submit", function (event) {
     var form = event.target;
     var confirmed = form.querySelector("input[name=confirmed]");
@@ -26,6 +71,7 @@
     event.preventDefault();
     var submitter = event.submitter;
     document.getElementById("confirm-dialog-text").textContent = text;
+    showEstimate(estimateUrl(form, submitter));
     dialog.returnValue = "";
     dialog.onclose = function () {
       if (dialog.returnValue !== "confirm") return;

@@ -61,9 +61,12 @@ def charts_bulk(request: Request, viewer: ViewerDep, form: FormDep):
             return invalid_form(request, form, exc, charts_page, viewer)
     if action == "trigger":
         require_run(viewer)
+    # an add's first syncs and history cost API calls: said before it (and after it, in the message)
+    cost = schedules.add_estimate(chart_engine(), chart_ids, options) if action == "add" else None
     if form.get("confirmed") != "1":
         return confirm(request, viewer, form, CHART_ACTIONS[action], pages.chart_names(chart_engine(), chart_ids),
-                       options)
+                       options, estimate=cost)
     items = schedules.bulk(chart_engine(), action, chart_ids, actor=viewer.name, options=options)
     slugs = pages.chart_slugs(chart_engine(), chart_ids)
-    return redirect(request, back(request, form, "/charts"), [bulk_message(CHART_ACTIONS[action], items, slugs)])
+    return redirect(request, back(request, form, "/charts"),
+                    [bulk_message(CHART_ACTIONS[action], items, slugs, estimate=cost)])

@@ -13,6 +13,8 @@ from datetime import date
 from urllib.parse import quote
 
 from chartsync.core import schedule
+from chartsync.core.quota import Estimate
+from chartsync.services import budget
 from chartsync.services import gaps
 from chartsync.services import schedules
 from fastapi import Request
@@ -112,12 +114,14 @@ def back(request: Request, form: FormData, default: str) -> str:
 
 # -- answers of a POST -------------------------------------------------------------------------------------
 def confirm(request: Request, viewer: Viewer, form: FormData, label: str, names: list[str],
-            options: dict | None = None, default: str = "/charts") -> Response:
-    """The confirmation step without JavaScript: the same form again, with confirmed=1."""
+            options: dict | None = None, default: str = "/charts", estimate: Estimate | None = None) -> Response:
+    """The confirmation step without JavaScript: the same form again, with confirmed=1; work that costs API
+    calls shows its estimate beside the quota left."""
     hidden = [(k, v) for k, v in form.multi_items() if k not in (csrf.FIELD, "confirmed")]
     return render(request, viewer, "confirm.html", title=f"Confirm: {label}", nav=None, label=label, names=names,
                   hidden=hidden, options=options, action_url=request.url.path,
-                  back=back(request, form, default))
+                  back=back(request, form, default), estimate=estimate,
+                  estimate_text=budget.describe(estimate, with_warning=False) if estimate else None)
 
 
 def invalid_form(request: Request, form: FormData, exc: schedule.ScheduleError, page, *args,
@@ -168,8 +172,10 @@ def backfill_link(dag_id: str, backfill_id: int) -> dict:
     return {"text": f"backfill {backfill_id}", "airflow": f"/dags/{quote(dag_id, safe='')}/backfills"}
 
 
-def bulk_message(label: str, items: list[schedules.BulkItem], slugs: dict[int, str] | None = None) -> dict:
-    """What a bulk action did, with a link to each run it created (or each DAG it changed)."""
+def bulk_message(label: str, items: list[schedules.BulkItem], slugs: dict[int, str] | None = None,
+                 estimate: Estimate | None = None) -> dict:
+    """What a bulk action did, with a link to each run it created (or each DAG it changed); an add says what
+    its first syncs and history cost (``estimate``, made before it), a warning below the reserve."""
     counts: dict[str, int] = {}
     links = []
     for item in items:
@@ -182,7 +188,11 @@ def bulk_message(label: str, items: list[schedules.BulkItem], slugs: dict[int, s
     ok = counts.get("done", 0) + counts.get("unchanged", 0)
     level = "success" if ok == len(items) else "error" if ok == 0 else "warning"
     summary = ", ".join(f"{n} {outcome}" for outcome, n in sorted(counts.items()))
-    return message(level, f"{label}: {summary}.", [item.message for item in items], links)
+    cost = ""
+    if estimate is not None and counts.get("done"):
+        cost = f" Quota: {budget.describe(estimate)}."
+        level = "warning" if estimate.warning and level == "success" else level
+    return message(level, f"{label}: {summary}.{cost}", [item.message for item in items], links)
 
 
 def heal_message(results: list[gaps.HealResult]) -> dict:
@@ -195,5 +205,9 @@ def heal_message(results: list[gaps.HealResult]) -> dict:
         links.append(dag_link(r.dag_id))
     ok = counts.get("created", 0) + counts.get("nothing-to-heal", 0) + counts.get("already-running", 0)
     level = "success" if ok == len(results) and counts.get("created") else "warning" if ok else "error"
+    if level == "success" and any(r.estimate and r.estimate.warning for r in results):
+        level = "warning"
     summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "no schedule selected"
-    return message(level, f"Heal gaps: {summary}.", [f"{r.dag_id}: {r.message}" for r in results], links)
+    return message(level, f"Heal gaps: {summary}.", [
+        f"{r.dag_id}: {r.message}" + (f" (quota: {budget.describe(r.estimate)})" if r.estimate else "")
+        for r in results], links)

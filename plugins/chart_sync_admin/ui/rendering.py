@@ -75,6 +75,7 @@ def render(request: Request, viewer: Viewer, template: str, status: int = 200, *
         "viewer": viewer, "messages": messages, "csrf_field": csrf.FIELD,
         "url": lambda path, **params: page_url(request, path, **params),
         "static": lambda name: f"{app_root(request)}{STATIC_PATH}/{name}",
+        "api": lambda path: f"{app_root(request)}/api{path}",  # the REST API, for what a page asks by script
         "airflow": lambda path: f"{airflow}{path}",
         "dag_url": lambda dag_id: f"{airflow}/dags/{quote(dag_id, safe='')}",
         # where a form returns to: this page (a form re-rendered by its POST: the page it was sent from)

@@ -86,8 +86,9 @@ def _schedule_action(request: Request, viewer: Viewer, form: FormData, action: s
     if action in ("trigger", "heal"):
         require_run(viewer)
     if form.get("confirmed") != "1":
+        cost = gaps.heal_estimate(chart_engine(), [r.slug for r in rows]) if action == "heal" else None
         return confirm(request, viewer, form, SCHEDULE_ACTIONS[action], [f"{r.name} ({r.slug})" for r in rows],
-                       default=default)
+                       default=default, estimate=cost)
     if action == "heal":
         results = gaps.heal(chart_engine(), [r.slug for r in rows], actor=viewer.name)
         return redirect(request, to, [heal_message(results)])

@@ -145,3 +145,35 @@ def test_the_stats_page_shows_the_quota_card(client, engine, monkeypatch):
     assert 'data-quota-state="below"' in page and 'data-quota-remaining="4321"' in page
     assert "Below the reserve of 5,000: history waits, the newest periods go on." in page
     assert 'data-quota-chart="quota-daily"' in page and 'data-quota-spent-30d="77"' in page
+
+
+def test_the_pages_ask_the_estimate_before_an_add(client, engine):
+    quota_store.record_reading(engine, QuotaReading(1000, NOW, {}), "usage")
+    found = client.get(f"{API}/quota/estimate/add/", params={"chart_ids": [1, 99],
+                                                             "sync_historical_data": "false"}).json()
+    assert found["calls"] == 2 and found["leaves"] == 998  # the newest period, two pages; 99 is no chart
+    assert "below the reserve of 1,000" in found["warning"] and found["text"].startswith("about 2 API calls; 1,000")
+    year = client.get(f"{API}/quota/estimate/add/", params={"chart_ids": 1, "sync_frequency": "weekly"}).json()
+    assert 50 <= year["calls"] / 2 <= 53  # a year of weeks, two pages each
+    assert client.get(f"{API}/quota/estimate/add/", params={"chart_ids": 1, "sync_frequency": "hourly"}
+                      ).status_code == 422
+    assert client.get(f"{API}/quota/estimate/add/").status_code == 422  # no chart named
+
+
+def test_the_charts_page_says_what_an_add_costs_before_and_after_it(client, engine, caller):
+    from chart_sync_admin import csrf
+
+    caller.role = "admin"
+    client.headers["Authorization"] = "Bearer any"  # the caller is given; the form's token is made from this
+    quota_store.record_reading(engine, QuotaReading(500, NOW, {}), "usage")
+    form = {csrf.FIELD: csrf.token_for("any"), "action": "add", "chart_id": "1", "frequency": "daily",
+            "sync_immediately": "on", "sync_historical_data": "on"}
+    asked = client.post("/chart-sync/ui/charts/bulk", data=form)
+    assert asked.status_code == 200 and "Add to sync schedule?" in asked.text
+    assert "Soundcharts API quota: about 7" in asked.text and "500 left, leaves -" in asked.text
+    assert 'class="estimate-warning" role="alert"' in asked.text and "more than the 500 left" in asked.text
+    done = client.post("/chart-sync/ui/charts/bulk", data=form | {"confirmed": "1"})
+    assert done.status_code == 200 and "Add to sync schedule: 1 done. Quota: about 7" in done.text
+    assert "flash-warning" in done.text  # done, but below the reserve
+    page = client.get("/chart-sync/ui/schedules").text
+    assert 'data-estimate="/chart-sync/api/quota/estimate/heal/?slugs=quota-daily"' in page
