@@ -66,7 +66,7 @@ class SyncRankingOperator(BaseOperator):
 
         period = sync.period_for_run(self.config, context.get("logical_date"), context.get("data_interval_end"))
         outcome = sync.sync_run(chart_engine(), SoundchartsClient(), self.config, run_ref(self.config, context),
-                                period, run_type=run_type(context))
+                                period, run_type=run_type(context), wait_for_quota=True)
         if earlier:
             outcome = replace(outcome, results=(*earlier, *outcome.results))
         if isinstance(outcome, WaitingForQuota):

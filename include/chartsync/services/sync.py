@@ -78,21 +78,28 @@ def pulls_newest_first(config: ScheduleConfig, period: date | None, run_type: st
 
 
 def sync_run(engine: Engine, client: SoundchartsClient, config: ScheduleConfig, run: RunRef,
-             period: date | None, *, run_type: str | None = None, now: datetime | None = None) -> SyncOutcome:
+             period: date | None, *, run_type: str | None = None, now: datetime | None = None,
+             wait_for_quota: bool = False) -> SyncOutcome:
     """Sync the run's period (``None``: the newest published) and say how it went.
 
     API and DB failures other than "not published" are raised: they are worth a retry. Success or
     failure, the calls the try spent and the quota the API last reported are recorded (``services.quota``).
 
-    Quota: a quota 429 is no failure: the period waits (``WaitingForQuota``, its execution row
-    ``waiting_for_quota``, the episode's one alert). While the quota last seen is below the reserve, a
-    history period (catchup, backfill) waits without spending a call; the newest period goes on. A success
-    that sees the reserve back ends the episode (its "restored" alert, once).
+    Quota, for a caller that can wait (``wait_for_quota``: the chart DAG's task, which defers): a quota 429
+    is no failure: the period waits (``WaitingForQuota``, its execution row ``waiting_for_quota``, the
+    episode's one alert). While the quota last seen is below the reserve, a history period (catchup,
+    backfill) waits without spending a call; the newest period goes on. A caller that cannot wait (``chartsync
+    sync``: a person asked for it now) gets neither: the quota 429 is a failed try, raised. A success that sees
+    the reserve back ends the episode (its "restored" alert, once).
     """
     before = client.request_count
     try:
-        outcome = _sync_run(engine, client, config, run, period, run_type=run_type, now=now)
+        outcome = _sync_run(engine, client, config, run, period, run_type=run_type, now=now,
+                            gate=wait_for_quota)
     except SoundchartsQuotaExhausted as exc:
+        if not wait_for_quota:
+            executions.record_failure(engine, run, period, now or datetime.now(UTC), describe_error(exc))
+            raise
         outcome = _wait_for_quota(engine, client, config, run, period, exc, run_type, now)
     finally:
         quota.record(engine, client, chart_id=run.chart_id, calls=client.request_count - before)
@@ -157,13 +164,13 @@ def _note_reading(engine: Engine, remaining: int | None, seen_at: datetime) -> N
 
 
 def _sync_run(engine: Engine, client: SoundchartsClient, config: ScheduleConfig, run: RunRef,
-              period: date | None, *, run_type: str | None, now: datetime | None) -> SyncOutcome:
+              period: date | None, *, run_type: str | None, now: datetime | None, gate: bool) -> SyncOutcome:
     log.info("Syncing %s period %s (run %s, try %s)", config.slug, period or "latest", run.run_id, run.try_number)
     if period is not None and (reason := _not_complete(config, period, (now or datetime.now(UTC)).date())):
         executions.record_failure(engine, run, period, now or datetime.now(UTC), reason, status=SKIPPED)
         log.warning(reason)
         return NothingToDo(period, reason)
-    if (waiting := _reserve_gate(engine, config, run, period, run_type, now or datetime.now(UTC))) is not None:
+    if gate and (waiting := _reserve_gate(engine, config, run, period, run_type, now or datetime.now(UTC))):
         return waiting
     synced: list[SyncResult] = []
     if pulls_newest_first(config, period, run_type):

@@ -54,8 +54,8 @@ def outcomes(monkeypatch):
 
     queued, calls = [], []
 
-    def sync_run(engine, client, config, run, period, *, run_type=None, now=None):
-        calls.append((run, period, run_type))
+    def sync_run(engine, client, config, run, period, *, run_type=None, now=None, wait_for_quota=False):
+        calls.append((run, period, run_type, wait_for_quota))
         return queued.pop(0)
 
     monkeypatch.setattr(sync, "sync_run", sync_run)
@@ -80,7 +80,7 @@ def test_waiting_for_quota_defers_to_the_quota_trigger_and_spends_no_try(outcome
     assert isinstance(trigger, QuotaTrigger) and trigger.history is True and trigger.period == "2026-11-20"
     assert deferred.value.method_name == "execute_complete" and deferred.value.timeout is None
     assert deferred.value.kwargs == {"synced": [pulled.as_dict()]}
-    assert outcomes.calls[0][1] == PERIOD and outcomes.calls[0][2] == "scheduled"
+    assert outcomes.calls[0][1:] == (PERIOD, "scheduled", True)  # the task can wait for the quota
 
 
 def test_airflow_resumes_the_task_with_the_event_and_it_syncs_again(outcomes):

@@ -80,6 +80,11 @@ def client(emulator, emulator_admin, monkeypatch):
     return SoundchartsClient(max_attempts=2)
 
 
+def wait_sync(engine, client, ref: RunRef, period, **kwargs):
+    """sync_run as the chart DAG's task calls it: a caller that can wait for the quota."""
+    return sync.sync_run(engine, client, config(), ref, period, wait_for_quota=True, **kwargs)
+
+
 def set_quota(emulator, remaining: int | None) -> None:
     requests.post(f"{emulator.url}/__admin/quota", json={"remaining": remaining}, timeout=5).raise_for_status()
 
@@ -97,8 +102,8 @@ def alert_kinds(engine) -> list[str]:
 
 def test_a_quota_429_makes_the_period_wait_without_a_failure_and_one_alert_for_the_episode(engine, client, emulator):
     set_quota(emulator, 0)
-    first = sync.sync_run(engine, client, config(), run("scheduled__a"), NEWEST, run_type="scheduled")
-    second = sync.sync_run(engine, client, config(), run("scheduled__b"), HISTORY, run_type="scheduled")
+    first = wait_sync(engine, client, run("scheduled__a"), NEWEST, run_type="scheduled")
+    second = wait_sync(engine, client, run("scheduled__b"), HISTORY, run_type="scheduled")
     assert isinstance(first, WaitingForQuota) and first.reason == EXHAUSTED and first.remaining == 0
     assert first.history is False and first.period == NEWEST
     # the second one is history below the reserve (the quota last seen is 0): it waits without a call
@@ -119,13 +124,13 @@ def test_a_try_that_waits_again_keeps_one_row_and_its_success_replaces_it(engine
     set_quota(emulator, 0)
     ref = run("scheduled__a", try_number=2)
     for _ in range(2):  # deferred, resumed, and the quota still out: the same try waits again
-        assert isinstance(sync.sync_run(engine, client, config(), ref, NEWEST), WaitingForQuota)
+        assert isinstance(wait_sync(engine, client, ref, NEWEST), WaitingForQuota)
     assert [r.status for r in rows(engine)] == [WAITING_FOR_QUOTA]
     set_quota(emulator, None)
-    assert isinstance(sync.sync_run(engine, client, config(), ref, NEWEST), Synced)
+    assert isinstance(wait_sync(engine, client, ref, NEWEST), Synced)
     assert [(r.try_number, r.status) for r in rows(engine)] == [(2, SUCCESS)]  # one row for the try
     assert alert_kinds(engine) == [QUOTA_EXHAUSTED, QUOTA_RESTORED]  # the success saw the reserve back
-    assert isinstance(sync.sync_run(engine, client, config(), run("scheduled__c"), NEWEST), Synced)
+    assert isinstance(wait_sync(engine, client, run("scheduled__c"), NEWEST), Synced)
     assert alert_kinds(engine) == [QUOTA_EXHAUSTED, QUOTA_RESTORED]  # no episode open: nothing more
     with engine.connect() as conn:
         message = conn.execute(select(chart_sync_alert.c.message).where(
@@ -137,14 +142,14 @@ def test_below_the_reserve_history_waits_without_spending_while_the_newest_perio
                                                                                       emulator, monkeypatch):
     monkeypatch.setenv(settings.QUOTA_RESERVE_ENV, "1000")
     quota_store.record_reading(engine, QuotaReading(400, datetime.now(UTC)), "usage")
-    history = sync.sync_run(engine, client, config(), run("scheduled__old"), HISTORY, run_type="scheduled")
-    backfill = sync.sync_run(engine, client, config(), run("backfill__x"), NEWEST, run_type="backfill")
+    history = wait_sync(engine, client, run("scheduled__old"), HISTORY, run_type="scheduled")
+    backfill = wait_sync(engine, client, run("backfill__x"), NEWEST, run_type="backfill")
     assert isinstance(history, WaitingForQuota) and history.reason == BELOW_RESERVE and history.remaining == 400
     assert isinstance(backfill, WaitingForQuota) and backfill.history  # a backfill is history, whatever its period
     assert client.request_count == 0  # the gate spends no call
-    newest = sync.sync_run(engine, client, config(), run("scheduled__new"), NEWEST, run_type="scheduled")
+    newest = wait_sync(engine, client, run("scheduled__new"), NEWEST, run_type="scheduled")
     assert isinstance(newest, Synced) and client.request_count == 1
-    latest = sync.sync_run(engine, client, config(), run("manual__now"), None, run_type="manual")
+    latest = wait_sync(engine, client, run("manual__now"), None, run_type="manual")
     assert isinstance(latest, Synced)  # the newest published period (no period named) goes on too
     statuses = {r.run_id: r.status for r in rows(engine)}
     assert statuses == {"scheduled__old": WAITING_FOR_QUOTA, "backfill__x": WAITING_FOR_QUOTA,
@@ -154,19 +159,32 @@ def test_below_the_reserve_history_waits_without_spending_while_the_newest_perio
 def test_a_rate_limit_429_keeps_the_wait_and_retry(engine, client, emulator_admin):
     emulator_admin.fault(kind="429")  # with Retry-After: the rate limit, not the quota
     with pytest.raises(SoundchartsRateLimited) as raised:
-        sync.sync_run(engine, client, config(), run("scheduled__a"), NEWEST)
+        wait_sync(engine, client, run("scheduled__a"), NEWEST)
     assert type(raised.value) is SoundchartsRateLimited
     assert [r.status for r in rows(engine)] == [FAILED]  # a failed try, retried by Airflow
     assert alert_kinds(engine) == []
 
 
+def test_a_caller_that_cannot_wait_gets_the_quota_429_as_a_failed_try(engine, client, emulator, monkeypatch):
+    from chartsync.soundcharts.client import SoundchartsQuotaExhausted
+
+    monkeypatch.setenv(settings.QUOTA_RESERVE_ENV, "1000")
+    quota_store.record_reading(engine, QuotaReading(400, datetime.now(UTC)), "usage")
+    assert isinstance(sync.sync_run(engine, client, config(), run("cli__a"), HISTORY, run_type="manual"),
+                      Synced)  # no reserve gate: a person asked for it now
+    set_quota(emulator, 0)
+    with pytest.raises(SoundchartsQuotaExhausted):
+        sync.sync_run(engine, client, config(), run("cli__b"), HISTORY, run_type="manual")
+    assert [r.status for r in rows(engine)] == [SUCCESS, FAILED] and alert_kinds(engine) == []
+
+
 def test_a_failure_after_a_wait_replaces_the_waiting_row(engine, client, emulator, emulator_admin):
     set_quota(emulator, 0)
-    assert isinstance(sync.sync_run(engine, client, config(), run("scheduled__a"), NEWEST), WaitingForQuota)
+    assert isinstance(wait_sync(engine, client, run("scheduled__a"), NEWEST), WaitingForQuota)
     set_quota(emulator, None)
     emulator_admin.fault(kind="500")
     with pytest.raises(Exception):
-        sync.sync_run(engine, client, config(), run("scheduled__a"), NEWEST)
+        wait_sync(engine, client, run("scheduled__a"), NEWEST)
     assert [r.status for r in rows(engine)] == [FAILED]
 
 
