@@ -170,7 +170,8 @@ def doc_md(config: ScheduleConfig) -> str:
         f"- track metadata: {'fetched' if config.fetch_track_metadata else 'not fetched'}\n\n"
         "Each run waits (rescheduling, bounded) until Soundcharts publishes the period, then fetches every "
         "page and upserts ranking, entries and tracks in one transaction with a `chart_sync_execution` row. "
-        "Re-running a period changes nothing."
+        "Re-running a period changes nothing. When the Soundcharts quota runs out the task defers (no retry "
+        "spent, no failure) until it is back; below the quota reserve, history waits and the newest period goes on."
     )
 
 

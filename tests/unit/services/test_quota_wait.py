@@ -256,3 +256,13 @@ def test_the_history_rule(engine):
     assert not sync.is_history(cfg, None, "manual", TODAY)
     assert sync.is_history(cfg, NEWEST, "backfill", TODAY)
     assert not sync.is_history(cfg, date(2000, 1, 1), None, date(2000, 1, 2))  # the newest of its day
+
+
+def test_a_deferred_task_instance_is_never_a_failed_try():
+    from types import SimpleNamespace
+
+    from chartsync.seam.task_failures import from_task_instance
+
+    ti = SimpleNamespace(state="deferred", dag_id=DAG_ID, run_id="scheduled__a", task_id="sync_ranking",
+                         try_number=1, map_index=-1)
+    assert from_task_instance(ti) is None  # the listeners and the reconciliation report nothing for it
