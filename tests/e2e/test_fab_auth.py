@@ -221,10 +221,12 @@ def test_op_writes_inside_the_airflow_ui_and_the_viewer_sees_no_write_controls(a
     assert confirm(frame).startswith("Deactivate ")
     result(frame, "Deactivate: 1 done.")
     assert not site.schedule(US_DAILY).is_active
+    session.screenshot("fab-op-schedules-in-airflow-ui")
     session, frame = _embedded(new_session, "viewer", "chart-sync-schedules")
     assert frame.locator(".who").inner_text() == "viewer · Viewer · read-only"
     assert frame.locator("tr", has_text=US_DAILY).count() == 1
     assert frame.locator(WRITE_CONTROLS).count() == 0
+    session.screenshot("fab-viewer-schedules-in-airflow-ui")
 
 
 def test_the_airflow_ui_embeds_the_pages_for_roles_that_may_read_plugins(airflow_site):
