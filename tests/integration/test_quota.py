@@ -155,10 +155,11 @@ def test_history_waits_for_the_quota_the_newest_goes_on_and_all_completes_once_i
     assert sorted(catchup) == expected and set(catchup.values()) == {1}  # every period stored exactly once
     assert stored(engine, FRESH) == {today - timedelta(days=1): 1}
     with engine.connect() as conn:
-        rows = conn.execute(select(chart_sync_execution.c.run_id, chart_sync_execution.c.try_number,
-                                   chart_sync_execution.c.status)).all()
+        rows = conn.execute(select(chart_sync_execution.c.dag_id, chart_sync_execution.c.run_id,
+                                   chart_sync_execution.c.try_number, chart_sync_execution.c.status)).all()
     assert {r.status for r in rows} == {SUCCESS}  # no failed try, and no try left waiting
-    assert len(rows) == len({(r.run_id, r.try_number) for r in rows}) + 1  # one row a try (+ the newest pulled first)
+    tries = {(r.dag_id, r.run_id, r.try_number) for r in rows}
+    assert len(rows) == len(tries) + 1  # one row a try (+ the newest period the first catchup run pulled first)
     assert quota_alerts(engine) == [QUOTA_EXHAUSTED, QUOTA_RESTORED]
 
 

@@ -124,7 +124,7 @@ def quota_restored_alert(*, remaining: int | None, seen_at: datetime | None, sta
                          waited: int, now: datetime) -> Alert:
     """The one alert that closes a quota episode; ``waited``: the periods that waited during it."""
     return Alert(kind=QUOTA_RESTORED, summary=(
-        f"The Soundcharts API quota is back after {human(max(now - started_at, timedelta(0)))}: "
+        f"The Soundcharts API quota is back after {lasted(now - started_at)}: "
         "the waiting periods sync again, history included."), details=(
         f"{waited} period(s) waited during this episode",
         _seen(remaining, seen_at)))
@@ -231,6 +231,17 @@ def digest_alert(digest: Digest, base_url: str) -> Alert:
 def human(delta: timedelta) -> str:
     minutes = int(delta.total_seconds() // 60)
     return f"{minutes // 60} h" if minutes % 60 == 0 else f"{minutes} min"
+
+
+def lasted(delta: timedelta) -> str:
+    """How long something lasted, in plain words: days and hours, hours and minutes, or minutes."""
+    minutes = max(int(delta.total_seconds() // 60), 0)
+    days, hours, mins = minutes // 1440, minutes // 60 % 24, minutes % 60
+    if days:
+        return f"{days} d {hours} h"
+    if hours:
+        return f"{hours} h {mins} min"
+    return f"{mins} min" if mins else "less than a minute"
 
 
 def human_seconds(seconds: float) -> str:

@@ -135,7 +135,14 @@ def test_a_try_that_waits_again_keeps_one_row_and_its_success_replaces_it(engine
     with engine.connect() as conn:
         message = conn.execute(select(chart_sync_alert.c.message).where(
             chart_sync_alert.c.kind == QUOTA_RESTORED)).scalar_one()
-    assert "1 period(s) waited during this episode" in message
+    assert "1 period(s) waited during this episode" in message and "back after less than a minute" in message
+
+
+def test_how_long_an_episode_lasted_reads_in_plain_words():
+    from chartsync.core.alerts import lasted
+
+    assert [lasted(timedelta(seconds=s)) for s in (5, 125, 3 * 3600 + 60, 2 * 86400 + 7200)] == [
+        "less than a minute", "2 min", "3 h 1 min", "2 d 2 h"]
 
 
 def test_below_the_reserve_history_waits_without_spending_while_the_newest_period_goes_on(engine, client,
