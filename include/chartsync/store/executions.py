@@ -49,6 +49,9 @@ def record_waiting(engine: Engine, run: RunRef, period: date | None, started: da
     started waiting now, False when it waits again."""
     e = chart_sync_execution.c
     with engine.begin() as conn:
+        conn.execute(delete(chart_sync_execution).where(  # an earlier try's wait ended with that try
+            e.dag_id == run.dag_id, e.run_id == run.run_id, e.try_number < run.try_number,
+            e.status == WAITING_FOR_QUOTA))
         waiting = conn.execute(select(e.id, e.api_requests).where(*_of_try(run), e.status == WAITING_FOR_QUOTA)).first()
         if waiting is not None:
             conn.execute(update(chart_sync_execution).where(e.id == waiting.id).values(
@@ -61,8 +64,11 @@ def record_waiting(engine: Engine, run: RunRef, period: date | None, started: da
 
 
 def _end_wait(conn: Connection, run: RunRef) -> None:
-    """The try's final row replaces its waiting one."""
-    conn.execute(delete(chart_sync_execution).where(*_of_try(run), chart_sync_execution.c.status == WAITING_FOR_QUOTA))
+    """The try's final row replaces its waiting one; a later try of the run ends an earlier try's wait too (a
+    deferred task cleared by hand starts a new try: the old one will never resume)."""
+    e = chart_sync_execution.c
+    conn.execute(delete(chart_sync_execution).where(e.dag_id == run.dag_id, e.run_id == run.run_id,
+                                                    e.try_number <= run.try_number, e.status == WAITING_FOR_QUOTA))
 
 
 def waiting_count(engine: Engine) -> int:

@@ -145,6 +145,14 @@ def test_how_long_an_episode_lasted_reads_in_plain_words():
         "less than a minute", "2 min", "3 h 1 min", "2 d 2 h"]
 
 
+def test_a_new_try_of_the_run_ends_the_wait_of_a_try_cleared_while_deferred(engine, client, emulator):
+    set_quota(emulator, 0)
+    assert isinstance(wait_sync(engine, client, run("scheduled__a", 1), NEWEST), WaitingForQuota)
+    set_quota(emulator, None)  # the deferred try was cleared by hand: Airflow starts try 2, try 1 never resumes
+    assert isinstance(wait_sync(engine, client, run("scheduled__a", 2), NEWEST), Synced)
+    assert [(r.try_number, r.status) for r in rows(engine)] == [(2, SUCCESS)]
+
+
 def test_below_the_reserve_history_waits_without_spending_while_the_newest_period_goes_on(engine, client,
                                                                                       emulator, monkeypatch):
     monkeypatch.setenv(settings.QUOTA_RESERVE_ENV, "1000")
