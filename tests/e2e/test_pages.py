@@ -17,6 +17,7 @@ import threading
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from unittest import mock
 
 import pytest
@@ -41,6 +42,9 @@ from chartsync.store.tables import (
     track,
 )
 from chartsync.core.outcomes import RunRef
+from chartsync.core.quota import QuotaReading
+from chartsync.services import budget
+from chartsync.store import quota as quota_store
 from chartsync.store.executions import record_failure
 from chartsync.core.calendar import Frequency, latest_complete_period
 from chartsync.soundcharts.client import SoundchartsClient
@@ -127,6 +131,17 @@ def seed(engine, client: SoundchartsClient) -> None:
     configs = [schedules.ScheduleConfig.from_row(r) for r in schedules.load_rows(engine) if r.is_active]
     gaps.refresh_expected_periods(engine, client, configs)  # gaps and coverage are live: nothing to recompute
     _alerts(engine)
+    _quota(engine)
+
+
+QUOTA_SEEN = 4321  # the quota the API said is left, newest of the readings the seeding's calls recorded
+
+
+def _quota(engine) -> None:
+    """The quota card's data: a reading newer than the seeding's, and a month of calls for the top spenders."""
+    quota_store.record_reading(engine, QuotaReading(QUOTA_SEEN, datetime.now(UTC), {}), "usage")
+    for days_ago, slug, calls in ((1, GLOBAL_DAILY, 400), (3, US_WEEKLY, 120), (12, DEEZER_FR, 60)):
+        quota_store.add_calls(engine, charts.get_chart(engine, slug=slug).id, calls, TODAY - timedelta(days=days_ago))
 
 
 def _synthetic_history(engine, chart_id: int) -> None:
@@ -663,7 +678,23 @@ def test_stats_page_plots_render_without_network(airflow_site, new_session):
                                                           q.period <= TODAY)).scalar()
     assert flagged >= len([f for f in QUALITY.values() if f])
     assert page.locator(".quality-plots [data-quality-flagged]").get_attribute("data-quality-flagged") == str(flagged)
+    # the quota card: what the chart DB recorded, in words as well as figures
+    report = budget.report(engine)
+    card = page.get_by_role("region", name="Soundcharts API quota")
+    assert card.locator("[data-quota-remaining]").get_attribute("data-quota-remaining") == str(report.summary.remaining)
+    assert report.summary.remaining == QUOTA_SEEN and report.charts[0].slug == GLOBAL_DAILY
+    assert card.locator("[data-quota-spent-30d]").inner_text() == f"{report.summary.spent_30d:,}"
+    assert card.locator("[data-quota-spent-24h]").get_attribute("data-quota-spent-24h") == str(report.summary.spent_24h)
+    assert card.locator(".quota-state").inner_text().lower().startswith(report.state.lower())
+    assert "rate-bad" not in (card.locator(".quota-state").get_attribute("class") or "")  # above the reserve
+    runs_out = card.locator("[data-quota-runs-out]").get_attribute("data-quota-runs-out")
+    assert runs_out == (report.summary.runs_out_on.isoformat() if report.summary.runs_out_on else "")
+    top = card.get_by_role("table").locator("tbody tr")
+    assert top.first.get_attribute("data-quota-chart") == report.charts[0].slug
+    assert "seen" in card.locator("time").locator("..").inner_text()
     session.screenshot("stats")
+    card.screenshot(path=str(Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
+                             / "stats-quota-card-1280.png"))
     follow(page, page.get_by_role("link", name="7 days"))
     assert page.locator("tr[data-day]").count() == 7
 
