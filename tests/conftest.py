@@ -58,7 +58,8 @@ LONGEST_FIRST = [f"tests/{name}.py" for name in (
     "integration/test_soak", "integration/test_doors", "integration/test_failures",
     "integration/test_api_schemathesis", "integration/test_alerts", "integration/test_audience",
     "integration/test_sync_dag_run", "integration/test_track_metadata", "e2e/test_pages", "e2e/test_airflow_ui",
-    "integration/test_scheduler_catchup", "integration/test_api", "e2e/test_fab_auth", "integration/test_metrics",
+    "integration/test_quota", "integration/test_scheduler_catchup", "integration/test_api", "e2e/test_fab_auth",
+    "integration/test_metrics",
     "e2e/test_history_pages",
     "integration/test_history_pages")]
 
