@@ -17,7 +17,7 @@ from starlette.testclient import TestClient
 from chartsync.core.quota import QuotaReading
 from chartsync.seam import orchestration
 from chartsync.store import quota as quota_store
-from chartsync.store.tables import chart
+from chartsync.store.tables import chart, chart_sync_schedule
 from conftest import migrated_sqlite
 
 API = "/chart-sync/api"
@@ -177,3 +177,15 @@ def test_the_charts_page_says_what_an_add_costs_before_and_after_it(client, engi
     assert "flash-warning" in done.text  # done, but below the reserve
     page = client.get("/chart-sync/ui/schedules").text
     assert 'data-estimate="/chart-sync/api/quota/estimate/heal/?slugs=quota-daily"' in page
+
+
+def test_the_pages_ask_the_estimate_before_a_heal(client, engine, monkeypatch):
+    assert client.get(f"{API}/quota/estimate/heal/", params={"slugs": "quota-daily"}).status_code == 404  # no schedule
+    monkeypatch.setattr(orchestration, "catchup_fronts", lambda dag_ids: {})
+    with engine.begin() as conn:
+        conn.execute(insert(chart_sync_schedule).values(chart_id=1, is_active=True, sync_frequency="daily",
+                                                        history_start=NOW.date() - timedelta(days=5),
+                                                        created_at=NOW, updated_at=NOW))
+    found = client.get(f"{API}/quota/estimate/heal/", params={"slugs": "quota-daily"}).json()
+    assert found["calls"] == 5 * 2 and found["remaining"] is None  # five missing days, two pages each
+    assert found["text"] == "about 10 API calls; the quota left is not known yet"
