@@ -27,7 +27,8 @@ pytestmark = pytest.mark.integration
 CATCHUP = "deezer-top-100-fr-daily"  # 100 entries: one call a period
 FRESH = "deezer-top-100-gb-daily"
 HISTORY_DAYS = 30
-QUOTA_ENV = {"CHARTSYNC_QUOTA_RESERVE": "10", "CHARTSYNC_QUOTA_RECHECK_SECONDS": "2",
+# rechecks a few seconds apart, longer than a busy scheduler's loop (the trigger's first reading waits one)
+QUOTA_ENV = {"CHARTSYNC_QUOTA_RESERVE": "10", "CHARTSYNC_QUOTA_RECHECK_SECONDS": "8",
              "CHARTSYNC_DEADLINE_ALERTS": "off"}
 
 

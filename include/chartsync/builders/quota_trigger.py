@@ -53,6 +53,11 @@ class QuotaTrigger(BaseTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         interval = self.recheck_seconds if self.recheck_seconds is not None else settings.quota_recheck_seconds()
         while True:
+            # the first reading one interval after the deferral, not at once: Airflow 3.3.2's scheduler fails a
+            # try whose trigger fired before the scheduler saw the deferred process exit, if it has queued the
+            # resumed task in the same loop (its resume-after-defer guard covers a scheduled task, not a
+            # queued one); a busy scheduler's loop takes seconds
+            await asyncio.sleep(interval)
             need = quota_needed(self.history, settings.quota_reserve())
             reading = await asyncio.to_thread(self.read_quota)
             if reading is not None and reading.remaining is not None and reading.remaining >= need:
@@ -63,7 +68,6 @@ class QuotaTrigger(BaseTrigger):
             log.info("chart-sync: %s period %s waits for the quota (%s left, %s needed); reading it again in %s s",
                      self.slug, self.period or "latest", None if reading is None else reading.remaining, need,
                      interval)
-            await asyncio.sleep(interval)
 
     def read_quota(self) -> QuotaReading | None:
         """Read the quota (free), record it, and end the episode when the reserve is back; None when it could
