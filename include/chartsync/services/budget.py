@@ -2,9 +2,8 @@
 with the charts that spent most) and what work would cost (``estimate``: periods of many charts against the
 quota last read and the reserve).
 
-Reads only: nothing here calls the API (``services.quota.refresh`` does, for free). The CLI reads it without
-loading Airflow, so this module does not import ``services.quota``, whose client import loads Airflow (through
-the metrics seam): ``summary`` makes the same reads into the same core rule, ``core.quota.summarize``.
+Reads only: nothing here calls the API (``services.quota.refresh`` does, for free), and the CLI reads it
+without loading Airflow.
 """
 
 from __future__ import annotations
@@ -18,6 +17,7 @@ from sqlalchemy import Engine
 from chartsync import settings
 from chartsync.core import quota as rules
 from chartsync.core.quota import Estimate, QuotaSummary
+from chartsync.services import quota
 from chartsync.store import pages
 from chartsync.store import quota as quota_store
 
@@ -66,13 +66,7 @@ def report(engine: Engine, now: datetime | None = None, top: int = TOP_SPENDERS)
 def quota_summary(engine: Engine, now: datetime | None = None) -> QuotaSummary:
     """``services.quota.summary``: the latest reading, the calls of today's UTC day and of the last 30 UTC days
     (today included), the burn rate and the run-out date."""
-    now = now or datetime.now(UTC)
-    today, window_start = now.astimezone(UTC).date(), _window_start(now)
-    first = quota_store.first_day_since(engine, window_start)
-    return rules.summarize(quota_store.latest_reading(engine), spent_24h=quota_store.spent_since(engine, today),
-                           spent_30d=quota_store.spent_since(engine, window_start),
-                           days_observed=0 if first is None else (today - first).days + 1,
-                           reserve=settings.quota_reserve(), today=today)
+    return quota.summary(engine, now)
 
 
 def _window_start(now: datetime) -> date:

@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 
 from chartsync import settings
 from chartsync.core import quota as rules
 from chartsync.core.quota import Estimate, QuotaReading, QuotaSummary
-from chartsync.soundcharts.client import SoundchartsClient
 from chartsync.store import quota as store
+
+if TYPE_CHECKING:  # the client loads Airflow (the metrics seam): the chart DB's reads of the quota need it not
+    from chartsync.soundcharts.client import SoundchartsClient
 
 log = logging.getLogger(__name__)
 
