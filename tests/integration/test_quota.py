@@ -10,6 +10,7 @@ retried, and the episode raised exactly one "exhausted" and one "restored" alert
 
 from __future__ import annotations
 
+import json
 import threading
 from datetime import UTC, date, datetime, timedelta
 
@@ -58,6 +59,10 @@ class Api:
 
 def set_quota(emulator, remaining: int | None) -> None:
     requests.post(f"{emulator.url}/__admin/quota", json={"remaining": remaining}, timeout=5).raise_for_status()
+
+
+def emulator_remaining(emulator) -> int:
+    return requests.get(f"{emulator.url}/__admin/quota", timeout=5).json()["remaining"]
 
 
 def usage_reads(emulator) -> int:
@@ -146,6 +151,10 @@ def test_history_waits_for_the_quota_the_newest_goes_on_and_all_completes_once_i
 
         wait_for(complete, 300, "every waiting run to resume and succeed", interval=3)
         tis = api.task_instances(CATCHUP) + api.task_instances(FRESH)
+        # what the last response said is left, as the REST API and the CLI report it
+        left = emulator_remaining(emulator)
+        assert api.get("/chart-sync/api/quota/")["remaining"] == left
+        assert json.loads(af.chartsync("quota", "-o", "json").stdout)[0]["remaining"] == left
     finally:
         stop_airflow(services)
 
@@ -176,7 +185,7 @@ def test_airflow_dags_test_completes_a_period_once_the_quota_returns(airflow_pos
 
     def give_back():  # once the inline trigger has rechecked twice
         wait_for(lambda: usage_reads(emulator) >= reads + 2, 120, "the trigger to recheck the quota")
-        set_quota(emulator, 1_000)
+        set_quota(emulator, 4_323)  # the resumed sync's two pages of 100 leave 4,321
 
     giver = threading.Thread(target=give_back, daemon=True)
     giver.start()
@@ -192,3 +201,5 @@ def test_airflow_dags_test_completes_a_period_once_the_quota_returns(airflow_pos
     assert stored_periods == [period]
     assert [(e.status, e.period, e.try_number) for e in executions] == [(SUCCESS, period, 1)]
     assert quota_alerts(engine) == [QUOTA_EXHAUSTED, QUOTA_RESTORED]
+    # the x-quota-remaining of the sync's last response, as `chartsync quota` reports it
+    assert json.loads(af.chartsync("quota", "-o", "json").stdout)[0]["remaining"] == 4_321
