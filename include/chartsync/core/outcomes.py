@@ -14,10 +14,10 @@ from typing import Any
 
 # chart_sync_execution.status
 SUCCESS, FAILED, SKIPPED = "success", "failed", "skipped"
-EXECUTION_STATUSES = (SUCCESS, FAILED, SKIPPED)
 # a try that waits for the Soundcharts quota (deferred in Airflow): its row is replaced by the try's final
 # one (success, failed or skipped), so it is never a try's last word once the try has ended
 WAITING_FOR_QUOTA = "waiting_for_quota"
+EXECUTION_STATUSES = (SUCCESS, FAILED, SKIPPED, WAITING_FOR_QUOTA)  # what the history's status filter takes
 # why a period waits: the quota is used up (a quota 429), or below the reserve kept for the newest periods
 EXHAUSTED, BELOW_RESERVE = "exhausted", "below_reserve"
 

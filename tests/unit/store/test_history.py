@@ -147,3 +147,14 @@ def test_fleet_stats_by_period_never_group_by_the_day_a_sync_ran(engine):
     by_month = service.fleet_period_stats(engine, 365, now=NOW)
     assert by_month.size == "month"
     assert [d for d, _ in by_month.outcomes] == [date(2026, 5, 1), date(2026, 6, 1)]
+
+
+def test_a_period_waiting_for_the_quota_is_found_by_its_own_status(engine):
+    waiting = datetime(2026, 6, 14, 8, tzinfo=UTC)
+    with engine.begin() as conn:
+        conn.execute(insert(chart_sync_execution).values(
+            _try(1, date(2026, 6, 13), "scheduled__2026-06-14", 1, "waiting_for_quota", waiting,
+                 completed_at=None, duration_seconds=None)))
+    found = history.period_history(engine, 1, status="waiting_for_quota")
+    assert [(p.period, p.status) for p in found.items] == [(date(2026, 6, 13), "waiting_for_quota")]
+    assert history.period_history(engine, 1, status="failed").total == 2  # a wait is no failure
