@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 from types import SimpleNamespace
 
@@ -159,10 +160,17 @@ async def _fire_after(trigger: QuotaTrigger, emulator, steps: list[int]) -> dict
     return event.payload
 
 
+def in_a_loop_of_its_own(coroutine):
+    """Run ``coroutine`` as the triggerer would, in an event loop of its own: on a thread, because a test run
+    before this one in the same process (a browser test's sync API) may leave a loop running on this one."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
 def test_the_trigger_fires_once_the_quota_is_back_recording_what_it_read(chart_db, emulator):
     alerts.quota_waiting(chart_db, remaining=0, seen_at=datetime.now(UTC), started_waiting=True)
     trigger = QuotaTrigger(history=False, slug="a-chart", period="2026-11-20", recheck_seconds=0.01)
-    payload = asyncio.run(_fire_after(trigger, emulator, [0, 7]))
+    payload = in_a_loop_of_its_own(_fire_after(trigger, emulator, [0, 7]))
     assert payload["remaining"] == 7
     assert quota_store.latest_reading(chart_db).remaining == 7  # recorded (source: usage)
     with chart_db.connect() as conn:
@@ -175,7 +183,7 @@ def test_the_trigger_fires_once_the_quota_is_back_recording_what_it_read(chart_d
 def test_a_history_trigger_waits_for_the_reserve_and_ends_the_episode(chart_db, emulator):
     alerts.quota_waiting(chart_db, remaining=0, seen_at=datetime.now(UTC), started_waiting=True)
     trigger = QuotaTrigger(history=True, slug="a-chart", period="2026-11-20", recheck_seconds=0.01)
-    payload = asyncio.run(_fire_after(trigger, emulator, [0, 20, 60]))  # 20: some, not the reserve
+    payload = in_a_loop_of_its_own(_fire_after(trigger, emulator, [0, 20, 60]))  # 20: some, not the reserve
     assert payload["remaining"] == 60
     with chart_db.connect() as conn:
         kinds = [k for (k,) in conn.execute(select(chart_sync_alert.c.kind).order_by(chart_sync_alert.c.id))]
