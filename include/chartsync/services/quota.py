@@ -1,5 +1,5 @@
 """The Soundcharts API quota: record what the API said is left and what each use case spent, summarise it
-(burn rate, run-out date), read it afresh from the free usage endpoint, estimate what a sync would cost.
+(burn rate, run-out date), read it afresh from the free usage endpoint (the doors' estimates: services.budget).
 
 ``record`` is best-effort: the services that spend calls (sync, track metadata, audience, the chart import)
 call it when they are done, success or failure, and a failure to record is logged, never raised: the
@@ -16,7 +16,7 @@ from sqlalchemy import Engine
 
 from chartsync import settings
 from chartsync.core import quota as rules
-from chartsync.core.quota import Estimate, QuotaReading, QuotaSummary
+from chartsync.core.quota import QuotaReading, QuotaSummary
 from chartsync.store import quota as store
 
 if TYPE_CHECKING:  # the client loads Airflow (the metrics seam): the chart DB's reads of the quota need it not
@@ -63,10 +63,3 @@ def summary(engine: Engine, now: datetime | None = None) -> QuotaSummary:
         reserve=settings.quota_reserve(),
         today=today,
     )
-
-
-def estimate_for(engine: Engine, chart_id: int, periods: int) -> Estimate:
-    """What syncing ``periods`` periods of the chart would cost and leave of the quota last read."""
-    calls = rules.estimate_calls(periods, store.chart_size(engine, chart_id))
-    latest = store.latest_reading(engine)
-    return rules.estimate(calls, latest.remaining if latest else None, settings.quota_reserve())

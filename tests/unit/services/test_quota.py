@@ -14,7 +14,7 @@ from chartsync.core.calendar import Frequency
 from chartsync.core.outcomes import RunRef, Synced
 from chartsync.core.quota import QuotaReading
 from chartsync.core.schedule import ScheduleConfig
-from chartsync.services import audience, charts, quota, sync, track_metadata
+from chartsync.services import audience, budget, charts, quota, sync, track_metadata
 from chartsync.soundcharts import client as client_module
 from chartsync.soundcharts.client import SoundchartsClient, SoundchartsServerError
 from chartsync.store import quota as quota_store
@@ -113,7 +113,7 @@ def test_the_summary_adds_up_the_calls_and_projects_the_run_out_date(engine, mon
 
 def test_the_estimate_uses_the_charts_size_its_rankings_or_two_pages(engine, monkeypatch):
     monkeypatch.setenv("CHARTSYNC_QUOTA_RESERVE", "100")
-    assert quota.estimate_for(engine, 1, 30).calls == 30  # max_results 100: one page a period
+    assert budget.estimate(engine, {1: 30}).calls == 30  # max_results 100: one page a period
     with engine.begin() as conn:
         conn.execute(insert(chart).values(id=2, slug="sized-by-rankings", name="x", platform="deezer",
                                           created_at=datetime.now(UTC)))
@@ -121,11 +121,11 @@ def test_the_estimate_uses_the_charts_size_its_rankings_or_two_pages(engine, mon
                                           created_at=datetime.now(UTC)))
         conn.execute(insert(chart_ranking).values(chart_id=2, period=PERIOD, ranking_date="x", entry_count=250,
                                                   fetched_at=datetime.now(UTC)))
-    assert quota.estimate_for(engine, 2, 10).calls == 30
-    unknown = quota.estimate_for(engine, 3, 10)
+    assert budget.estimate(engine, {2: 10}).calls == 30
+    unknown = budget.estimate(engine, {3: 10})
     assert unknown.calls == 20 and unknown.remaining is None and unknown.warning is None
     quota_store.record_reading(engine, QuotaReading(110, datetime.now(UTC), {}), "usage")
-    low = quota.estimate_for(engine, 3, 10)
+    low = budget.estimate(engine, {3: 10})
     assert (low.leaves, low.reserve) == (90, 100) and "below the reserve of 100" in low.warning
 
 
